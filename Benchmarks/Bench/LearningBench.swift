@@ -1,0 +1,1 @@
+func runLearningBench(json: Bool) throws { throw BenchNotBuilt() }

@@ -1,0 +1,1 @@
+func runMessagingBench(json: Bool) throws { throw BenchNotBuilt() }

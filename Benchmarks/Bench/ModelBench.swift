@@ -1,0 +1,1 @@
+func runModelBench(json: Bool) throws { throw BenchNotBuilt() }

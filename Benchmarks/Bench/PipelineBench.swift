@@ -1,0 +1,1 @@
+func runPipelineBench(json: Bool) throws { throw BenchNotBuilt() }

@@ -1,0 +1,38 @@
+import ArgumentParser
+
+/// `tributary-bench SUITE [--json]`: prints a table of figures, and with `--json` one final JSON line.
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary-bench",
+        abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
+        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self])
+}
+
+struct SuiteOptions: ParsableArguments {
+    @Flag(help: "End with one line holding a JSON object of the figures.") var json = false
+}
+
+struct MessagingSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "messaging", abstract: "AMQP, Redis and zstd throughput.")
+    @OptionGroup var options: SuiteOptions
+    func run() throws { try runMessagingBench(json: options.json) }
+}
+
+struct ModelSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "model", abstract: "Transformer training and decoding speed, MFU and memory.")
+    @OptionGroup var options: SuiteOptions
+    func run() throws { try runModelBench(json: options.json) }
+}
+
+struct LearningSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "learning", abstract: "Single-process warm start then GRPO; held-out accuracy before and after.")
+    @OptionGroup var options: SuiteOptions
+    func run() throws { try runLearningBench(json: options.json) }
+}
+
+struct PipelineSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pipeline", abstract: "The distributed loop at async level 0 and 2: learner wait, steps per minute, broadcast time.")
+    @OptionGroup var options: SuiteOptions
+    func run() throws { try runPipelineBench(json: options.json) }
+}

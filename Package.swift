@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Tributary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tributary-rollout", targets: ["Rollout"]),
+        .executable(name: "tributary-reward", targets: ["Reward"]),
+        .executable(name: "tributary-learner", targets: ["Learner"]),
+        .executable(name: "tributary-broadcaster", targets: ["Broadcaster"]),
+        .executable(name: "tributary", targets: ["Control"]),
+        .executable(name: "tributary-bench", targets: ["Bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // C at the edge: one system-library target per C library, wrapped by one Swift module each.
+        .systemLibrary(name: "CRabbitMQ", path: "Shared/CRabbitMQ"),
+        .target(name: "CAMQPLogin", path: "Shared/CAMQPLogin", linkerSettings: [.linkedLibrary("rabbitmq")]),
+        .systemLibrary(name: "CHiredis", path: "Shared/CHiredis"),
+        .systemLibrary(name: "CZstd", path: "Shared/CZstd"),
+        .systemLibrary(name: "COpenBLAS", path: "Shared/COpenBLAS"),
+
+        .target(name: "Messaging", dependencies: ["CRabbitMQ", "CAMQPLogin", .product(name: "Logging", package: "swift-log")], path: "Shared/Messaging"),
+        .target(name: "Store", dependencies: ["CHiredis"], path: "Shared/Store"),
+        .target(name: "Compression", dependencies: ["CZstd"], path: "Shared/Compression"),
+        .target(name: "Wire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Shared/Wire", exclude: ["Protos"]),
+        .target(name: "Model", dependencies: ["COpenBLAS"], path: "Shared/Model"),
+        .target(name: "RL", dependencies: ["Model"], path: "Shared/RL"),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "Messaging", "Store", "Compression", "Wire", "Model", "RL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Shared/ServiceKit"),
+
+        .executableTarget(name: "Rollout", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Rollout"),
+        .executableTarget(name: "Reward", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Reward"),
+        .executableTarget(name: "Learner", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Learner"),
+        .executableTarget(name: "Broadcaster", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Broadcaster"),
+        .executableTarget(name: "Control", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
+        .executableTarget(
+            name: "Bench",
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/Bench"),
+
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging"], path: "Tests/MessagingTests"),
+        .testTarget(name: "StoreTests", dependencies: ["Store"], path: "Tests/StoreTests"),
+        .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
+        .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
+        .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
+        .testTarget(name: "RLTests", dependencies: ["RL", "Model"], path: "Tests/RLTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store"], path: "Tests/EndToEndTests"),
+    ]
+)
