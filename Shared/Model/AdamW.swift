@@ -1,0 +1,79 @@
+import Foundation
+
+/// AdamW with decoupled weight decay (matrices and embeddings only) and global gradient-norm clipping.
+/// Not thread-safe, like the model it updates; `@unchecked Sendable` only so its owner can move it to a compute thread.
+public final class AdamW: @unchecked Sendable {
+    public let learningRate: Float
+    public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    public let maxGradNorm: Float?
+    public let parameterCount: Int
+    public private(set) var step: Int = 0
+    let m: UnsafeMutablePointer<Float>
+    let v: UnsafeMutablePointer<Float>
+    /// 1 where weight decay applies, else 0 (per parameter).
+    private let decayMask: UnsafeMutablePointer<Float>
+
+    public init(model: GPT, learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
+                weightDecay: Float = 0.0, maxGradNorm: Float? = 1.0) {
+        self.learningRate = learningRate
+        self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon; self.weightDecay = weightDecay
+        self.maxGradNorm = maxGradNorm
+        parameterCount = model.parameterCount
+        m = GPT.allocate(parameterCount); m.update(repeating: 0, count: parameterCount)
+        v = GPT.allocate(parameterCount); v.update(repeating: 0, count: parameterCount)
+        decayMask = GPT.allocate(parameterCount)
+        for e in model.layout.entries { (decayMask + e.offset).update(repeating: e.decays ? 1 : 0, count: e.count) }
+    }
+
+    deinit { m.deallocate(); v.deallocate(); decayMask.deallocate() }
+
+    /// One step with the model's accumulated gradients, which it then zeroes. Returns the gradient norm before clipping.
+    @discardableResult public func update(_ model: GPT, learningRate lr: Float) -> Float {
+        precondition(model.parameterCount == parameterCount, "AdamW: model has \(model.parameterCount) parameters, optimizer \(parameterCount)")
+        let n = parameterCount, g = model.grads, p = model.params
+        var sq: Double = 0
+        var i = 0
+        var acc = SIMD8<Double>()
+        while i + 8 <= n { let x = SIMD8<Double>(load8(g + i)); acc += x * x; i += 8 }
+        sq = acc.sum()
+        while i < n { sq += Double(g[i]) * Double(g[i]); i += 1 }
+        let norm = Float(sq.squareRoot())
+        var clip: Float = 1
+        if let maxNorm = maxGradNorm, norm > maxNorm, norm.isFinite { clip = maxNorm / norm }
+
+        step += 1
+        let b1 = beta1, b2 = beta2, eps = epsilon
+        let c1 = 1 / (1 - Float(pow(Double(b1), Double(step))))
+        let c2 = 1 / (1 - Float(pow(Double(b2), Double(step))))
+        let wd = lr * weightDecay
+        for k in 0..<n {
+            let grad = g[k] * clip
+            let mk = b1 * m[k] + (1 - b1) * grad
+            let vk = b2 * v[k] + (1 - b2) * grad * grad
+            m[k] = mk; v[k] = vk
+            p[k] -= lr * (mk * c1) / ((vk * c2).squareRoot() + eps) + wd * decayMask[k] * p[k]
+        }
+        model.zeroGradients()
+        return norm
+    }
+
+    /// Safetensors with tensors `m` and `v` (each flat, parameterCount) and the step in __metadata__.
+    public func stateBytes() -> [UInt8] {
+        Safetensors.write([.init(name: "m", shape: [parameterCount], data: m), .init(name: "v", shape: [parameterCount], data: v)],
+                          metadata: ["step": String(step), "parameter_count": String(parameterCount)])
+    }
+
+    /// Restores m, v and step; refuses a file for a different parameter count.
+    public func loadState(_ bytes: [UInt8]) throws {
+        let file = try Safetensors.parse(bytes)
+        guard let s = file.metadata["step"] else { throw CheckpointError.missingMetadata("step") }
+        guard let stepValue = Int(s), stepValue >= 0 else { throw CheckpointError.badMetadata(key: "step", value: s) }
+        for name in ["m", "v"] {
+            guard let t = file.tensors[name] else { throw CheckpointError.missingTensor(name) }
+            try Safetensors.check(name, t, expectedShape: [parameterCount])
+        }
+        try Safetensors.read("m", from: file, bytes: bytes, expectedShape: [parameterCount], into: m)
+        try Safetensors.read("v", from: file, bytes: bytes, expectedShape: [parameterCount], into: v)
+        step = stepValue
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+
+/// A GPT-2-style language model: parameters, gradients and activations, each one allocation with named views.
+///
+/// Not thread-safe: one owner at a time must serialise every call. It is `@unchecked Sendable` only so that an
+/// owner can hand it to the thread or executor that runs its compute; never use one instance from two threads at once.
+public final class GPT: @unchecked Sendable {
+    public let config: GPTConfig
+    let layout: ParameterLayout
+    /// All parameters, in `layout` order.
+    let params: UnsafeMutablePointer<Float>
+    /// Gradients, same layout as `params`.
+    let grads: UnsafeMutablePointer<Float>
+
+    let activationBuffer = FloatBuffer()
+    let scratchBuffer = FloatBuffer()
+    /// Saved by `forward` for `backward`.
+    var lastBatch = 0, lastTime = 0
+    var lastTokens: [Int32] = []
+    var lastTargets: [Int32] = []
+    var acts: Activations?
+
+    public init(config: GPTConfig, seed: UInt64) {
+        precondition((try? config.validate()) != nil, "invalid GPTConfig \(config)")
+        self.config = config
+        layout = ParameterLayout(config)
+        params = GPT.allocate(layout.count)
+        grads = GPT.allocate(layout.count)
+        grads.update(repeating: 0, count: layout.count)
+        initialiseParameters(seed: seed)
+    }
+
+    deinit {
+        params.deallocate()
+        grads.deallocate()
+    }
+
+    static func allocate(_ n: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(n, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(n, 1))
+    }
+
+    public var parameterCount: Int { layout.count }
+
+    /// GPT-2 initialisation: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2L), zero biases, unit LayerNorm.
+    private func initialiseParameters(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        let residualStd = 0.02 / Float(2 * config.layers).squareRoot()
+        for e in layout.entries {
+            let p = params + e.offset
+            if e.name.hasSuffix("ln_1.weight") || e.name.hasSuffix("ln_2.weight") || e.name.hasSuffix("ln_f.weight") {
+                p.update(repeating: 1, count: e.count)
+            } else if e.shape.count == 1 {
+                p.update(repeating: 0, count: e.count)
+            } else {
+                let std: Float = e.name.hasSuffix("c_proj.weight") ? residualStd : 0.02
+                for i in 0..<e.count { p[i] = rng.nextNormal() * std }
+            }
+        }
+    }
+
+    public func zeroGradients() {
+        grads.update(repeating: 0, count: layout.count)
+    }
+
+    /// Copies every parameter of `other` (same config), e.g. to snapshot a reference policy.
+    public func copyWeights(from other: GPT) {
+        precondition(other.config == config, "copyWeights: config \(other.config) differs from \(config)")
+        params.update(from: other.params, count: layout.count)
+    }
+
+    /// Parameters as a flat array in checkpoint order (for tests and tools).
+    public var flatParameters: [Float] { Array(UnsafeBufferPointer(start: params, count: layout.count)) }
+
+    /// Gradients as a flat array in checkpoint order.
+    public var flatGradients: [Float] { Array(UnsafeBufferPointer(start: grads, count: layout.count)) }
+
+    /// Runs `body` with the parameters and gradients, e.g. for custom optimisers or checks.
+    public func withParameters<R>(_ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: params, count: layout.count), UnsafeMutableBufferPointer(start: grads, count: layout.count))
+    }
+
+    /// Names and shapes of the parameter tensors, in checkpoint order.
+    public var parameterTensors: [(name: String, shape: [Int])] { layout.entries.map { ($0.name, $0.shape) } }
+}
