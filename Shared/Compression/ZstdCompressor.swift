@@ -5,8 +5,12 @@ import CZstd
 /// Not thread-safe (a ZSTD_CCtx is single-threaded state): use one per thread or owner.
 public final class ZstdCompressor {
     private let context: OpaquePointer
+    /// Helper threads libzstd starts for large inputs (0: compress on the calling thread only).
+    public let workers: Int
 
-    public init() {
+    /// `workers` > 0 compresses big inputs on that many libzstd threads (ignored when libzstd lacks threads).
+    public init(workers: Int = 0) {
+        self.workers = workers
         guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx: out of memory") }
         self.context = context
     }
@@ -30,6 +34,7 @@ public final class ZstdCompressor {
         ZSTD_CCtx_reset(context, ZSTD_reset_session_and_parameters)
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level))
         ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
+        if workers > 0 { ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers)) }
         let output = [UInt8](unsafeUninitializedCapacity: bound) { out, written in
             let n = ZSTD_compress2(context, out.baseAddress, bound, bytes.baseAddress, bytes.count)
             if ZSTD_isError(n) != 0 { failure = Zstd.errorName(n); written = 0 } else { written = n }

@@ -191,8 +191,9 @@ public final class RedisConnection {
     }
 
     /// Classifies hiredis's error on the current context, then drops the context (its stream is unusable).
-    private func failure(command: String) -> RedisError {
-        let savedErrno = errno
+    private func failure(command describe: @autoclosure () -> String) -> RedisError {
+        let savedErrno = errno  // before anything else can touch it
+        let command = describe()
         let host = endpoint.host, port = endpoint.port
         guard let context else { return .io(host: host, port: port, command: command, message: "not connected") }
         let code = context.pointee.err

@@ -28,6 +28,12 @@ import Testing
         }
     }
 
+    @Test func multiThreadedFramesDeclareTheirSizeAndRoundTrip() throws {
+        let input = Self.sample(3 << 20)  // big enough for libzstd to split across workers
+        let frame = try ZstdCompressor(workers: 2).compress(input)
+        #expect(try Zstd.decompress(frame, maxOutputSize: input.count) == input)
+    }
+
     @Test func concatenatedFramesDecompressToTheirConcatenation() throws {
         let a = Self.sample(1000, seed: 1), b = Self.sample(2000, seed: 2)
         let frames = try Zstd.compress(a) + Zstd.compress(b)
