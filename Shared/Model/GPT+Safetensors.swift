@@ -43,7 +43,7 @@ extension GPT {
             try Safetensors.check(key, file.tensors[key]!, expectedShape: e.shape)
             used.insert(key)
         }
-        for name in file.tensors.keys where !used.contains(name) {
+        for name in file.tensors.keys.sorted() where !used.contains(name) {
             let ignorable = name == "lm_head.weight" || name.hasSuffix(".attn.bias") || name.hasSuffix(".attn.masked_bias")
             if !ignorable { throw CheckpointError.unexpectedTensor(name) }
         }

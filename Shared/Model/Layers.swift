@@ -134,7 +134,7 @@ let attentionBlock = 64
 
 /// out (B,T,C) from qkv (B,T,3C) with causal softmax; att (B,NH,T,T) keeps the probabilities (zero above the diagonal)
 func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>, _ qkv: UnsafePointer<Float>,
-                      _ B: Int, _ T: Int, _ C: Int, _ NH: Int) {
+                      _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
     for b in 0..<B {
@@ -144,7 +144,7 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
             let o = out + b * T * C + h * hs
             var r0 = 0
             while r0 < T {
-                let r1 = min(T, r0 + attentionBlock), rb = r1 - r0
+                let r1 = min(T, r0 + block), rb = r1 - r0
                 // preatt rows r0..<r1 over keys 0..<r1
                 sgemm(transA: false, transB: true, m: rb, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3,
                       b: k, ldb: C3, beta: 0, c: a + r0 * T, ldc: T)
@@ -166,7 +166,7 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
 /// dqkv (B,T,3C) is overwritten; scratch (T,T); dout (B,T,C); qkv, att as saved by the forward pass
 func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
-                       _ B: Int, _ T: Int, _ C: Int, _ NH: Int) {
+                       _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
     dqkv.update(repeating: 0, count: B * T * C3)
@@ -178,7 +178,7 @@ func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMut
             let dy = dout + b * T * C + h * hs
             var r0 = 0
             while r0 < T {
-                let r1 = min(T, r0 + attentionBlock), rb = r1 - r0
+                let r1 = min(T, r0 + block), rb = r1 - r0
                 let ab = a + r0 * T, db = scratch + r0 * T
                 // datt (rb, r1) = dy @ V^T ; dV (r1, hs) += att^T @ dy
                 sgemm(transA: false, transB: true, m: rb, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3,

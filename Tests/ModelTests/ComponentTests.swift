@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+@testable import Model
+
+@Suite struct ComponentTests {
+    @Test func tokenizerRoundTrips() {
+        let t = ByteTokenizer()
+        for text in ["", "hello", "naïve café ☕️ 日本語 🇫🇷", "tab\tnew\nline\u{0}"] {
+            #expect(t.decode(t.encode(text)) == text)
+        }
+        #expect(t.encode("é") == [0xC3, 0xA9])
+        #expect(t.decode([ByteTokenizer.bos, 104, 105, ByteTokenizer.eos, ByteTokenizer.pad]) == "hi")
+        #expect(t.decode([0xC3]) == "\u{FFFD}")  // invalid UTF-8 is repaired
+        #expect(ByteTokenizer.vocabSize == 259 && Set([ByteTokenizer.bos, ByteTokenizer.eos, ByteTokenizer.pad]).count == 3)
+    }
+
+    @Test func configValidationNamesField() {
+        #expect(throws: GPTConfigError.self) { try GPTConfig(contextLength: 8, layers: 1, heads: 3, channels: 16).validate() }
+        do {
+            try GPTConfig(contextLength: 8, layers: 1, heads: 3, channels: 16).validate()
+        } catch let e as GPTConfigError {
+            #expect(e.field == "channels")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+        #expect(throws: GPTConfigError(field: "layers", reason: "must be at least 1, got 0")) {
+            try GPTConfig(contextLength: 8, layers: 0, heads: 1, channels: 16).validate()
+        }
+        #expect(throws: Never.self) { try tinyConfig.validate() }
+    }
+
+    @Test func learningRateSchedule() {
+        let c = LearningRateSchedule.constant(1e-3, warmupSteps: 10)
+        #expect(abs(c.rate(at: 0) - 1e-4) < 1e-9)
+        #expect(c.rate(at: 9) == 1e-3 && c.rate(at: 500) == 1e-3)
+        let cos = LearningRateSchedule.cosine(1.0, warmupSteps: 10, totalSteps: 110, minFactor: 0.1)
+        #expect(cos.rate(at: 10) == 1.0)
+        #expect(abs(cos.rate(at: 60) - 0.55) < 1e-5)
+        #expect(abs(cos.rate(at: 110) - 0.1) < 1e-6 && abs(cos.rate(at: 1000) - 0.1) < 1e-6)
+        let data = try! JSONEncoder().encode(cos)
+        #expect(try! JSONDecoder().decode(LearningRateSchedule.self, from: data) == cos)
+    }
+
+    @Test func adamWClipsAndDecaysOnlyMatrices() {
+        let model = GPT(config: tinyConfig, seed: 1)
+        let before = model.flatParameters
+        // gradient of norm 20 everywhere on one entry; clipping to 1 limits the first step to ~lr per entry anyway,
+        // so check the returned pre-clip norm and that decay leaves biases and LayerNorm alone
+        model.withParameters { _, g in g[0] = 12; g[1] = 16 }
+        let opt = AdamW(model: model, learningRate: 0.1, weightDecay: 0.5, maxGradNorm: 1)
+        let norm = opt.update(model, learningRate: 0.1)
+        #expect(abs(norm - 20) < 1e-4)
+        #expect(model.flatGradients.allSatisfy { $0 == 0 })  // update zeroes the gradients
+        let after = model.flatParameters
+        let lnf = model.layout.entries.first { $0.name == "transformer.ln_f.weight" }!
+        #expect(after[lnf.offset] == before[lnf.offset])
+        let wpe = model.layout.entries.first { $0.name == "transformer.wpe.weight" }!
+        #expect(abs(after[wpe.offset + 3] - before[wpe.offset + 3] * (1 - 0.05)) < 1e-7)
+        #expect(abs(after[0] - (before[0] * 0.95 - 0.1)) < 1e-4)  // Adam's first step is lr * sign(g)
+        #expect(opt.step == 1)
+    }
+
+    @Test func blasThreadsAreSettable() {
+        BLAS.setThreads(1)
+        #expect(BLAS.threads == 1)
+        BLAS.setThreads(2)
+        #expect(BLAS.threads >= 1)
+    }
+}

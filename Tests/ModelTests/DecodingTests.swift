@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+@testable import Model
+
+@Suite struct DecodingTests {
+    /// Every logit of incremental decoding (shared prompt cache + per-sample caches) equals the full forward pass.
+    @Test func kvCacheMatchesFullForward() {
+        let model = GPT(config: tinyConfig, seed: 11)
+        let promptLength = 4, total = 16
+        let seqA = randomTokens(total, seed: 1), seqB = Array(seqA.prefix(promptLength)) + randomTokens(total - promptLength, seed: 2)
+        let V = tinyConfig.vocabSize
+        let fullA = model.logits(tokens: seqA), fullB = model.logits(tokens: seqB)
+        let state = DecodeState(model: model, prompt: Array(seqA.prefix(promptLength)), count: 3, maxSteps: total - promptLength)
+        var worst: Float = 0
+        func compare(_ row: Int, _ full: [Float], _ position: Int) {
+            for v in 0..<V { worst = max(worst, abs(state.currentLogits[row * V + v] - full[position * V + v])) }
+        }
+        compare(0, fullA, promptLength - 1)
+        compare(2, fullB, promptLength - 1)
+        for j in 0..<(total - promptLength) {
+            // sample 1 stops after two steps: rows then hold samples 0 and 2 only
+            let samples = j < 2 ? [0, 1, 2] : [0, 2]
+            let tokens = samples.map { $0 == 2 ? seqB[promptLength + j] : seqA[promptLength + j] }
+            state.advance(tokens: tokens, samples: samples)
+            compare(0, fullA, promptLength + j)
+            compare(samples.count - 1, fullB, promptLength + j)
+            if j < 2 { compare(1, fullA, promptLength + j) }
+        }
+        #expect(worst < 1e-4)
+    }
+
+    @Test func seededSamplingIsReproducible() {
+        let model = GPT(config: tinyConfig, seed: 5)
+        let options = SamplingOptions(temperature: 1, topP: 0.95, topK: 50, maxNewTokens: 10, seed: 99, stopAtEOS: false)
+        let a = model.sample(prompt: [1, 2, 3], count: 4, options: options)
+        let b = model.sample(prompt: [1, 2, 3], count: 4, options: options)
+        #expect(a == b)
+        #expect(a.allSatisfy { $0.tokens.count == 10 && $0.logprobs.count == 10 })
+        #expect(Set(a.map(\.tokens)).count > 1)  // the samples of a group differ
+        var other = options
+        other.seed = 100
+        #expect(model.sample(prompt: [1, 2, 3], count: 4, options: other) != a)
+        // a sample does not depend on how many others share its prompt
+        #expect(model.sample(prompt: [1, 2, 3], count: 1, options: options)[0] == a[0])
+    }
+
+    /// Temperature 1 without truncation: each logprob equals the full forward's log-softmax of the sampled token.
+    @Test func sampledLogprobsMatchModel() {
+        let model = GPT(config: tinyConfig, seed: 8)
+        let prompt: [Int32] = [ByteTokenizer.bos, 72, 105]
+        let options = SamplingOptions(maxNewTokens: 12, seed: 3, stopAtEOS: false)
+        let c = model.sample(prompt: prompt, count: 2, options: options)[1]
+        let seq = prompt + c.tokens
+        let targets = Array(seq.dropFirst()) + [0]
+        let lp = model.forward(tokens: seq, targets: targets, batch: 1, time: seq.count).logprobs
+        for j in 0..<c.tokens.count {
+            #expect(abs(lp[prompt.count - 1 + j] - c.logprobs[j]) < 1e-4)
+        }
+    }
+
+    @Test func greedyAndTopKOne() {
+        let model = GPT(config: tinyConfig, seed: 9)
+        let prompt: [Int32] = [5, 6]
+        let greedy = model.sample(prompt: prompt, count: 1, options: .greedy(maxNewTokens: 8, stopAtEOS: false))[0]
+        // argmax of the full forward, token by token
+        var seq = prompt
+        for _ in 0..<8 {
+            let logits = model.logits(tokens: seq)
+            let last = Array(logits.suffix(tinyConfig.vocabSize))
+            seq.append(Int32(last.indices.max { last[$0] < last[$1] }!))
+        }
+        #expect(greedy.tokens == Array(seq.dropFirst(2)))
+        let topK1 = model.sample(prompt: prompt, count: 3, options: SamplingOptions(topK: 1, maxNewTokens: 8, seed: 1, stopAtEOS: false))
+        #expect(topK1.allSatisfy { $0.tokens == greedy.tokens && $0.logprobs.allSatisfy { $0 == 0 } })
+        // many prompts: one completion each, limited by the context
+        let many = model.sample(prompts: [prompt, [1], []], options: .greedy(maxNewTokens: 100, stopAtEOS: false))
+        #expect(many.count == 3)
+        #expect(Array(many[0].tokens.prefix(8)) == greedy.tokens)
+        #expect(many[0].tokens.count == tinyConfig.contextLength - 2 + 1)
+    }
+
+    @Test func topPKeepsOnlyTheNucleus() {
+        let V = 5
+        let logits: [Float] = [3, 2.9, 0, -1, -2]  // first two tokens hold ~0.9 of the mass
+        var chooser = TokenChooser(vocabSize: V)
+        var rng = SeededGenerator(seed: 1)
+        let options = SamplingOptions(topP: 0.8, maxNewTokens: 1, seed: 0)
+        var seen = Set<Int32>()
+        var lp: Float = 0
+        for _ in 0..<200 {
+            let (t, l) = logits.withUnsafeBufferPointer { chooser.choose($0.baseAddress!, options: options, rng: &rng) }
+            seen.insert(t)
+            if t == 0 { lp = l }
+        }
+        #expect(seen == [0, 1])
+        let e0 = exp(Double(3)), e1 = exp(Double(2.9))
+        #expect(abs(Double(lp) - log(e0 / (e0 + e1))) < 1e-5)
+    }
+}
