@@ -1,0 +1,138 @@
+import Model
+
+/// Learner-side knobs of one GRPO step.
+public struct GRPOTrainerConfig: Sendable, Codable, Equatable {
+    public var learningRate: Float
+    public var loss: GRPOConfig
+    /// Sequences per forward/backward; gradients accumulate over micro-batches into one optimizer step.
+    public var microBatchSize: Int
+
+    public init(learningRate: Float = 1e-3, loss: GRPOConfig = GRPOConfig(), microBatchSize: Int = 64) {
+        self.learningRate = learningRate
+        self.loss = loss
+        self.microBatchSize = microBatchSize
+    }
+}
+
+/// What one learner step did.
+public struct GRPOStepMetrics: Sendable, Codable, Equatable {
+    public var loss: Double
+    public var gradNorm: Double
+    public var learningRate: Double
+    public var samples: Int
+    /// Clip fractions, mean ratio, entropy, KL, over every completion token of the step.
+    public var lossMetrics: GRPOLossMetrics
+}
+
+/// One GRPO learner step on a batch of scored completions: pack, forward, loss, backward (completion tokens only),
+/// optimizer update. The model and optimizer are the caller's; the trainer holds no other state.
+public final class GRPOTrainer {
+    public let model: GPT
+    public let optimizer: AdamW
+    public var config: GRPOTrainerConfig
+    /// Frozen policy for the KL penalty; used when `config.loss.klCoefficient` > 0 and samples carry no reference logprobs.
+    public var referenceModel: GPT?
+
+    public init(model: GPT, optimizer: AdamW, config: GRPOTrainerConfig = GRPOTrainerConfig(), referenceModel: GPT? = nil) {
+        self.model = model
+        self.optimizer = optimizer
+        self.config = config
+        self.referenceModel = referenceModel
+    }
+
+    /// One optimizer step on `samples` (all groups of the step together: token-level normalisation spans the batch).
+    public func step(samples: [TrainingSample], learningRate: Float? = nil) throws -> GRPOStepMetrics {
+        guard !samples.isEmpty else { throw TrainingError(sample: 0, problem: "empty batch") }
+        for (i, sample) in samples.enumerated() {
+            guard sample.behaviourLogprobs.count == sample.completionTokens.count else {
+                throw TrainingError(sample: i, problem: "\(sample.behaviourLogprobs.count) behaviour logprobs for \(sample.completionTokens.count) completion tokens")
+            }
+            guard !sample.completionTokens.isEmpty else { throw TrainingError(sample: i, problem: "empty completion") }
+            if let reference = sample.referenceLogprobs, reference.count != sample.completionTokens.count {
+                throw TrainingError(sample: i, problem: "\(reference.count) reference logprobs for \(sample.completionTokens.count) completion tokens")
+            }
+        }
+        let totalTokens = Double(samples.reduce(0) { $0 + $1.completionTokens.count })
+        let useKL = config.loss.klCoefficient != 0
+        model.zeroGradients()
+        var loss = 0.0
+        var sums = MetricSums()
+        for start in stride(from: 0, to: samples.count, by: max(1, config.microBatchSize)) {
+            let chunk = Array(samples[start..<min(samples.count, start + max(1, config.microBatchSize))])
+            let packed: PackedBatch
+            do {
+                packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
+                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad)
+            } catch var error as TrainingError {
+                error.sample += start
+                throw error
+            }
+            let n = packed.batch * packed.time
+            var behaviour = [Float](repeating: 0, count: n)
+            var advantages = [Float](repeating: 0, count: n)
+            var reference: [Float]? = useKL ? [Float](repeating: 0, count: n) : nil
+            var referenceFromModel: [Float]? = nil
+            if useKL, chunk.contains(where: { $0.referenceLogprobs == nil }), let referenceModel {
+                referenceFromModel = referenceModel.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time).logprobs
+            }
+            for (b, sample) in chunk.enumerated() {
+                let s = packed.completionStarts[b]
+                for j in 0..<sample.completionTokens.count {
+                    behaviour[s + j] = sample.behaviourLogprobs[j]
+                    advantages[s + j] = Float(sample.advantage)
+                    if useKL {
+                        reference![s + j] = sample.referenceLogprobs?[j] ?? referenceFromModel?[s + j] ?? 0
+                    }
+                }
+            }
+            let (logprobs, entropy) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time)
+            if useKL, referenceModel == nil, chunk.contains(where: { $0.referenceLogprobs == nil }) {
+                // No reference available for these tokens: compare with themselves, i.e. no penalty.
+                for (b, sample) in chunk.enumerated() where sample.referenceLogprobs == nil {
+                    let s = packed.completionStarts[b]
+                    for j in 0..<sample.completionTokens.count { reference![s + j] = logprobs[s + j] }
+                }
+            }
+            let result = GRPOLoss.compute(
+                logprobs: logprobs, behaviourLogprobs: behaviour, advantages: advantages, mask: packed.mask,
+                referenceLogprobs: reference, entropy: entropy, config: config.loss, normalizer: totalTokens)
+            model.backward(dLogprobs: result.gradient, mask: packed.mask)
+            loss += result.loss
+            sums.add(result.metrics)
+        }
+        let rate = learningRate ?? config.learningRate
+        let norm = optimizer.update(model, learningRate: rate)
+        return GRPOStepMetrics(loss: loss, gradNorm: Double(norm), learningRate: Double(rate), samples: samples.count, lossMetrics: sums.mean)
+    }
+
+    /// One supervised step: maximise the log-likelihood of each example's completion (token-level mean).
+    /// Returns the mean negative log-likelihood per completion token before the update.
+    public func supervisedStep(examples: [SupervisedExample], learningRate: Float? = nil) throws -> SupervisedStepMetrics {
+        try SupervisedTraining.step(model: model, optimizer: optimizer, examples: examples,
+                                    learningRate: learningRate ?? config.learningRate, microBatchSize: config.microBatchSize)
+    }
+}
+
+/// Token-weighted sums of loss metrics across micro-batches.
+struct MetricSums {
+    var tokens = 0.0
+    var low = 0.0, high = 0.0, delta = 0.0, ratio = 0.0, entropy = 0.0, kl = 0.0, policy = 0.0
+
+    mutating func add(_ m: GRPOLossMetrics) {
+        let w = Double(m.tokens)
+        tokens += w
+        low += m.clipFractionLow * w
+        high += m.clipFractionHigh * w
+        delta += m.clipFractionDelta * w
+        ratio += m.meanRatio * w
+        entropy += m.entropy * w
+        kl += m.kl * w
+        policy += m.policyLoss
+    }
+
+    var mean: GRPOLossMetrics {
+        let w = max(tokens, 1)
+        return GRPOLossMetrics(tokens: Int(tokens), clipFractionLow: low / w, clipFractionHigh: high / w, clipFractionDelta: delta / w,
+                               meanRatio: ratio / w, entropy: entropy / w, kl: kl / w, policyLoss: policy)
+    }
+}
