@@ -1,1 +1,143 @@
-func runModelBench(json: Bool) throws { throw BenchNotBuilt() }
+import Foundation
+import Model
+
+/// `tributary-bench model`: training and decoding speed of the benchmark config, as MFU against a same-run sgemm peak.
+func runModelBench(json: Bool) throws {
+    // OpenBLAS picks its kernels when it loads: if it fell back to generic ones, run again with the right core type
+    if let core = BLAS.suggestedCoreType {
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        let args = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", args)
+    }
+    let threads = 2
+    BLAS.setThreads(threads)
+    let config = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: 256, layers: 4, heads: 4, channels: 256)
+    let B = 8, T = 256, C = config.channels, L = config.layers, V = config.vocabSize
+    // FLOPs per token (PaLM/nanoGPT convention): 2 per weight in the matrix products (blocks and tied head),
+    // plus 4*L*C*T for attention's two products over the context; training is 3x the forward pass.
+    let matmulWeights = Double(L * 12 * C * C + V * C)
+    func forwardFlopsPerToken(context: Double) -> Double { 2 * matmulWeights + 4 * Double(L * C) * context }
+    let trainFlopsPerToken = 3 * forwardFlopsPerToken(context: Double(T))
+
+    // training first, so the peak RSS is the training peak (the sgemm peak's matrices come later)
+    let model = GPT(config: config, seed: 1)
+    let optimizer = AdamW(model: model, learningRate: 3e-4, beta2: 0.95, weightDecay: 0.1)
+    var rng = SeededGenerator(seed: 2)
+    let tokens = (0..<(B * T)).map { _ in Int32(rng.next() % 256) }
+    let targets = Array(tokens.dropFirst()) + [ByteTokenizer.eos]
+    let mask = [Float](repeating: 1, count: B * T)
+    let dLogprobs = [Float](repeating: -1 / Float(B * T), count: B * T)
+    func trainStep() -> Float {
+        let lp = model.forward(tokens: tokens, targets: targets, batch: B, time: T).logprobs
+        model.backward(dLogprobs: dLogprobs, mask: mask)
+        optimizer.update(model, learningRate: 3e-4)
+        return -lp.reduce(0, +) / Float(B * T)
+    }
+    _ = trainStep()
+    let trainSteps = 6
+    var phase = [Double](repeating: 0, count: 3)
+    var loss: Float = 0
+    let trainStart = now()
+    for _ in 0..<trainSteps {
+        let t0 = now()
+        let lp = model.forward(tokens: tokens, targets: targets, batch: B, time: T).logprobs
+        let t1 = now()
+        model.backward(dLogprobs: dLogprobs, mask: mask)
+        let t2 = now()
+        optimizer.update(model, learningRate: 3e-4)
+        let t3 = now()
+        phase[0] += t1 - t0; phase[1] += t2 - t1; phase[2] += t3 - t2
+        loss = -lp.reduce(0, +) / Float(B * T)
+    }
+    let trainTime = now() - trainStart
+    let trainTokensPerSecond = Double(trainSteps * B * T) / trainTime
+    let peakRSS = peakResidentMB()
+    let activationFloats = Double(B * T) * Double(C * (1 + L * 16 + 1) + L * 4 + 2 + V) + Double(L * B * config.heads * T * T)
+    let budgetMB = (4 * Double(model.parameterCount) + activationFloats) * 4 / 1_048_576
+
+    // decoding: 64-token prompt, 192 new tokens (fills the context), sampled at temperature 1
+    let promptLength = 64, newTokens = 192
+    let prompt = (0..<promptLength).map { _ in Int32(rng.next() % 256) }
+    func decode(count: Int) -> Double {
+        let options = SamplingOptions(temperature: 1, maxNewTokens: newTokens, seed: 3, stopAtEOS: false)
+        _ = model.sample(prompt: prompt, count: count, options: options)
+        var best = Double.infinity
+        for _ in 0..<2 {
+            let t0 = now()
+            let out = model.sample(prompt: prompt, count: count, options: options)
+            best = min(best, now() - t0)
+            precondition(out.allSatisfy { $0.tokens.count == newTokens })
+        }
+        return Double(count * newTokens) / best
+    }
+    let decode1 = decode(count: 1)
+    let decode16 = decode(count: 16)
+    let decodeFlopsPerToken = forwardFlopsPerToken(context: Double(promptLength) + Double(newTokens) / 2)
+
+    let peak = sgemmPeakGFLOPS()
+    let trainMFU = trainTokensPerSecond * trainFlopsPerToken / (peak * 1e9)
+    let decodeMFU16 = decode16 * decodeFlopsPerToken / (peak * 1e9)
+    let decodeMFU1 = decode1 * decodeFlopsPerToken / (peak * 1e9)
+
+    let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
+    print("model benchmark: L=\(L) heads=\(config.heads) C=\(C) context=\(T) batch=\(B) vocab=\(V), \(model.parameterCount) parameters, \(threads) BLAS threads, OpenBLAS core \(BLAS.coreName), load \(load)")
+    let rows: [(String, String)] = [
+        ("sgemm peak (2048^3)", String(format: "%.1f GFLOP/s", peak)),
+        ("train step", String(format: "%.1f ms (forward %.1f, backward %.1f, AdamW %.1f)", 1000 * trainTime / Double(trainSteps),
+                              1000 * phase[0] / Double(trainSteps), 1000 * phase[1] / Double(trainSteps), 1000 * phase[2] / Double(trainSteps))),
+        ("train tokens/s", String(format: "%.0f", trainTokensPerSecond)),
+        ("train MFU", String(format: "%.3f", trainMFU)),
+        ("train loss (random bytes)", String(format: "%.3f", loss)),
+        ("train peak RSS", String(format: "%.1f MB (budget params+grads+moments+activations %.1f MB, ratio %.2f)", peakRSS, budgetMB, peakRSS / budgetMB)),
+        ("decode tokens/s batch 1", String(format: "%.0f (MFU %.3f)", decode1, decodeMFU1)),
+        ("decode tokens/s batch 16", String(format: "%.0f", decode16)),
+        ("decode MFU batch 16", String(format: "%.3f", decodeMFU16)),
+    ]
+    for (k, v) in rows { print(k.padding(toLength: 28, withPad: " ", startingAt: 0) + v) }
+    if json {
+        let figures: [String: Any] = [
+            "sgemm_peak_gflops": round2(peak), "train_tokens_per_s": round2(trainTokensPerSecond), "train_mfu": round4(trainMFU),
+            "decode_tokens_per_s_batch1": round2(decode1), "decode_tokens_per_s_batch16": round2(decode16),
+            "decode_mfu_batch16": round4(decodeMFU16), "decode_mfu_batch1": round4(decodeMFU1),
+            "train_peak_rss_mb": round2(peakRSS), "train_memory_budget_mb": round2(budgetMB),
+            "train_memory_ratio": round4(peakRSS / budgetMB), "train_step_ms": round2(1000 * trainTime / Double(trainSteps)),
+            "blas_threads": threads, "openblas_core": BLAS.coreName, "parameters": model.parameterCount, "load_average_1m": Double(load) ?? -1,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+private func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
+
+/// VmHWM from /proc/self/status, in MiB.
+private func peakResidentMB() -> Double {
+    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? -1
+        return kb / 1024
+    }
+    return -1
+}
+
+/// Best of several large square sgemm products through the Model module's BLAS.
+private func sgemmPeakGFLOPS() -> Double {
+    let n = 2048
+    var a = [Float](repeating: 0, count: n * n), b = a, c = a
+    var rng = SeededGenerator(seed: 9)
+    for i in 0..<(n * n) { a[i] = rng.nextUniform() - 0.5; b[i] = rng.nextUniform() - 0.5 }
+    var best = 0.0
+    for _ in 0..<5 {
+        let t0 = now()
+        BLAS.sgemm(m: n, n: n, k: n, a: &a, b: &b, c: &c)
+        best = max(best, 2 * Double(n) * Double(n) * Double(n) / (now() - t0) / 1e9)
+    }
+    return best
+}

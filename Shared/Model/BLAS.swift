@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// The OpenBLAS settings Tributary uses; the thread count is set on purpose, never left to the environment.
 public enum BLAS {
@@ -9,6 +10,26 @@ public enum BLAS {
 
     /// The number of threads OpenBLAS currently uses.
     public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// The kernel set OpenBLAS chose at load time (e.g. "SkylakeX", or "Prescott" when it did not recognise the CPU).
+    public static var coreName: String {
+        guard let c = openblas_get_corename() else { return "unknown" }
+        return String(cString: c)
+    }
+
+    /// The `OPENBLAS_CORETYPE` to set when OpenBLAS fell back to generic SSE3 kernels on a CPU it did not recognise
+    /// (0.3.21 does not know e.g. Emerald Rapids, and loses ~5x on sgemm); nil when the choice is fine or was forced.
+    /// It is read when the library loads, so it must be in the environment before the process starts.
+    public static var suggestedCoreType: String? {
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, coreName.lowercased() == "prescott",
+              let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+        else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        if flags.contains("avx512f") && flags.contains("avx512bw") && flags.contains("avx512vl") { return "SkylakeX" }
+        if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
+        return nil
+    }
 
     /// OpenBLAS's build description (core type, threading), for benchmark reports.
     public static var configDescription: String {
@@ -25,4 +46,11 @@ func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+extension BLAS {
+    /// c (m,n) = a (m,k) @ b (k,n), row-major; for measuring the machine's sgemm peak.
+    public static func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>) {
+        Model.sgemm(transA: false, transB: false, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, beta: 0, c: c, ldc: n)
+    }
 }

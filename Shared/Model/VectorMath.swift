@@ -10,11 +10,28 @@ typealias F8 = SIMD8<Float>
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: F8.self)
 }
 
+/// Lane-wise clamp written with selects, which lower to min/max instructions (the generic SIMD clamp does not inline).
+@inline(__always) func clamp8(_ x: F8, _ lo: Float, _ hi: Float) -> F8 {
+    var y = x
+    y.replace(with: F8(repeating: lo), where: x .< lo)
+    y.replace(with: F8(repeating: hi), where: x .> hi)
+    return y
+}
+
+@inline(__always) func max8(_ a: F8, _ b: F8) -> F8 {
+    var y = a
+    y.replace(with: b, where: b .> a)
+    return y
+}
+
 /// exp on eight lanes (Cephes-style: 2^n * polynomial), relative error about 2e-7 for |x| < 87.
 @inline(__always) func exp8(_ xIn: F8) -> F8 {
-    let x = xIn.clamped(lowerBound: F8(repeating: -87.3), upperBound: F8(repeating: 88.3))
-    let n = (x * 1.44269504088896341).rounded(.toNearestOrEven)
-    var r = x - n * 0.693359375
+    let x = clamp8(xIn, -87.3, 88.3)
+    // n = round(x / ln 2) by the 1.5 * 2^23 trick: the integer lands in the low mantissa bits (no slow conversions)
+    let magic: Float = 12_582_912
+    let t: F8 = x * 1.44269504088896341 + magic
+    let n: F8 = t - magic
+    var r: F8 = x - n * 0.693359375
     r = r - n * -2.12194440e-4
     var p = F8(repeating: 1.9875691500e-4)
     p = p * r + 1.3981999507e-3
@@ -22,14 +39,16 @@ typealias F8 = SIMD8<Float>
     p = p * r + 4.1665795894e-2
     p = p * r + 1.6666665459e-1
     p = p * r + 5.0000001201e-1
-    p = p * (r * r) + r + 1
-    let bits = (SIMD8<Int32>(n, rounding: .toNearestOrEven) &+ 127) &<< 23
+    let r2: F8 = r * r
+    p = p * r2 + r + 1
+    let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+    let bits = (ni &+ 127) &<< 23
     return p * unsafeBitCast(bits, to: F8.self)
 }
 
 /// tanh on eight lanes through exp; absolute error about 1e-7.
 @inline(__always) func tanh8(_ x: F8) -> F8 {
-    let xc = x.clamped(lowerBound: F8(repeating: -9), upperBound: F8(repeating: 9))
+    let xc = clamp8(x, -9, 9)
     let e = exp8(xc + xc)
     return (e - 1) / (e + 1)
 }
@@ -60,7 +79,7 @@ typealias F8 = SIMD8<Float>
 /// max of p[0..<n] (n >= 1).
 @inline(__always) func vmax(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     var acc = F8(repeating: -.infinity), i = 0
-    while i + 8 <= n { acc = pointwiseMax(acc, load8(p + i)); i += 8 }
+    while i + 8 <= n { acc = max8(acc, load8(p + i)); i += 8 }
     var m = acc.max()
     while i < n { m = max(m, p[i]); i += 1 }
     return m
