@@ -66,33 +66,37 @@ final class DecodeState {
                 (cacheK + slot).update(from: qkv + i * C3 + C, count: C)
                 (cacheV + slot).update(from: qkv + i * C3 + 2 * C, count: C)
             }
-            // scores (n, NH, ctx): prompt keys for all samples in one product per head, then each sample's own keys
-            for hd in 0..<NH {
-                sgemm(transA: false, transB: true, m: n, n: P, k: hs, alpha: scale, a: qkv + hd * hs, lda: C3,
-                      b: promptQKV + C + hd * hs, ldb: C3, beta: 0, c: scores + hd * ctx, ldc: NH * ctx)
-            }
-            for i in 0..<n {
-                let own = cacheK + samples[i] * maxSteps * C
+            // attention, samples split over the workers: for each head, the shared prompt keys for all of a worker's
+            // samples in one product, then each sample's own keys; then the same for the values
+            Parallel.chunksCallingBLAS(n) { _, rows in
+                let r0 = rows.lowerBound, m = rows.count
                 for hd in 0..<NH {
-                    sgemm(transA: false, transB: true, m: 1, n: j + 1, k: hs, alpha: scale, a: qkv + i * C3 + hd * hs, lda: C3,
-                          b: own + hd * hs, ldb: C, beta: 0, c: scores + (i * NH + hd) * ctx + P, ldc: ctx)
+                    sgemm(transA: false, transB: true, m: m, n: P, k: hs, alpha: scale, a: qkv + r0 * C3 + hd * hs, lda: C3,
+                          b: promptQKV + C + hd * hs, ldb: C3, beta: 0, c: scores + r0 * NH * ctx + hd * ctx, ldc: NH * ctx)
                 }
-            }
-            for r in 0..<(n * NH) {
-                let row = scores + r * ctx
-                let mx = vmax(row, ctx)
-                let s = vexpShiftSum(row, ctx, shift: mx)
-                vscale(row, ctx, 1 / s)
-            }
-            for hd in 0..<NH {
-                sgemm(transA: false, transB: false, m: n, n: hs, k: P, a: scores + hd * ctx, lda: NH * ctx,
-                      b: promptQKV + 2 * C + hd * hs, ldb: C3, beta: 0, c: y + hd * hs, ldc: C)
-            }
-            for i in 0..<n {
-                let own = cacheV + samples[i] * maxSteps * C
+                for i in rows {
+                    let own = cacheK + samples[i] * maxSteps * C
+                    for hd in 0..<NH {
+                        sgemm(transA: false, transB: true, m: 1, n: j + 1, k: hs, alpha: scale, a: qkv + i * C3 + hd * hs, lda: C3,
+                              b: own + hd * hs, ldb: C, beta: 0, c: scores + (i * NH + hd) * ctx + P, ldc: ctx)
+                    }
+                }
+                for r in (r0 * NH)..<((r0 + m) * NH) {
+                    let row = scores + r * ctx
+                    let mx = vmax(row, ctx)
+                    let s = vexpShiftSum(row, ctx, shift: mx)
+                    vscale(row, ctx, 1 / s)
+                }
                 for hd in 0..<NH {
-                    sgemm(transA: false, transB: false, m: 1, n: hs, k: j + 1, a: scores + (i * NH + hd) * ctx + P, lda: ctx,
-                          b: own + hd * hs, ldb: C, beta: 1, c: y + i * C + hd * hs, ldc: C)
+                    sgemm(transA: false, transB: false, m: m, n: hs, k: P, a: scores + r0 * NH * ctx + hd * ctx, lda: NH * ctx,
+                          b: promptQKV + 2 * C + hd * hs, ldb: C3, beta: 0, c: y + r0 * C + hd * hs, ldc: C)
+                }
+                for i in rows {
+                    let own = cacheV + samples[i] * maxSteps * C
+                    for hd in 0..<NH {
+                        sgemm(transA: false, transB: false, m: 1, n: hs, k: j + 1, a: scores + (i * NH + hd) * ctx + P, lda: ctx,
+                              b: own + hd * hs, ldb: C, beta: 1, c: y + i * C + hd * hs, ldc: C)
+                    }
                 }
             }
             matmulForward(x, y, W + b.attprojw, W + b.attprojb, n, C, C, accumulate: true)

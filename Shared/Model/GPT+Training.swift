@@ -111,8 +111,19 @@ extension GPT {
 
     /// logits (N,V) = x (N,C) @ wte^T, the output layer tied to the token embedding.
     func lmHeadForward(_ logits: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ N: Int) {
-        let C = config.channels, V = config.vocabSize
-        sgemm(transA: false, transB: true, m: N, n: V, k: C, a: x, lda: C, b: params + layout.wte, ldb: C, beta: 0, c: logits, ldc: V)
+        let C = config.channels, V = config.vocabSize, wte = params + layout.wte
+        if N <= skinnyRows {
+            // few rows (decoding): blocks of vocabulary rows over the workers, as in skinnyMatmulForward
+            let width = skinnyBlockWidth(rows: N, depth: C), blocks = (V + width - 1) / width
+            Parallel.chunksCallingBLAS(blocks) { _, range in
+                for blk in range {
+                    let v0 = blk * width, n = min(width, V - v0)
+                    sgemm(transA: false, transB: true, m: N, n: n, k: C, a: x, lda: C, b: wte + v0 * C, ldb: C, beta: 0, c: logits + v0, ldc: V)
+                }
+            }
+            return
+        }
+        sgemm(transA: false, transB: true, m: N, n: V, k: C, a: x, lda: C, b: wte, ldb: C, beta: 0, c: logits, ldc: V)
     }
 
     /// Logits (T,V) of every position of one sequence by the full forward pass (reference for the KV cache).

@@ -37,7 +37,8 @@ func layernormForward(_ out: UnsafeMutablePointer<Float>, _ mean: UnsafeMutableP
                       _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>,
                       _ N: Int, _ C: Int) {
     let eps: Float = 1e-5
-    for n in 0..<N {
+    Parallel.chunks(N, minPerWorker: 64) { _, rows in
+    for n in rows {
         let x = inp + n * C
         let m = vsum(x, C) / Float(C)
         var acc = F8(), i = 0
@@ -54,13 +55,36 @@ func layernormForward(_ out: UnsafeMutablePointer<Float>, _ mean: UnsafeMutableP
         mean[n] = m
         rstd[n] = s
     }
+    }
 }
 
 /// dinp (N,C) += ..., dweight, dbias (C) += ...; dout, inp (N,C)
 func layernormBackward(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                        _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>, _ N: Int, _ C: Int) {
-    for n in 0..<N {
+    let w = max(1, min(Parallel.workers, N / 64))
+    if w == 1 {
+        layernormBackwardRows(dinp, dweight, dbias, dout, inp, weight, mean, rstd, 0..<N, C)
+        return
+    }
+    // rows split over workers; parameter gradients summed in per-worker partials, then added
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * w * C)
+    defer { partial.deallocate() }
+    partial.update(repeating: 0, count: 2 * w * C)
+    Parallel.chunks(N, minPerWorker: 64) { worker, rows in
+        let pw = partial + 2 * worker * C
+        layernormBackwardRows(dinp, pw, pw + C, dout, inp, weight, mean, rstd, rows, C)
+    }
+    for k in 0..<w {
+        vadd(dweight, partial + 2 * k * C, C)
+        vadd(dbias, partial + 2 * k * C + C, C)
+    }
+}
+
+private func layernormBackwardRows(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
+                                   _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                                   _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>, _ rows: Range<Int>, _ C: Int) {
+    for n in rows {
         let dy = dout + n * C, x = inp + n * C, dx = dinp + n * C
         let m = mean[n], s = rstd[n]
         let m8 = F8(repeating: m), s8 = F8(repeating: s)
@@ -103,6 +127,10 @@ func layernormBackward(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMut
 /// out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC); with accumulate, out += instead (fused residual add)
 func matmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                    _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool = false) {
+    if N <= skinnyRows {
+        skinnyMatmulForward(out, inp, weight, bias, N, C, OC, accumulate: accumulate)
+        return
+    }
     if let bias {
         for n in 0..<N {
             let o = out + n * OC
@@ -112,6 +140,36 @@ func matmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Floa
     } else {
         sgemm(transA: false, transB: false, m: N, n: OC, k: C, a: inp, lda: C, b: weight, ldb: OC,
               beta: accumulate ? 1 : 0, c: out, ldc: OC)
+    }
+}
+
+/// Up to this many rows (decoding), products are split by output columns over the workers: OpenBLAS packs the whole
+/// weight matrix on every call, which costs as much as the product itself when there are few rows; narrow column
+/// blocks stay on its faster small-matrix path and use both cores.
+let skinnyRows = 64
+
+/// Output columns per block: a multiple of 16 with rows * width * depth under OpenBLAS's small-matrix limit (100^3).
+@inline(__always) func skinnyBlockWidth(rows: Int, depth: Int) -> Int {
+    max(16, min(128, 1_000_000 / max(1, rows * depth) / 16 * 16))
+}
+
+/// Same contract as `matmulForward`, for few rows.
+func skinnyMatmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
+                         _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool) {
+    if let bias {
+        for n in 0..<N {
+            let o = out + n * OC
+            if accumulate { vadd(o, bias, OC) } else { o.update(from: bias, count: OC) }
+        }
+    }
+    let beta: Float = (bias != nil || accumulate) ? 1 : 0
+    let width = skinnyBlockWidth(rows: N, depth: C)
+    let blocks = (OC + width - 1) / width
+    Parallel.chunksCallingBLAS(blocks) { _, range in
+        for blk in range {
+            let j0 = blk * width, n = min(width, OC - j0)
+            sgemm(transA: false, transB: false, m: N, n: n, k: C, a: inp, lda: C, b: weight + j0, ldb: OC, beta: beta, c: out + j0, ldc: OC)
+        }
     }
 }
 
@@ -137,8 +195,10 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
                       _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
-    for b in 0..<B {
-        for h in 0..<NH {
+    // heads are independent: split them over the workers, each running single-threaded products
+    Parallel.chunksCallingBLAS(B * NH) { _, heads in
+        for bh in heads {
+            let b = bh / NH, h = bh % NH
             let q = qkv + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
             let a = att + (b * NH + h) * T * T
             let o = out + b * T * C + h * hs
@@ -163,15 +223,17 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
     }
 }
 
-/// dqkv (B,T,3C) is overwritten; scratch (T,T); dout (B,T,C); qkv, att as saved by the forward pass
+/// dqkv (B,T,3C) is overwritten; scratch (workers,T,T); dout (B,T,C); qkv, att as saved by the forward pass
 func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                        _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
     dqkv.update(repeating: 0, count: B * T * C3)
-    for b in 0..<B {
-        for h in 0..<NH {
+    Parallel.chunksCallingBLAS(B * NH) { worker, heads in
+        let scratch = scratch + worker * T * T
+        for bh in heads {
+            let b = bh / NH, h = bh % NH
             let q = qkv + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
             let dq = dqkv + b * T * C3 + h * hs, dk = dq + C, dv = dq + 2 * C
             let a = att + (b * NH + h) * T * T
@@ -212,6 +274,12 @@ let geluScale: Float = 0.7978845608028654  // sqrt(2/pi)
 
 /// out (N) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int) {
+    Parallel.chunks(N / 8, minPerWorker: 2048) { _, r in geluForwardSpan(out + 8 * r.lowerBound, inp + 8 * r.lowerBound, 8 * r.count) }
+    let done = N / 8 * 8
+    geluForwardSpan(out + done, inp + done, N - done)
+}
+
+private func geluForwardSpan(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int) {
     var i = 0
     while i + 8 <= N {
         let x = load8(inp + i)
@@ -231,6 +299,15 @@ func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>
 
 /// dinp (N) = gelu'(inp) * dout; dinp may alias dout
 func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, _ N: Int) {
+    Parallel.chunks(N / 8, minPerWorker: 2048) { _, r in
+        let o = 8 * r.lowerBound
+        geluBackwardSpan(dinp + o, inp + o, dout + o, 8 * r.count)
+    }
+    let done = N / 8 * 8
+    geluBackwardSpan(dinp + done, inp + done, dout + done, N - done)
+}
+
+private func geluBackwardSpan(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, _ N: Int) {
     var i = 0
     while i + 8 <= N {
         let x = load8(inp + i)
@@ -258,7 +335,8 @@ func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Floa
 /// probs (N,V) overwrites the logits in place; logprobs, entropy (N); targets (N), a negative target gives logprob 0
 func logprobForward(_ probs: UnsafeMutablePointer<Float>, _ logprobs: UnsafeMutablePointer<Float>, _ entropy: UnsafeMutablePointer<Float>,
                     _ targets: UnsafePointer<Int32>, _ N: Int, _ V: Int) {
-    for n in 0..<N {
+    Parallel.chunks(N, minPerWorker: 64) { _, rows in
+    for n in rows {
         let z = probs + n * V
         let target = Int(targets[n])
         let zt = target >= 0 ? z[target] : 0
@@ -278,12 +356,14 @@ func logprobForward(_ probs: UnsafeMutablePointer<Float>, _ logprobs: UnsafeMuta
         logprobs[n] = target >= 0 ? zt - lse : 0
         entropy[n] = lse - sz / s
     }
+    }
 }
 
 /// dlogits (N,V) overwrites probs in place: d logprob[target] / d logits = onehot(target) - probs, times dlogprobs * mask
 func logprobBackward(_ dlogits: UnsafeMutablePointer<Float>, _ dlogprobs: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
                      _ targets: UnsafePointer<Int32>, _ N: Int, _ V: Int) {
-    for n in 0..<N {
+    Parallel.chunks(N, minPerWorker: 64) { _, rows in
+    for n in rows {
         let row = dlogits + n * V
         let g = dlogprobs[n] * mask[n]
         let target = Int(targets[n])
@@ -293,5 +373,6 @@ func logprobBackward(_ dlogits: UnsafeMutablePointer<Float>, _ dlogprobs: Unsafe
         }
         vscale(row, V, -g)
         row[target] += g
+    }
     }
 }

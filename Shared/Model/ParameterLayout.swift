@@ -113,10 +113,10 @@ struct GradientScratch {
     var dbtc: UnsafeMutablePointer<Float>      // (B,T,C)
     var dqkv: UnsafeMutablePointer<Float>      // (B,T,3C)
     var dbt4c: UnsafeMutablePointer<Float>     // (B,T,4C)
-    var datt: UnsafeMutablePointer<Float>      // (T,T)
+    var datt: UnsafeMutablePointer<Float>      // (workers,T,T), one attention matrix per worker
 
     static func floatCount(_ c: GPTConfig, B: Int, T: Int) -> Int {
-        B * T * c.channels * 9 + T * T
+        B * T * c.channels * 9 + max(1, Parallel.workers) * T * T
     }
 
     init(base: UnsafeMutablePointer<Float>, config c: GPTConfig, B: Int, T: Int) {

@@ -26,8 +26,9 @@ import Testing
         #expect(maxRelativeError(db, nb) < tolerance)
     }
 
-    @Test func matmul() {
-        let N = 5, C = 7, OC = 9
+    /// 5 rows take the decoding path (column blocks over workers), 70 rows the plain product.
+    @Test(arguments: [5, 70]) func matmul(rows N: Int) {
+        let C = 7, OC = 9
         var inp = randomFloats(N * C, seed: 5), weight = randomFloats(C * OC, seed: 6), bias = randomFloats(OC, seed: 7)
         let r = randomFloats(N * OC, seed: 8)
         func forward(_ inp: [Float], _ weight: [Float], _ bias: [Float]) -> [Float] {
@@ -44,6 +45,23 @@ import Testing
         var acc = [Float](repeating: 1, count: N * OC)
         matmulForward(&acc, inp, weight, bias, N, C, OC, accumulate: true)
         #expect(maxRelativeError(acc, forward(inp, weight, bias).map { $0 + 1 }, floor: 1) < 1e-5)
+    }
+
+    /// Wide outputs split into several column blocks (decoding path) and the plain product both match a naive loop.
+    @Test(arguments: [3, 80]) func matmulMatchesNaive(rows N: Int) {
+        let C = 40, OC = 300
+        let inp = randomFloats(N * C, seed: 30), weight = randomFloats(C * OC, seed: 31), bias = randomFloats(OC, seed: 32)
+        var out = [Float](repeating: 0, count: N * OC)
+        matmulForward(&out, inp, weight, bias, N, C, OC)
+        var worst: Float = 0
+        for n in 0..<N {
+            for o in 0..<OC {
+                var acc = Double(bias[o])
+                for c in 0..<C { acc += Double(inp[n * C + c]) * Double(weight[c * OC + o]) }
+                worst = max(worst, abs(out[n * OC + o] - Float(acc)))
+            }
+        }
+        #expect(worst < 1e-4)
     }
 
     /// Blocks of 3 query rows exercise the causal block split that the real sizes use.

@@ -1,0 +1,51 @@
+import COpenBLAS
+import Dispatch
+
+/// Splits the model's own loops (attention heads, rows, elementwise ops) over the BLAS thread count, so the cores that
+/// OpenBLAS uses for big products are not left idle in between. Runs on Dispatch's global queue, not the Swift
+/// cooperative pool.
+enum Parallel {
+    /// Worker count: the current OpenBLAS thread setting.
+    @inline(__always) static var workers: Int { Int(openblas_get_num_threads()) }
+
+    /// Calls body(worker, range) on contiguous chunks of 0..<n; serial when one worker or little work.
+    @inline(__always)
+    static func chunks(_ n: Int, minPerWorker: Int = 1, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let w = min(workers, n / max(minPerWorker, 1))
+        if w <= 1 {
+            body(0, 0..<n)
+            return
+        }
+        run(w, n, body)
+    }
+
+    /// Like `chunks`, for work that itself calls BLAS: each worker's products run single-threaded, then the
+    /// thread setting is restored.
+    @inline(__always)
+    static func chunksCallingBLAS(_ n: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let threads = workers
+        if threads <= 1 || n < 2 {
+            body(0, 0..<n)
+            return
+        }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(threads)) }
+        let w = min(threads, n)
+        run(w, n, body)
+    }
+
+    /// The workers only touch disjoint ranges of buffers that outlive the call, which is why the unchecked box is sound.
+    private static func run(_ w: Int, _ n: Int, _ body: (Int, Range<Int>) -> Void) {
+        withoutActuallyEscaping(body) { escaping in
+            let box = UncheckedBox(escaping)
+            DispatchQueue.concurrentPerform(iterations: w) { i in
+                box.value(i, (i * n / w)..<((i + 1) * n / w))
+            }
+        }
+    }
+}
+
+private struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
