@@ -31,12 +31,19 @@ public final class AdamW: @unchecked Sendable {
     @discardableResult public func update(_ model: GPT, learningRate lr: Float) -> Float {
         precondition(model.parameterCount == parameterCount, "AdamW: model has \(model.parameterCount) parameters, optimizer \(parameterCount)")
         let n = parameterCount, g = model.grads, p = model.params
-        var sq: Double = 0
-        var i = 0
-        var acc = SIMD8<Double>()
-        while i + 8 <= n { let x = SIMD8<Double>(load8(g + i)); acc += x * x; i += 8 }
-        sq = acc.sum()
-        while i < n { sq += Double(g[i]) * Double(g[i]); i += 1 }
+        // squared norm in double, per worker chunk of 8-lane blocks, then the tail
+        let blocks = n / 8
+        var partial = [Double](repeating: 0, count: max(1, Parallel.workers))
+        partial.withUnsafeMutableBufferPointer { part in
+            let part = part.baseAddress!
+            Parallel.chunks(blocks, minPerWorker: 4096) { worker, range in
+                var acc = SIMD8<Double>()
+                for blk in range { let x = SIMD8<Double>(load8(g + 8 * blk)); acc += x * x }
+                part[worker] = acc.sum()
+            }
+        }
+        var sq = partial.reduce(0, +)
+        for i in (8 * blocks)..<n { sq += Double(g[i]) * Double(g[i]) }
         let norm = Float(sq.squareRoot())
         var clip: Float = 1
         if let maxNorm = maxGradNorm, norm > maxNorm, norm.isFinite { clip = maxNorm / norm }
@@ -46,12 +53,26 @@ public final class AdamW: @unchecked Sendable {
         let c1 = 1 / (1 - Float(pow(Double(b1), Double(step))))
         let c2 = 1 / (1 - Float(pow(Double(b2), Double(step))))
         let wd = lr * weightDecay
-        for k in 0..<n {
+        let m = self.m, v = self.v, decay = decayMask
+        Parallel.chunks(blocks, minPerWorker: 4096) { _, range in
+            for blk in range {
+                let k = 8 * blk
+                let grad = load8(g + k) * clip
+                let mk: F8 = b1 * load8(m + k) + (1 - b1) * grad
+                let vk: F8 = b2 * load8(v + k) + (1 - b2) * grad * grad
+                store8(mk, m + k); store8(vk, v + k)
+                let pk = load8(p + k)
+                let denom: F8 = (vk * c2).squareRoot() + eps
+                let stepk: F8 = lr * (mk * c1) / denom + wd * load8(decay + k) * pk
+                store8(pk - stepk, p + k)
+            }
+        }
+        for k in (8 * blocks)..<n {
             let grad = g[k] * clip
             let mk = b1 * m[k] + (1 - b1) * grad
             let vk = b2 * v[k] + (1 - b2) * grad * grad
             m[k] = mk; v[k] = vk
-            p[k] -= lr * (mk * c1) / ((vk * c2).squareRoot() + eps) + wd * decayMask[k] * p[k]
+            p[k] -= lr * (mk * c1) / ((vk * c2).squareRoot() + eps) + wd * decay[k] * p[k]
         }
         model.zeroGradients()
         return norm

@@ -3,13 +3,16 @@ import Foundation
 
 /// The OpenBLAS settings Tributary uses; the thread count is set on purpose, never left to the environment.
 public enum BLAS {
-    /// Sets the number of threads OpenBLAS uses for every following call (process-wide).
+    /// Sets the number of threads for OpenBLAS and for the model's own loops (process-wide). Set it once at start,
+    /// not while a model is computing: buffers sized for the workers are allocated per pass.
     public static func setThreads(_ n: Int) {
-        openblas_set_num_threads(Int32(max(1, n)))
+        let n = max(1, n)
+        Parallel.configured.store(n, ordering: .relaxed)
+        openblas_set_num_threads(Int32(n))
     }
 
-    /// The number of threads OpenBLAS currently uses.
-    public static var threads: Int { Int(openblas_get_num_threads()) }
+    /// The thread count in use (set by `setThreads`, else OpenBLAS's default).
+    public static var threads: Int { Parallel.workers }
 
     /// The kernel set OpenBLAS chose at load time (e.g. "SkylakeX", or "Prescott" when it did not recognise the CPU).
     public static var coreName: String {

@@ -223,13 +223,12 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
     }
 }
 
-/// dqkv (B,T,3C) is overwritten; scratch (workers,T,T); dout (B,T,C); qkv, att as saved by the forward pass
+/// dqkv (B,T,3C) is overwritten (no need to zero it); scratch (workers,T,T); dout (B,T,C); qkv, att as saved by the forward pass
 func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                        _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
-    dqkv.update(repeating: 0, count: B * T * C3)
     Parallel.chunksCallingBLAS(B * NH) { worker, heads in
         let scratch = scratch + worker * T * T
         for bh in heads {
@@ -238,15 +237,17 @@ func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMut
             let dq = dqkv + b * T * C3 + h * hs, dk = dq + C, dv = dq + 2 * C
             let a = att + (b * NH + h) * T * T
             let dy = dout + b * T * C + h * hs
-            var r0 = 0
-            while r0 < T {
-                let r1 = min(T, r0 + block), rb = r1 - r0
+            // blocks from the last: it covers every key row, so its dK, dV products initialise them (beta 0)
+            var r1 = T
+            while r1 > 0 {
+                let r0 = (r1 - 1) / block * block, rb = r1 - r0
+                let first: Float = r1 == T ? 0 : 1
                 let ab = a + r0 * T, db = scratch + r0 * T
                 // datt (rb, r1) = dy @ V^T ; dV (r1, hs) += att^T @ dy
                 sgemm(transA: false, transB: true, m: rb, n: r1, k: hs, a: dy + r0 * C, lda: C, b: v, ldb: C3,
                       beta: 0, c: db, ldc: T)
                 sgemm(transA: true, transB: false, m: r1, n: hs, k: rb, a: ab, lda: T, b: dy + r0 * C, ldb: C,
-                      beta: 1, c: dv, ldc: C3)
+                      beta: first, c: dv, ldc: C3)
                 // softmax backward in place: dpre = att * (datt - sum(att * datt)), zero above the diagonal
                 for t in r0..<r1 {
                     let arow = a + t * T, drow = scratch + t * T
@@ -261,8 +262,8 @@ func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMut
                 sgemm(transA: false, transB: false, m: rb, n: hs, k: r1, alpha: scale, a: db, lda: T, b: k, ldb: C3,
                       beta: 0, c: dq + r0 * C3, ldc: C3)
                 sgemm(transA: true, transB: false, m: r1, n: hs, k: rb, alpha: scale, a: db, lda: T, b: q + r0 * C3, ldb: C3,
-                      beta: 1, c: dk, ldc: C3)
-                r0 = r1
+                      beta: first, c: dk, ldc: C3)
+                r1 = r0
             }
         }
     }

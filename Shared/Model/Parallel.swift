@@ -1,12 +1,21 @@
 import COpenBLAS
 import Dispatch
+import Synchronization
 
-/// Splits the model's own loops (attention heads, rows, elementwise ops) over the BLAS thread count, so the cores that
-/// OpenBLAS uses for big products are not left idle in between. Runs on Dispatch's global queue, not the Swift
-/// cooperative pool.
+/// Splits the model's own loops (attention heads, rows, elementwise ops) over the configured thread count, so the
+/// cores that OpenBLAS uses for big products are not left idle in between. Runs on Dispatch's global queue, not the
+/// Swift cooperative pool.
 enum Parallel {
-    /// Worker count: the current OpenBLAS thread setting.
-    @inline(__always) static var workers: Int { Int(openblas_get_num_threads()) }
+    /// The thread count set through `BLAS.setThreads` (0 until set: then OpenBLAS's own default).
+    static let configured = Atomic<Int>(0)
+    /// How many regions that need single-threaded BLAS are running (several models may run in different threads).
+    private static let singleThreadedRegions = Mutex<Int>(0)
+
+    /// Worker count: the configured thread count.
+    @inline(__always) static var workers: Int {
+        let n = configured.load(ordering: .relaxed)
+        return n > 0 ? n : Int(openblas_get_num_threads())
+    }
 
     /// Calls body(worker, range) on contiguous chunks of 0..<n; serial when one worker or little work.
     @inline(__always)
@@ -19,8 +28,8 @@ enum Parallel {
         run(w, n, body)
     }
 
-    /// Like `chunks`, for work that itself calls BLAS: each worker's products run single-threaded, then the
-    /// thread setting is restored.
+    /// Like `chunks`, for work that itself calls BLAS: while any such region runs, OpenBLAS is single-threaded
+    /// (each worker is one of the threads), and the configured count is restored when the last region ends.
     @inline(__always)
     static func chunksCallingBLAS(_ n: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
         let threads = workers
@@ -28,10 +37,17 @@ enum Parallel {
             body(0, 0..<n)
             return
         }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(threads)) }
-        let w = min(threads, n)
-        run(w, n, body)
+        singleThreadedRegions.withLock { depth in
+            if depth == 0 { openblas_set_num_threads(1) }
+            depth += 1
+        }
+        defer {
+            singleThreadedRegions.withLock { depth in
+                depth -= 1
+                if depth == 0 { openblas_set_num_threads(Int32(workers)) }
+            }
+        }
+        run(min(threads, n), n, body)
     }
 
     /// The workers only touch disjoint ranges of buffers that outlive the call, which is why the unchecked box is sound.

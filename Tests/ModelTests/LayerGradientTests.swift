@@ -75,7 +75,7 @@ import Testing
             return (out, att)
         }
         let (out, att) = forward(qkv)
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: T * T)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: Parallel.workers * T * T)
         attentionBackward(&dqkv, &scratch, r, qkv, att, B, T, C, NH, block: block)
         let n = numericGradient(&qkv, indices: Array(0..<(B * T * 3 * C)), eps: eps) { dot(forward($0).0, r) }
         #expect(maxRelativeError(dqkv, n) < tolerance)
