@@ -54,3 +54,18 @@ import RL
         #expect(RewardShaping().targetLength(seed: 1, index: 1) == nil)
     }
 }
+
+@Suite struct GroupScoringTests {
+    @Test func scoresDecodesAndDropsZeroSignalGroups() throws {
+        let environment = ArithmeticEnvironment()
+        let task = RLTask(id: "t", prompt: "1+2=", answer: "3")
+        let right = PromptFormat.completionTokens("3"), wrong = PromptFormat.completionTokens("4")
+        let scored = GroupScoring.score(task: task, completions: [right, wrong, Array(right.dropLast())], environment: environment)
+        #expect(scored.rewards.map(\.total) == [1, 0, 1], "text after eos is ignored; a missing eos still decodes")
+        let advantages = try #require(scored.advantages)
+        #expect(advantages[0] > 0 && advantages[1] < 0)
+        let flat = GroupScoring.score(task: task, completions: [wrong, wrong], environment: environment)
+        #expect(!flat.hasSignal)
+        #expect(flat.rewards.allSatisfy { $0.reason == "wrong answer 4" })
+    }
+}
