@@ -4,11 +4,7 @@ import Model
 /// `tributary-bench model`: training and decoding speed of the benchmark config, as MFU against a same-run sgemm peak.
 func runModelBench(json: Bool) throws {
     // OpenBLAS picks its kernels when it loads: if it fell back to generic ones, run again with the right core type
-    if let core = BLAS.suggestedCoreType {
-        setenv("OPENBLAS_CORETYPE", core, 1)
-        let args = CommandLine.arguments.map { strdup($0) } + [nil]
-        execv("/proc/self/exe", args)
-    }
+    BLAS.relaunchWithNativeKernelsIfNeeded()
     let threads = 2
     BLAS.setThreads(threads)
     let config = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: 256, layers: 4, heads: 4, channels: 256)

@@ -34,6 +34,16 @@ public enum BLAS {
         return nil
     }
 
+    /// For an executable's first line: if OpenBLAS fell back to generic kernels (see `suggestedCoreType`), re-executes
+    /// the process with `OPENBLAS_CORETYPE` set, keeping its arguments and environment; otherwise returns.
+    public static func relaunchWithNativeKernelsIfNeeded() {
+        guard let core = suggestedCoreType else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        let args = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", args)
+        // exec failed: carry on with the generic kernels
+    }
+
     /// OpenBLAS's build description (core type, threading), for benchmark reports.
     public static var configDescription: String {
         guard let c = openblas_get_config() else { return "unknown" }
