@@ -48,8 +48,7 @@ func runModelBench(json: Bool) throws {
     let trainTime = now() - trainStart
     let trainTokensPerSecond = Double(trainSteps * B * T) / trainTime
     let peakRSS = peakResidentMB()
-    let activationFloats = Double(B * T) * Double(C * (1 + L * 16 + 1) + L * 4 + 2 + V) + Double(L * B * config.heads * T * T)
-    let budgetMB = (4 * Double(model.parameterCount) + activationFloats) * 4 / 1_048_576
+    let budgetMB = Double(model.trainingStateBytes(batch: B, time: T)) / 1_048_576
 
     // decoding: 64-token prompt, 192 new tokens (fills the context), sampled at temperature 1
     let promptLength = 64, newTokens = 192

@@ -82,3 +82,10 @@ public final class GPT: @unchecked Sendable {
     /// Names and shapes of the parameter tensors, in checkpoint order.
     public var parameterTensors: [(name: String, shape: [Int])] { layout.entries.map { ($0.name, $0.shape) } }
 }
+
+extension GPT {
+    /// Bytes that training at (batch, time) needs: parameters, gradients, two AdamW moments and forward activations.
+    public func trainingStateBytes(batch: Int, time: Int) -> Int {
+        4 * (4 * parameterCount + Activations.floatCount(config, B: batch, T: time))
+    }
+}
