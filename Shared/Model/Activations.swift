@@ -12,7 +12,7 @@ struct Activations {
     var ln2: UnsafeMutablePointer<Float>       // (L,B,T,C)
     var ln2Mean: UnsafeMutablePointer<Float>   // (L,B,T)
     var ln2Rstd: UnsafeMutablePointer<Float>   // (L,B,T)
-    var fch: UnsafeMutablePointer<Float>       // (L,B,T,4C)
+    var fch: UnsafeMutablePointer<Float>       // (L,B,T,4C) fc output, then GELU's derivative there (for backward)
     var fchGelu: UnsafeMutablePointer<Float>   // (L,B,T,4C)
     var residual3: UnsafeMutablePointer<Float> // (L,B,T,C)
     var lnf: UnsafeMutablePointer<Float>       // (B,T,C)

@@ -102,7 +102,7 @@ extension GPT {
             matmulForward(residual2, atty, P + w.attprojw, P + w.attprojb, BT, C, C, accumulate: true)
             layernormForward(ln2, a.ln2Mean + l * BT, a.ln2Rstd + l * BT, residual2, P + w.ln2w, P + w.ln2b, BT, C)
             matmulForward(fch, ln2, P + w.fcw, P + w.fcb, BT, C, 4 * C)
-            geluForward(fchGelu, fch, BT * 4 * C)
+            geluForward(fchGelu, fch, BT * 4 * C, derivative: fch)  // fch now holds gelu'
             residual3.update(from: residual2, count: BT * C)
             matmulForward(residual3, fchGelu, P + w.fcprojw, P + w.fcprojb, BT, 4 * C, C, accumulate: true)
         }

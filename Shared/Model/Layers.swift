@@ -273,62 +273,51 @@ func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMut
 
 let geluScale: Float = 0.7978845608028654  // sqrt(2/pi)
 
-/// out (N) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int) {
-    Parallel.chunks(N / 8, minPerWorker: 2048) { _, r in geluForwardSpan(out + 8 * r.lowerBound, inp + 8 * r.lowerBound, 8 * r.count) }
-    let done = N / 8 * 8
-    geluForwardSpan(out + done, inp + done, N - done)
-}
-
-private func geluForwardSpan(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int) {
-    var i = 0
-    while i + 8 <= N {
-        let x = load8(inp + i)
-        let x3: F8 = x * x * x
-        let u: F8 = (x + 0.044715 * x3) * geluScale
-        let th = tanh8(u)
-        let half: F8 = 0.5 * x
-        store8(half * (1 + th), out + i)
-        i += 8
-    }
-    while i < N {
-        let x = inp[i]
-        out[i] = 0.5 * x * (1 + tanhScalar(geluScale * (x + 0.044715 * x * x * x)))
-        i += 1
-    }
-}
-
-/// dinp (N) = gelu'(inp) * dout; dinp may alias dout
-func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, _ N: Int) {
+/// out (N) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); with `derivative`, also gelu'(inp) (N), which may alias
+/// inp: training keeps the derivative instead of the input, so backward is one multiply and needs no second tanh
+func geluForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int,
+                 derivative: UnsafeMutablePointer<Float>? = nil) {
     Parallel.chunks(N / 8, minPerWorker: 2048) { _, r in
         let o = 8 * r.lowerBound
-        geluBackwardSpan(dinp + o, inp + o, dout + o, 8 * r.count)
+        geluForwardSpan(out + o, inp + o, 8 * r.count, derivative.map { $0 + o })
     }
     let done = N / 8 * 8
-    geluBackwardSpan(dinp + done, inp + done, dout + done, N - done)
+    geluForwardSpan(out + done, inp + done, N - done, derivative.map { $0 + done })
 }
 
-private func geluBackwardSpan(_ dinp: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, _ N: Int) {
+private func geluForwardSpan(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int,
+                             _ derivative: UnsafeMutablePointer<Float>?) {
     var i = 0
     while i + 8 <= N {
         let x = load8(inp + i)
         let x2: F8 = x * x
         let u: F8 = (x + 0.044715 * x2 * x) * geluScale
         let th = tanh8(u)
-        let sech2: F8 = 1 - th * th
-        let du: F8 = (1 + 0.134145 * x2) * geluScale
-        let left: F8 = 0.5 * (1 + th)
-        let right: F8 = 0.5 * x * sech2 * du
-        store8((left + right) * load8(dout + i), dinp + i)
+        let half: F8 = 0.5 * x
+        store8(half * (1 + th), out + i)
+        if let derivative {
+            let sech2: F8 = 1 - th * th
+            let du: F8 = (1 + 0.134145 * x2) * geluScale
+            let left: F8 = 0.5 * (1 + th)
+            store8(left + half * sech2 * du, derivative + i)
+        }
         i += 8
     }
     while i < N {
         let x = inp[i]
         let th = tanhScalar(geluScale * (x + 0.044715 * x * x * x))
-        let local = 0.5 * (1 + th) + x * 0.5 * (1 - th * th) * geluScale * (1 + 3 * 0.044715 * x * x)
-        dinp[i] = local * dout[i]
+        out[i] = 0.5 * x * (1 + th)
+        derivative?[i] = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * geluScale * (1 + 0.134145 * x * x)
         i += 1
     }
+}
+
+/// dinp (N) = derivative * dout, with the derivative saved by geluForward; dinp may alias dout
+func geluBackward(_ dinp: UnsafeMutablePointer<Float>, _ derivative: UnsafePointer<Float>, _ dout: UnsafePointer<Float>, _ N: Int) {
+    Parallel.chunks(N / 8, minPerWorker: 4096) { _, r in
+        for blk in r { let k = 8 * blk; store8(load8(derivative + k) * load8(dout + k), dinp + k) }
+    }
+    for k in (N / 8 * 8)..<N { dinp[k] = derivative[k] * dout[k] }
 }
 
 // MARK: log-probabilities of targets

@@ -100,11 +100,18 @@ import Testing
             geluForward(&out, inp, N)
             return out
         }
+        var out = [Float](repeating: 0, count: N), derivative = out
+        geluForward(&out, inp, N, derivative: &derivative)
+        #expect(out == forward(inp))
         var d = r
-        geluBackward(&d, inp, r, N)
+        geluBackward(&d, derivative, r, N)
+        // the derivative may overwrite the input in place (training does)
+        var inPlace = inp, out2 = out
+        inPlace.withUnsafeMutableBufferPointer { p in geluForward(&out2, p.baseAddress!, N, derivative: p.baseAddress!) }
+        #expect(out2 == out)
+        #expect(inPlace == derivative)
         #expect(maxRelativeError(d, numericGradient(&inp, indices: Array(0..<N), eps: 1e-3) { dot(forward($0), r) }) < tolerance)
         // against the scalar formula with Foundation's tanh
-        let out = forward(inp)
         for i in 0..<N {
             let x = Double(inp[i])
             let ref = 0.5 * x * (1 + _tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
