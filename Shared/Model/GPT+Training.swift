@@ -28,9 +28,10 @@ extension GPT {
     }
 
     /// dLogprobs: dLoss/dlogprob per position (B*T); mask 0/1 per position (masked positions contribute nothing).
-    /// Adds into the gradients; call after `forward` on the same batch.
+    /// Adds into the gradients; call once after each `forward` (it consumes that pass's activations).
     public func backward(dLogprobs: [Float], mask: [Float]) {
-        guard let a = acts else { preconditionFailure("backward called before forward") }
+        guard let a = acts else { preconditionFailure("backward needs a forward pass first (one backward per forward)") }
+        defer { acts = nil }  // the probabilities were overwritten by their gradients
         let B = a.B, T = a.T, C = config.channels, L = config.layers, NH = config.heads
         let V = config.vocabSize, BT = B * T
         precondition(dLogprobs.count == BT && mask.count == BT, "backward: need B*T = \(BT) gradients and mask entries")
