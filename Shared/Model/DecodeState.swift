@@ -46,13 +46,38 @@ final class DecodeState {
     func advance(tokens: [Int32], samples: [Int]) {
         precondition(step < maxSteps, "DecodeState: no room left in the context")
         precondition(tokens.count == samples.count && !tokens.isEmpty)
+        let n = tokens.count
+        tokens.withUnsafeBufferPointer { tk in
+            samples.withUnsafeBufferPointer { sm in
+                if n >= 2 && Parallel.workers > 1 {
+                    // samples are independent: each worker runs the whole network for its rows, one region per step
+                    Parallel.chunksCallingBLAS(n) { _, rows in
+                        forward(rows: rows, tokens: tk.baseAddress!, samples: sm.baseAddress!, parallelProducts: false)
+                    }
+                } else {
+                    forward(rows: 0..<n, tokens: tk.baseAddress!, samples: sm.baseAddress!, parallelProducts: true)
+                }
+            }
+        }
+        step += 1
+    }
+
+    /// The network for rows r0..<r1 of the active batch at position promptLength + step.
+    private func forward(rows: Range<Int>, tokens: UnsafePointer<Int32>, samples: UnsafePointer<Int>, parallelProducts: Bool) {
+        guard !rows.isEmpty else { return }
         let c = model.config, m = model
-        let C = c.channels, NH = c.heads, hs = C / NH, L = c.layers, n = tokens.count, C3 = 3 * C
+        let C = c.channels, NH = c.heads, hs = C / NH, L = c.layers, V = c.vocabSize, C3 = 3 * C
         let P = promptLength, j = step, ctx = P + j + 1
         let scale = 1 / Float(hs).squareRoot()
         let W = m.params, lay = m.layout
+        let r0 = rows.lowerBound, n = rows.count
+        // this worker's rows of every buffer
+        let x = self.x + r0 * C, xn = self.xn + r0 * C, qkv = self.qkv + r0 * C3, y = self.y + r0 * C
+        let h = self.h + r0 * 4 * C, hg = self.hg + r0 * 4 * C, scores = self.scores + r0 * NH * ctx
+        let logits = self.logits + r0 * V, mean = self.mean + r0, rstd = self.rstd + r0
+        let samples = samples + r0
         for i in 0..<n {
-            let w = W + lay.wte + Int(tokens[i]) * C, pe = W + lay.wpe + (P + j) * C, o = x + i * C
+            let w = W + lay.wte + Int(tokens[r0 + i]) * C, pe = W + lay.wpe + (P + j) * C, o = x + i * C
             for k in 0..<C { o[k] = w[k] + pe[k] }
         }
         for l in 0..<L {
@@ -60,53 +85,49 @@ final class DecodeState {
             let promptQKV = prefill.qkv + l * P * C3
             let cacheK = genK + l * count * maxSteps * C, cacheV = genV + l * count * maxSteps * C
             layernormForward(xn, mean, rstd, x, W + b.ln1w, W + b.ln1b, n, C)
-            matmulForward(qkv, xn, W + b.qkvw, W + b.qkvb, n, C, C3)
+            matmulForward(qkv, xn, W + b.qkvw, W + b.qkvb, n, C, C3, parallel: parallelProducts)
             for i in 0..<n {
                 let slot = (samples[i] * maxSteps + j) * C
                 (cacheK + slot).update(from: qkv + i * C3 + C, count: C)
                 (cacheV + slot).update(from: qkv + i * C3 + 2 * C, count: C)
             }
-            // attention, samples split over the workers: for each head, the shared prompt keys for all of a worker's
-            // samples in one product, then each sample's own keys; then the same for the values
-            Parallel.chunksCallingBLAS(n) { _, rows in
-                let r0 = rows.lowerBound, m = rows.count
+            // scores (n, NH, ctx): for each head the shared prompt keys for all rows in one product, then each
+            // sample's own keys; softmax; then the same for the values
+            for hd in 0..<NH {
+                sgemm(transA: false, transB: true, m: n, n: P, k: hs, alpha: scale, a: qkv + hd * hs, lda: C3,
+                      b: promptQKV + C + hd * hs, ldb: C3, beta: 0, c: scores + hd * ctx, ldc: NH * ctx)
+            }
+            for i in 0..<n {
+                let own = cacheK + samples[i] * maxSteps * C
                 for hd in 0..<NH {
-                    sgemm(transA: false, transB: true, m: m, n: P, k: hs, alpha: scale, a: qkv + r0 * C3 + hd * hs, lda: C3,
-                          b: promptQKV + C + hd * hs, ldb: C3, beta: 0, c: scores + r0 * NH * ctx + hd * ctx, ldc: NH * ctx)
-                }
-                for i in rows {
-                    let own = cacheK + samples[i] * maxSteps * C
-                    for hd in 0..<NH {
-                        sgemm(transA: false, transB: true, m: 1, n: j + 1, k: hs, alpha: scale, a: qkv + i * C3 + hd * hs, lda: C3,
-                              b: own + hd * hs, ldb: C, beta: 0, c: scores + (i * NH + hd) * ctx + P, ldc: ctx)
-                    }
-                }
-                for r in (r0 * NH)..<((r0 + m) * NH) {
-                    let row = scores + r * ctx
-                    let mx = vmax(row, ctx)
-                    let s = vexpShiftSum(row, ctx, shift: mx)
-                    vscale(row, ctx, 1 / s)
-                }
-                for hd in 0..<NH {
-                    sgemm(transA: false, transB: false, m: m, n: hs, k: P, a: scores + r0 * NH * ctx + hd * ctx, lda: NH * ctx,
-                          b: promptQKV + 2 * C + hd * hs, ldb: C3, beta: 0, c: y + r0 * C + hd * hs, ldc: C)
-                }
-                for i in rows {
-                    let own = cacheV + samples[i] * maxSteps * C
-                    for hd in 0..<NH {
-                        sgemm(transA: false, transB: false, m: 1, n: hs, k: j + 1, a: scores + (i * NH + hd) * ctx + P, lda: ctx,
-                              b: own + hd * hs, ldb: C, beta: 1, c: y + i * C + hd * hs, ldc: C)
-                    }
+                    sgemm(transA: false, transB: true, m: 1, n: j + 1, k: hs, alpha: scale, a: qkv + i * C3 + hd * hs, lda: C3,
+                          b: own + hd * hs, ldb: C, beta: 0, c: scores + (i * NH + hd) * ctx + P, ldc: ctx)
                 }
             }
-            matmulForward(x, y, W + b.attprojw, W + b.attprojb, n, C, C, accumulate: true)
+            for r in 0..<(n * NH) {
+                let row = scores + r * ctx
+                let mx = vmax(row, ctx)
+                let s = vexpShiftSum(row, ctx, shift: mx)
+                vscale(row, ctx, 1 / s)
+            }
+            for hd in 0..<NH {
+                sgemm(transA: false, transB: false, m: n, n: hs, k: P, a: scores + hd * ctx, lda: NH * ctx,
+                      b: promptQKV + 2 * C + hd * hs, ldb: C3, beta: 0, c: y + hd * hs, ldc: C)
+            }
+            for i in 0..<n {
+                let own = cacheV + samples[i] * maxSteps * C
+                for hd in 0..<NH {
+                    sgemm(transA: false, transB: false, m: 1, n: hs, k: j + 1, a: scores + (i * NH + hd) * ctx + P, lda: ctx,
+                          b: own + hd * hs, ldb: C, beta: 1, c: y + i * C + hd * hs, ldc: C)
+                }
+            }
+            matmulForward(x, y, W + b.attprojw, W + b.attprojb, n, C, C, accumulate: true, parallel: parallelProducts)
             layernormForward(xn, mean, rstd, x, W + b.ln2w, W + b.ln2b, n, C)
-            matmulForward(h, xn, W + b.fcw, W + b.fcb, n, C, 4 * C)
+            matmulForward(h, xn, W + b.fcw, W + b.fcb, n, C, 4 * C, parallel: parallelProducts)
             geluForward(hg, h, n * 4 * C)
-            matmulForward(x, hg, W + b.fcprojw, W + b.fcprojb, n, 4 * C, C, accumulate: true)
+            matmulForward(x, hg, W + b.fcprojw, W + b.fcprojb, n, 4 * C, C, accumulate: true, parallel: parallelProducts)
         }
         layernormForward(xn, mean, rstd, x, W + lay.lnfw, W + lay.lnfb, n, C)
-        m.lmHeadForward(logits, xn, n)
-        step += 1
+        m.lmHeadForward(logits, xn, n, parallel: parallelProducts)
     }
 }

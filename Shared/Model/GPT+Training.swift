@@ -111,17 +111,18 @@ extension GPT {
     }
 
     /// logits (N,V) = x (N,C) @ wte^T, the output layer tied to the token embedding.
-    func lmHeadForward(_ logits: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ N: Int) {
+    func lmHeadForward(_ logits: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ N: Int, parallel: Bool = true) {
         let C = config.channels, V = config.vocabSize, wte = params + layout.wte
         if N <= skinnyRows {
             // few rows (decoding): blocks of vocabulary rows over the workers, as in skinnyMatmulForward
             let width = skinnyBlockWidth(rows: N, depth: C), blocks = (V + width - 1) / width
-            Parallel.chunksCallingBLAS(blocks) { _, range in
+            let body = { (range: Range<Int>) in
                 for blk in range {
                     let v0 = blk * width, n = min(width, V - v0)
                     sgemm(transA: false, transB: true, m: N, n: n, k: C, a: x, lda: C, b: wte + v0 * C, ldb: C, beta: 0, c: logits + v0, ldc: V)
                 }
             }
+            if parallel { Parallel.chunksCallingBLAS(blocks) { _, range in body(range) } } else { body(0..<blocks) }
             return
         }
         sgemm(transA: false, transB: true, m: N, n: V, k: C, a: x, lda: C, b: wte, ldb: C, beta: 0, c: logits, ldc: V)

@@ -126,9 +126,9 @@ private func layernormBackwardRows(_ dinp: UnsafeMutablePointer<Float>, _ dweigh
 
 /// out (N,OC) = inp (N,C) @ weight (C,OC) + bias (OC); with accumulate, out += instead (fused residual add)
 func matmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                   _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool = false) {
+                   _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool = false, parallel: Bool = true) {
     if N <= skinnyRows {
-        skinnyMatmulForward(out, inp, weight, bias, N, C, OC, accumulate: accumulate)
+        skinnyMatmulForward(out, inp, weight, bias, N, C, OC, accumulate: accumulate, parallel: parallel)
         return
     }
     if let bias {
@@ -155,7 +155,7 @@ let skinnyRows = 64
 
 /// Same contract as `matmulForward`, for few rows.
 func skinnyMatmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                         _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool) {
+                         _ bias: UnsafePointer<Float>?, _ N: Int, _ C: Int, _ OC: Int, accumulate: Bool, parallel: Bool) {
     if let bias {
         for n in 0..<N {
             let o = out + n * OC
@@ -165,12 +165,13 @@ func skinnyMatmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointe
     let beta: Float = (bias != nil || accumulate) ? 1 : 0
     let width = skinnyBlockWidth(rows: N, depth: C)
     let blocks = (OC + width - 1) / width
-    Parallel.chunksCallingBLAS(blocks) { _, range in
+    let body = { (range: Range<Int>) in
         for blk in range {
             let j0 = blk * width, n = min(width, OC - j0)
             sgemm(transA: false, transB: false, m: N, n: n, k: C, a: inp, lda: C, b: weight + j0, ldb: OC, beta: beta, c: out + j0, ldc: OC)
         }
     }
+    if parallel { Parallel.chunksCallingBLAS(blocks) { _, range in body(range) } } else { body(0..<blocks) }
 }
 
 /// dinp (N,C) = (or += with accumulateInput) dout (N,OC) @ weight^T; dweight (C,OC) += inp^T @ dout; dbias (OC) += column sums
