@@ -9,6 +9,7 @@
 #   TRIBUTARY_STATE_DIR   state folder            (default: <repo>/.state)
 #   TRIBUTARY_AMQP_PORT   RabbitMQ AMQP port      (default: 5682)
 #   TRIBUTARY_REDIS_PORT  Redis port              (default: 6389)
+#   TRIBUTARY_EPMD_PORT, TRIBUTARY_AMQP_DIST_PORT, TRIBUTARY_AMQP_NODENAME  for a second RabbitMQ beside the first
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,7 +45,7 @@ ensure_installed() {
 
 rabbit_env() {
     export HOME="$RABBIT_DIR"  # the Erlang cookie lives here
-    export RABBITMQ_NODENAME="tributary@localhost"
+    export RABBITMQ_NODENAME="${TRIBUTARY_AMQP_NODENAME:-tributary@localhost}"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_NODE_PORT="$AMQP_PORT"
     export RABBITMQ_DIST_PORT="$DIST_PORT"
@@ -65,7 +66,7 @@ start_rabbitmq() {
     if rabbit_up; then log "rabbitmq already running on $AMQP_PORT"; return; fi
     mkdir -p "$RABBIT_DIR/log" "$RABBIT_DIR/mnesia"
     cat >"$RABBIT_DIR/rabbitmq.conf" <<EOF
-listeners.tcp.default = $AMQP_PORT
+listeners.tcp.local = 127.0.0.1:$AMQP_PORT
 loopback_users.guest = true
 max_message_size = 16777216
 disk_free_limit.absolute = 50MB
@@ -87,19 +88,22 @@ EOF
     log "rabbitmq up"
 }
 
+listener_pid() { ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
+
 stop_rabbitmq() {
     rabbit_env
     if rabbit_up; then
         log "stopping rabbitmq"
         "$RABBIT_BIN/rabbitmqctl" -q stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || true
     fi
-    # The private epmd outlives the node; stop it so nothing is left behind.
-    pkill -f "epmd.*-port $EPMD_PORT" 2>/dev/null || true
-    if [[ -f "$RABBIT_DIR/rabbitmq.pid" ]]; then
-        local pid; pid="$(cat "$RABBIT_DIR/rabbitmq.pid" 2>/dev/null || true)"
+    # A node whose state folder is gone cannot be reached by rabbitmqctl: stop whatever holds the port.
+    local pid
+    for pid in "$(cat "$RABBIT_DIR/rabbitmq.pid" 2>/dev/null || true)" "$(listener_pid "$AMQP_PORT")" "$(listener_pid "$DIST_PORT")"; do
         [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
-        rm -f "$RABBIT_DIR/rabbitmq.pid"
-    fi
+    done
+    rm -f "$RABBIT_DIR/rabbitmq.pid"
+    # The private epmd outlives the node; stop it so nothing is left behind.
+    ERL_EPMD_PORT="$EPMD_PORT" epmd -kill >/dev/null 2>&1 || true
 }
 
 start_redis() {
