@@ -57,6 +57,7 @@ rabbit_env() {
     export RABBITMQ_CONFIG_FILE="$RABBIT_DIR/rabbitmq.conf"
     export RABBITMQ_ENABLED_PLUGINS_FILE="$RABBIT_DIR/enabled_plugins"
     export RABBITMQ_ADVANCED_CONFIG_FILE="$RABBIT_DIR/advanced.config"
+    export ERL_CRASH_DUMP="$RABBIT_DIR/erl_crash.dump"  # not in the caller's folder
 }
 
 rabbit_up() { rabbit_env; timeout 20 "$RABBIT_BIN/rabbitmqctl" -q status >/dev/null 2>&1; }
