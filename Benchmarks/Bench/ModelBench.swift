@@ -32,10 +32,10 @@ func runModelBench(json: Bool) throws {
         return -lp.reduce(0, +) / Float(B * T)
     }
     _ = trainStep()
-    let trainSteps = 6
-    var phase = [Double](repeating: 0, count: 3)
+    // the machine is shared: figures use the best step (like the sgemm peak, a best of several), the median is shown too
+    let trainSteps = 8
+    var stepTimes: [Double] = [], phases: [[Double]] = []
     var loss: Float = 0
-    let trainStart = now()
     for _ in 0..<trainSteps {
         let t0 = now()
         let lp = model.forward(tokens: tokens, targets: targets, batch: B, time: T).logprobs
@@ -44,11 +44,15 @@ func runModelBench(json: Bool) throws {
         let t2 = now()
         optimizer.update(model, learningRate: 3e-4)
         let t3 = now()
-        phase[0] += t1 - t0; phase[1] += t2 - t1; phase[2] += t3 - t2
+        stepTimes.append(t3 - t0)
+        phases.append([t1 - t0, t2 - t1, t3 - t2])
         loss = -lp.reduce(0, +) / Float(B * T)
     }
-    let trainTime = now() - trainStart
-    let trainTokensPerSecond = Double(trainSteps * B * T) / trainTime
+    let bestStep = stepTimes.indices.min { stepTimes[$0] < stepTimes[$1] }!
+    let phase = phases[bestStep]
+    let trainTime = stepTimes[bestStep]
+    let medianStep = stepTimes.sorted()[trainSteps / 2]
+    let trainTokensPerSecond = Double(B * T) / trainTime
     let peakRSS = peakResidentMB()
     let budgetMB = Double(model.trainingStateBytes(batch: B, time: T)) / 1_048_576
 
@@ -59,7 +63,7 @@ func runModelBench(json: Bool) throws {
         let options = SamplingOptions(temperature: 1, maxNewTokens: newTokens, seed: 3, stopAtEOS: false)
         _ = model.sample(prompt: prompt, count: count, options: options)
         var best = Double.infinity
-        for _ in 0..<2 {
+        for _ in 0..<3 {
             let t0 = now()
             let out = model.sample(prompt: prompt, count: count, options: options)
             best = min(best, now() - t0)
@@ -83,8 +87,8 @@ func runModelBench(json: Bool) throws {
     print("model benchmark: L=\(L) heads=\(config.heads) C=\(C) context=\(T) batch=\(B) vocab=\(V), \(model.parameterCount) parameters, \(threads) BLAS threads, OpenBLAS core \(BLAS.coreName), load \(load)")
     let rows: [(String, String)] = [
         ("sgemm peak (2048^3)", String(format: "%.1f GFLOP/s (before %.1f, after %.1f)", peak, peakBefore, peakAfter)),
-        ("train step", String(format: "%.1f ms (forward %.1f, backward %.1f, AdamW %.1f)", 1000 * trainTime / Double(trainSteps),
-                              1000 * phase[0] / Double(trainSteps), 1000 * phase[1] / Double(trainSteps), 1000 * phase[2] / Double(trainSteps))),
+        ("train step (best of 8)", String(format: "%.1f ms (forward %.1f, backward %.1f, AdamW %.1f); median %.1f ms",
+                                          1000 * trainTime, 1000 * phase[0], 1000 * phase[1], 1000 * phase[2], 1000 * medianStep)),
         ("train tokens/s", String(format: "%.0f", trainTokensPerSecond)),
         ("train MFU", String(format: "%.3f (%.3f counting causal attention at half)", trainMFU, trainMFUCausal)),
         ("train loss (random bytes)", String(format: "%.3f", loss)),
@@ -93,14 +97,14 @@ func runModelBench(json: Bool) throws {
         ("decode tokens/s batch 16", String(format: "%.0f", decode16)),
         ("decode MFU batch 16", String(format: "%.3f", decodeMFU16)),
     ]
-    for (k, v) in rows { print(k.padding(toLength: 28, withPad: " ", startingAt: 0) + v) }
+    for (k, v) in rows { print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + v) }
     if json {
         let figures: [String: Any] = [
             "sgemm_peak_gflops": round2(peak), "train_tokens_per_s": round2(trainTokensPerSecond), "train_mfu": round4(trainMFU), "train_mfu_causal": round4(trainMFUCausal),
             "decode_tokens_per_s_batch1": round2(decode1), "decode_tokens_per_s_batch16": round2(decode16),
             "decode_mfu_batch16": round4(decodeMFU16), "decode_mfu_batch1": round4(decodeMFU1),
             "train_peak_rss_mb": round2(peakRSS), "train_memory_budget_mb": round2(budgetMB),
-            "train_memory_ratio": round4(peakRSS / budgetMB), "train_step_ms": round2(1000 * trainTime / Double(trainSteps)),
+            "train_memory_ratio": round4(peakRSS / budgetMB), "train_step_ms": round2(1000 * trainTime), "train_step_median_ms": round2(1000 * medianStep),
             "blas_threads": threads, "openblas_core": BLAS.coreName, "parameters": model.parameterCount, "load_average_1m": Double(load) ?? -1,
         ]
         let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])

@@ -33,7 +33,7 @@ public final class AdamW: @unchecked Sendable {
         let n = parameterCount, g = model.grads, p = model.params
         // squared norm in double, per worker chunk of 8-lane blocks, then the tail
         let blocks = n / 8
-        var partial = [Double](repeating: 0, count: max(1, Parallel.workers))
+        var partial = [Double](repeating: 0, count: Parallel.maxPieces)
         partial.withUnsafeMutableBufferPointer { part in
             let part = part.baseAddress!
             Parallel.chunks(blocks, minPerWorker: 4096) { worker, range in

@@ -39,8 +39,10 @@ public enum BLAS {
     public static func relaunchWithNativeKernelsIfNeeded() {
         guard let core = suggestedCoreType else { return }
         setenv("OPENBLAS_CORETYPE", core, 1)
+        // the resolved path, so the process keeps its name (exec of /proc/self/exe would rename it "exe")
+        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
         let args = CommandLine.arguments.map { strdup($0) } + [nil]
-        execv("/proc/self/exe", args)
+        execv(path, args)
         // exec failed: carry on with the generic kernels
     }
 

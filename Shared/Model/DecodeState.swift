@@ -51,7 +51,7 @@ final class DecodeState {
             samples.withUnsafeBufferPointer { sm in
                 if n >= 2 && Parallel.workers > 1 {
                     // samples are independent: each worker runs the whole network for its rows, one region per step
-                    Parallel.chunksCallingBLAS(n) { _, rows in
+                    Parallel.chunksCallingBLAS(n, balanced: false) { _, rows in
                         forward(rows: rows, tokens: tk.baseAddress!, samples: sm.baseAddress!, parallelProducts: false)
                     }
                 } else {

@@ -60,15 +60,15 @@ extension GPT {
             let att = a.att + l * B * NH * T * T, residual2 = a.residual2 + l * BT * C, ln2 = a.ln2 + l * BT * C
             let fch = a.fch + l * BT * 4 * C, fchGelu = a.fchGelu + l * BT * 4 * C
             // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-            matmulBackward(s.dbt4c, G + w.fcprojw, G + w.fcprojb, s.dresidual, fchGelu, P + w.fcprojw, BT, 4 * C, C)
+            matmulBackward(s.dbt4c, G + w.fcprojw, G + w.fcprojb, s.dresidual, fchGelu, P + w.fcprojw, BT, 4 * C, C, ones: s.ones)
             geluBackward(s.dbt4c, fch, s.dbt4c, BT * 4 * C)
-            matmulBackward(s.dbtc, G + w.fcw, G + w.fcb, s.dbt4c, ln2, P + w.fcw, BT, C, 4 * C)
+            matmulBackward(s.dbtc, G + w.fcw, G + w.fcb, s.dbt4c, ln2, P + w.fcw, BT, C, 4 * C, ones: s.ones)
             layernormBackward(s.dresidual, G + w.ln2w, G + w.ln2b, s.dbtc, residual2, P + w.ln2w,
                               a.ln2Mean + l * BT, a.ln2Rstd + l * BT, BT, C)
             // attention: residual2 = residual + attproj(attention(qkv(ln1(residual))))
-            matmulBackward(s.dbtc, G + w.attprojw, G + w.attprojb, s.dresidual, atty, P + w.attprojw, BT, C, C)
+            matmulBackward(s.dbtc, G + w.attprojw, G + w.attprojb, s.dresidual, atty, P + w.attprojw, BT, C, C, ones: s.ones)
             attentionBackward(s.dqkv, s.datt, s.dbtc, qkv, att, B, T, C, NH)
-            matmulBackward(s.dbtc, G + w.qkvw, G + w.qkvb, s.dqkv, ln1, P + w.qkvw, BT, C, 3 * C)
+            matmulBackward(s.dbtc, G + w.qkvw, G + w.qkvb, s.dqkv, ln1, P + w.qkvw, BT, C, 3 * C, ones: s.ones)
             layernormBackward(s.dresidual, G + w.ln1w, G + w.ln1b, s.dbtc, residual, P + w.ln1w,
                               a.ln1Mean + l * BT, a.ln1Rstd + l * BT, BT, C)
         }

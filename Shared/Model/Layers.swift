@@ -62,20 +62,20 @@ func layernormForward(_ out: UnsafeMutablePointer<Float>, _ mean: UnsafeMutableP
 func layernormBackward(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
                        _ mean: UnsafePointer<Float>, _ rstd: UnsafePointer<Float>, _ N: Int, _ C: Int) {
-    let w = max(1, min(Parallel.workers, N / 64))
-    if w == 1 {
+    if min(Parallel.workers, N / 64) <= 1 {
         layernormBackwardRows(dinp, dweight, dbias, dout, inp, weight, mean, rstd, 0..<N, C)
         return
     }
-    // rows split over workers; parameter gradients summed in per-worker partials, then added
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * w * C)
+    // rows split in pieces; parameter gradients summed in per-piece partials, then added
+    let pieces = Parallel.maxPieces
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: 2 * pieces * C)
     defer { partial.deallocate() }
-    partial.update(repeating: 0, count: 2 * w * C)
-    Parallel.chunks(N, minPerWorker: 64) { worker, rows in
-        let pw = partial + 2 * worker * C
+    partial.update(repeating: 0, count: 2 * pieces * C)
+    Parallel.chunks(N, minPerWorker: 64) { piece, rows in
+        let pw = partial + 2 * piece * C
         layernormBackwardRows(dinp, pw, pw + C, dout, inp, weight, mean, rstd, rows, C)
     }
-    for k in 0..<w {
+    for k in 0..<pieces {
         vadd(dweight, partial + 2 * k * C, C)
         vadd(dbias, partial + 2 * k * C + C, C)
     }
@@ -174,14 +174,17 @@ func skinnyMatmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointe
     if parallel { Parallel.chunksCallingBLAS(blocks) { _, range in body(range) } } else { body(0..<blocks) }
 }
 
-/// dinp (N,C) = (or += with accumulateInput) dout (N,OC) @ weight^T; dweight (C,OC) += inp^T @ dout; dbias (OC) += column sums
+/// dinp (N,C) = (or += with accumulateInput) dout (N,OC) @ weight^T; dweight (C,OC) += inp^T @ dout; dbias (OC) += column
+/// sums, as the product ones (1,N) @ dout when `ones` (N) is given (multithreaded by BLAS), else a loop
 func matmulBackward(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutablePointer<Float>, _ dbias: UnsafeMutablePointer<Float>?,
                     _ dout: UnsafePointer<Float>, _ inp: UnsafePointer<Float>, _ weight: UnsafePointer<Float>,
-                    _ N: Int, _ C: Int, _ OC: Int, accumulateInput: Bool = false) {
+                    _ N: Int, _ C: Int, _ OC: Int, accumulateInput: Bool = false, ones: UnsafePointer<Float>? = nil) {
     sgemm(transA: false, transB: true, m: N, n: C, k: OC, a: dout, lda: OC, b: weight, ldb: OC,
           beta: accumulateInput ? 1 : 0, c: dinp, ldc: C)
     sgemm(transA: true, transB: false, m: C, n: OC, k: N, a: inp, lda: C, b: dout, ldb: OC, beta: 1, c: dweight, ldc: OC)
-    if let dbias {
+    if let dbias, let ones {
+        sgemm(transA: false, transB: false, m: 1, n: OC, k: N, a: ones, lda: N, b: dout, ldb: OC, beta: 1, c: dbias, ldc: OC)
+    } else if let dbias {
         for n in 0..<N { vadd(dbias, dout + n * OC, OC) }
     }
 }
@@ -224,14 +227,14 @@ func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePo
     }
 }
 
-/// dqkv (B,T,3C) is overwritten (no need to zero it); scratch (workers,T,T); dout (B,T,C); qkv, att as saved by the forward pass
+/// dqkv (B,T,3C) is overwritten (no need to zero it); scratch (Parallel.maxPieces,T,T); dout (B,T,C); qkv, att as saved by the forward pass
 func attentionBackward(_ dqkv: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>,
                        _ dout: UnsafePointer<Float>, _ qkv: UnsafePointer<Float>, _ att: UnsafePointer<Float>,
                        _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
     let hs = C / NH, C3 = 3 * C
     let scale = 1 / Float(hs).squareRoot()
-    Parallel.chunksCallingBLAS(B * NH) { worker, heads in
-        let scratch = scratch + worker * T * T
+    Parallel.chunksCallingBLAS(B * NH) { piece, heads in
+        let scratch = scratch + piece * T * T
         for bh in heads {
             let b = bh / NH, h = bh % NH
             let q = qkv + b * T * C3 + h * hs, k = q + C, v = q + 2 * C

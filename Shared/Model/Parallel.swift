@@ -17,21 +17,31 @@ enum Parallel {
         return n > 0 ? n : Int(openblas_get_num_threads())
     }
 
-    /// Calls body(worker, range) on contiguous chunks of 0..<n; serial when one worker or little work.
+    /// Pieces per worker in balanced splits: the machine is shared, so a worker whose core is busy elsewhere
+    /// takes fewer pieces instead of holding everyone up.
+    static let piecesPerWorker = 4
+
+    /// Most pieces any split makes (for per-piece scratch).
+    static var maxPieces: Int { max(1, workers) * piecesPerWorker }
+
+    /// Calls body(piece, range) on contiguous pieces of 0..<n (about `piecesPerWorker` per worker, handed out as
+    /// workers become free); serial when one worker or little work. `piece` < maxPieces.
     @inline(__always)
-    static func chunks(_ n: Int, minPerWorker: Int = 1, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+    static func chunks(_ n: Int, minPerWorker: Int = 1, _ body: (_ piece: Int, _ range: Range<Int>) -> Void) {
         let w = min(workers, n / max(minPerWorker, 1))
         if w <= 1 {
             body(0, 0..<n)
             return
         }
-        run(w, n, body)
+        run(min(n, w * piecesPerWorker), n, body)
     }
 
     /// Like `chunks`, for work that itself calls BLAS: while any such region runs, OpenBLAS is single-threaded
     /// (each worker is one of the threads), and the configured count is restored when the last region ends.
+    /// balanced: pieces as in `chunks`; otherwise exactly one piece per worker (decoding, where fewer rows per
+    /// product would cost more than imbalance).
     @inline(__always)
-    static func chunksCallingBLAS(_ n: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+    static func chunksCallingBLAS(_ n: Int, balanced: Bool = true, _ body: (_ piece: Int, _ range: Range<Int>) -> Void) {
         let threads = workers
         if threads <= 1 || n < 2 {
             body(0, 0..<n)
@@ -47,7 +57,7 @@ enum Parallel {
                 if depth == 0 { openblas_set_num_threads(Int32(workers)) }
             }
         }
-        run(min(threads, n), n, body)
+        run(min(n, balanced ? threads * piecesPerWorker : threads), n, body)
     }
 
     /// The workers only touch disjoint ranges of buffers that outlive the call, which is why the unchecked box is sound.

@@ -38,6 +38,10 @@ import Testing
         }
         var dinp = [Float](repeating: 0, count: N * C), dw = [Float](repeating: 0, count: C * OC), db = [Float](repeating: 0, count: OC)
         matmulBackward(&dinp, &dw, &db, r, inp, weight, N, C, OC)
+        // the bias gradient as a product with ones gives the same sums
+        var dinp2 = dinp, dw2 = dw, db2 = [Float](repeating: 0, count: OC)
+        matmulBackward(&dinp2, &dw2, &db2, r, inp, weight, N, C, OC, ones: [Float](repeating: 1, count: N))
+        #expect(maxRelativeError(db2, db, floor: 1e-3) < 1e-5)
         #expect(maxRelativeError(dinp, numericGradient(&inp, indices: Array(0..<(N * C)), eps: eps) { dot(forward($0, weight, bias), r) }) < tolerance)
         #expect(maxRelativeError(dw, numericGradient(&weight, indices: Array(0..<(C * OC)), eps: eps) { dot(forward(inp, $0, bias), r) }) < tolerance)
         #expect(maxRelativeError(db, numericGradient(&bias, indices: Array(0..<OC), eps: eps) { dot(forward(inp, weight, $0), r) }) < tolerance)
@@ -75,7 +79,7 @@ import Testing
             return (out, att)
         }
         let (out, att) = forward(qkv)
-        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: Parallel.workers * T * T)
+        var dqkv = [Float](repeating: 0, count: B * T * 3 * C), scratch = [Float](repeating: 0, count: Parallel.maxPieces * T * T)
         attentionBackward(&dqkv, &scratch, r, qkv, att, B, T, C, NH, block: block)
         let n = numericGradient(&qkv, indices: Array(0..<(B * T * 3 * C)), eps: eps) { dot(forward($0).0, r) }
         #expect(maxRelativeError(dqkv, n) < tolerance)
