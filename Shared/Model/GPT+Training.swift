@@ -99,12 +99,12 @@ extension GPT {
             layernormForward(ln1, a.ln1Mean + l * BT, a.ln1Rstd + l * BT, residual, P + w.ln1w, P + w.ln1b, BT, C)
             matmulForward(qkv, ln1, P + w.qkvw, P + w.qkvb, BT, C, 3 * C)
             attentionForward(atty, att, qkv, B, T, C, NH)
-            residual2.update(from: residual, count: BT * C)
+            parallelCopy(residual2, residual, BT * C)
             matmulForward(residual2, atty, P + w.attprojw, P + w.attprojb, BT, C, C, accumulate: true)
             layernormForward(ln2, a.ln2Mean + l * BT, a.ln2Rstd + l * BT, residual2, P + w.ln2w, P + w.ln2b, BT, C)
             matmulForward(fch, ln2, P + w.fcw, P + w.fcb, BT, C, 4 * C)
             geluForward(fchGelu, fch, BT * 4 * C, derivative: fch)  // fch now holds gelu'
-            residual3.update(from: residual2, count: BT * C)
+            parallelCopy(residual3, residual2, BT * C)
             matmulForward(residual3, fchGelu, P + w.fcprojw, P + w.fcprojb, BT, 4 * C, C, accumulate: true)
         }
         layernormForward(a.lnf, a.lnfMean, a.lnfRstd, a.residual3 + (L - 1) * BT * C, P + lay.lnfw, P + lay.lnfb, BT, C)

@@ -30,6 +30,11 @@ func encoderBackward(_ dwte: UnsafeMutablePointer<Float>, _ dwpe: UnsafeMutableP
     }
 }
 
+/// out (N) = inp (N), split over the workers (residual stream copies)
+func parallelCopy(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, _ N: Int) {
+    Parallel.chunks(N, minPerWorker: 65536) { _, r in (out + r.lowerBound).update(from: inp + r.lowerBound, count: r.count) }
+}
+
 // MARK: layernorm
 
 /// out (N,C) = (inp - mean) * rstd * weight + bias; mean, rstd (N) kept for backward; weight, bias (C)
@@ -132,9 +137,11 @@ func matmulForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Floa
         return
     }
     if let bias {
-        for n in 0..<N {
-            let o = out + n * OC
-            if accumulate { vadd(o, bias, OC) } else { o.update(from: bias, count: OC) }
+        Parallel.chunks(N, minPerWorker: 128) { _, rows in
+            for n in rows {
+                let o = out + n * OC
+                if accumulate { vadd(o, bias, OC) } else { o.update(from: bias, count: OC) }
+            }
         }
         sgemm(transA: false, transB: false, m: N, n: OC, k: C, a: inp, lda: C, b: weight, ldb: OC, beta: 1, c: out, ldc: OC)
     } else {
