@@ -1,3 +1,5 @@
+import Foundation
+
 /// Limits for one sandboxed program.
 public struct SandboxLimits: Sendable, Codable, Equatable {
     /// Wall-clock deadline; the process group is killed when it passes.
@@ -57,13 +59,9 @@ public struct SandboxResult: Sendable, Equatable {
             case 11: return "crashed (SIGSEGV)"
             default: return "killed by signal \(signal)"
             }
-        case .timedOut: return "wall-clock time limit exceeded (\(wallSeconds.formatted1) s)"
+        case .timedOut: return "wall-clock time limit exceeded (\(String(format: "%.1f", wallSeconds)) s)"
         case .outputTooLarge: return "output too large"
         case .failedToStart(let why): return "sandbox failed to start: \(why)"
         }
     }
-}
-
-extension Double {
-    var formatted1: String { String(Int((self * 10).rounded()) / 10) + "." + String(Int((self * 10).rounded()) % 10) }
 }
