@@ -26,7 +26,8 @@ public struct GRPOStepMetrics: Sendable, Codable, Equatable {
 
 /// One GRPO learner step on a batch of scored completions: pack, forward, loss, backward (completion tokens only),
 /// optimizer update. The model and optimizer are the caller's; the trainer holds no other state.
-public final class GRPOTrainer {
+/// Not thread-safe (it drives one model and optimizer): use it from one thread at a time.
+public final class GRPOTrainer: @unchecked Sendable {
     public let model: GPT
     public let optimizer: AdamW
     public var config: GRPOTrainerConfig
