@@ -41,10 +41,10 @@ let package = Package(
             ],
             path: "Shared/ServiceKit"),
 
-        .executableTarget(name: "Rollout", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Rollout"),
-        .executableTarget(name: "Reward", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Reward"),
-        .executableTarget(name: "Learner", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Learner"),
-        .executableTarget(name: "Broadcaster", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Broadcaster"),
+        .executableTarget(name: "Rollout", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Rollout"),
+        .executableTarget(name: "Reward", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Reward"),
+        .executableTarget(name: "Learner", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Learner"),
+        .executableTarget(name: "Broadcaster", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Broadcaster"),
         .executableTarget(name: "Control", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",

@@ -56,11 +56,18 @@ public final class AMQPClient: Sendable {
             return started
         }
         guard !alreadyStarted else { return }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            let worker = AMQPWorker(client: self, endpoint: endpoint, topology: topology, logger: logger, ready: continuation)
-            let thread = Thread { worker.run() }
-            thread.name = "amqp-\(name)"
-            thread.start()
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                let worker = AMQPWorker(client: self, endpoint: endpoint, topology: topology, logger: logger, ready: continuation)
+                let thread = Thread { worker.run() }
+                thread.name = "amqp-\(name)"
+                thread.start()
+            }
+        } catch {
+            // The owning thread has ended; a later connect() may try again.
+            commands.withLock { $0.closed = false }
+            started.withLock { $0 = false }
+            throw error
         }
     }
 
@@ -270,9 +277,9 @@ private final class AMQPWorker: @unchecked Sendable {
                 } catch {
                     if let ready {
                         // The first connect reports its failure to the caller and the client stops.
-                        ready.resume(throwing: error)
                         self.ready = nil
                         shutDown(error: error)
+                        ready.resume(throwing: error)
                         return
                     }
                     logger.warning("AMQP reconnect failed, retrying in \(String(format: "%.2f", backoff)) s", metadata: ["error": "\(error)"])

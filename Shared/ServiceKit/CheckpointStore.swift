@@ -1,0 +1,144 @@
+import Compression
+import Crypto
+import Foundation
+import Store
+import Wire
+
+public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
+    case missing(key: String)
+    case shardHashMismatch(version: UInt64, shard: Int, expected: String, found: String)
+    case fileHashMismatch(version: UInt64, expected: String, found: String)
+    case sizeMismatch(version: UInt64, shard: Int, expected: UInt64, found: Int)
+    case badManifest(key: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .missing(key): "checkpoint key \(key) is missing"
+        case let .shardHashMismatch(version, shard, expected, found): "version \(version) shard \(shard): SHA-256 \(found) does not match the manifest's \(expected)"
+        case let .fileHashMismatch(version, expected, found): "version \(version): file SHA-256 \(found) does not match the manifest's \(expected)"
+        case let .sizeMismatch(version, shard, expected, found): "version \(version) shard \(shard): \(found) bytes, manifest says \(expected)"
+        case let .badManifest(key, reason): "manifest \(key) is unreadable: \(reason)"
+        }
+    }
+}
+
+public func sha256Hex(_ bytes: some Sequence<UInt8>) -> String {
+    var hasher = SHA256()
+    hasher.update(data: Array(bytes))
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+}
+
+/// Checkpoints in Redis: a protobuf manifest plus zstd-compressed shards, each with the SHA-256 of its raw bytes.
+public struct CheckpointStore: Sendable {
+    public let names: Names
+    public let redis: RedisClient
+    /// A checkpoint (or a staged policy) is never larger than this when decompressed.
+    public static let maxCheckpointBytes = 2 << 30
+
+    public init(names: Names, redis: RedisClient) {
+        self.names = names
+        self.redis = redis
+    }
+
+    /// Learner side: the policy's safetensors bytes, compressed, under the staging key; returns (key, sha256).
+    public func stage(version: UInt64, safetensors: [UInt8]) async throws -> (key: String, sha256: String) {
+        let key = names.stagingKey(version: version)
+        let compressed = try Zstd.compress(safetensors, level: 1)
+        _ = try await redis.command(["SET", key, compressed])
+        return (key, sha256Hex(safetensors))
+    }
+
+    public func readStaged(key: String, expectedSHA256: String, version: UInt64) async throws -> [UInt8] {
+        guard let compressed = try await redis.get(key) else { throw CheckpointStoreError.missing(key: key) }
+        let bytes = try Zstd.decompress(compressed, maxOutputSize: Self.maxCheckpointBytes)
+        let found = sha256Hex(bytes)
+        guard found == expectedSHA256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: expectedSHA256, found: found) }
+        return bytes
+    }
+
+    /// Broadcaster side: shard, compress, hash and write; the manifest goes last, so a reader never sees a partial version.
+    public func write(version: UInt64, safetensors: [UInt8], shardBytes: Int) async throws -> CheckpointManifest {
+        var manifest = CheckpointManifest()
+        manifest.runID = names.run
+        manifest.version = version
+        manifest.totalBytes = UInt64(safetensors.count)
+        manifest.sha256 = sha256Hex(safetensors)
+        manifest.shardBytes = UInt64(shardBytes)
+        manifest.compression = "zstd"
+        manifest.createdAtUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+        var commands: [[any RedisArgument]] = []
+        for (index, start) in stride(from: 0, to: safetensors.count, by: shardBytes).enumerated() {
+            let raw = Array(safetensors[start..<min(start + shardBytes, safetensors.count)])
+            let compressed = try Zstd.compress(raw, level: 1)
+            let key = names.shardKey(version: version, index: index)
+            manifest.shards.append(ShardInfo.with {
+                $0.index = UInt32(index)
+                $0.key = key
+                $0.rawBytes = UInt64(raw.count)
+                $0.compressedBytes = UInt64(compressed.count)
+                $0.sha256 = sha256Hex(raw)
+            })
+            commands.append(["SET", key, compressed])
+        }
+        for reply in try await redis.pipeline(commands) {
+            if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET shard") }
+        }
+        _ = try await redis.command(["SET", names.manifestKey(version: version), try manifest.serializedBytes() as [UInt8]])
+        return manifest
+    }
+
+    public func manifest(version: UInt64) async throws -> CheckpointManifest {
+        let key = names.manifestKey(version: version)
+        guard let bytes = try await redis.get(key) else { throw CheckpointStoreError.missing(key: key) }
+        do { return try CheckpointManifest(serializedBytes: bytes) } catch {
+            throw CheckpointStoreError.badManifest(key: key, reason: "\(error)")
+        }
+    }
+
+    /// Reads every shard and verifies each against the manifest, then the whole file.
+    public func read(version: UInt64) async throws -> (bytes: [UInt8], manifest: CheckpointManifest) {
+        let manifest = try await manifest(version: version)
+        let replies = try await redis.pipeline(manifest.shards.map { ["GET", $0.key] })
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(manifest.totalBytes))
+        for (shard, reply) in zip(manifest.shards, replies) {
+            guard let compressed = reply.bytes else { throw CheckpointStoreError.missing(key: shard.key) }
+            let raw = try Zstd.decompress(compressed, maxOutputSize: Int(shard.rawBytes))
+            guard raw.count == Int(shard.rawBytes) else {
+                throw CheckpointStoreError.sizeMismatch(version: version, shard: Int(shard.index), expected: shard.rawBytes, found: raw.count)
+            }
+            let found = sha256Hex(raw)
+            guard found == shard.sha256 else {
+                throw CheckpointStoreError.shardHashMismatch(version: version, shard: Int(shard.index), expected: shard.sha256, found: found)
+            }
+            bytes += raw
+        }
+        let whole = sha256Hex(bytes)
+        guard whole == manifest.sha256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: manifest.sha256, found: whole) }
+        return (bytes, manifest)
+    }
+
+    public func setLatest(_ version: UInt64) async throws {
+        _ = try await redis.command(["SET", names.latestCheckpointKey, String(version)])
+    }
+
+    public func latest() async throws -> UInt64? {
+        guard let bytes = try await redis.get(names.latestCheckpointKey) else { return nil }
+        return UInt64(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Deletes a version's manifest (first, so nobody starts reading it) and shards.
+    public func delete(version: UInt64) async throws {
+        let manifest = try? await manifest(version: version)
+        _ = try await redis.del([names.manifestKey(version: version)])
+        if let manifest, !manifest.shards.isEmpty { _ = try await redis.del(manifest.shards.map(\.key)) }
+    }
+
+    /// Versions that have a manifest.
+    public func versions() async throws -> [UInt64] {
+        try await redis.scanKeys(matching: "\(names.prefix):ckpt:*:manifest").compactMap { key in
+            let parts = key.split(separator: ":")
+            return parts.count >= 2 ? UInt64(parts[parts.count - 2]) : nil
+        }.sorted()
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import Messaging
+import Store
+import Wire
+
+/// Who a process is: its role and a unique instance name.
+public struct ServiceIdentity: Sendable {
+    public var role: String
+    public var instance: String
+}
+
+/// A service's connections to the broker and Redis, and the run's names.
+public final class Fabric: Sendable {
+    public let names: Names
+    public let identity: ServiceIdentity
+    public let amqp: AMQPClient
+    public let redis: RedisClient
+    public let logger: Logger
+    public let queueType: QueueType
+
+    public static let settings: [Setting] = [
+        Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL"),
+        Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL (the nearest relay, for rollout workers)"),
+        Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
+        Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers"),
+        Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)"),
+        Setting("queue.type", "classic", "classic (single broker) or quorum (cluster)"),
+        Setting("blas.threads", "1", "OpenBLAS threads for this process"),
+        Setting("log.level", "info", "trace, debug, info, notice, warning, error"),
+    ]
+
+    public init(settings: Settings, role: String, runID: String, logger: Logger) throws {
+        var instance = try settings.string("service.instance")
+        if instance.isEmpty { instance = "\(role)-\(ProcessInfo.processInfo.hostName)-\(getpid())" }
+        identity = ServiceIdentity(role: role, instance: instance)
+        names = Names(run: runID)
+        guard let queueType = QueueType(rawValue: try settings.string("queue.type")) else {
+            throw SettingsError(problem: "setting 'queue.type' = '\(try settings.string("queue.type"))' must be classic or quorum")
+        }
+        self.queueType = queueType
+        self.logger = logger
+        amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")), topology: names.topology(queueType: queueType),
+                          name: instance, logger: logger)
+        redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
+    }
+
+    /// Connects to both, retrying while the brokers come up.
+    public func connect(timeoutSeconds: Double) async throws {
+        let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+        var delay = 0.2
+        while true {
+            do {
+                try await redis.connect()
+                break
+            } catch {
+                if ContinuousClock.now > deadline { throw error }
+                logger.warning("waiting for Redis: \(error)")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 3)
+            }
+        }
+        while true {
+            let client = amqp
+            do {
+                try await client.connect()
+                return
+            } catch let error as AMQPError {
+                // A refused login or a topology conflict will not fix itself.
+                if case .authenticationRefused = error { throw error }
+                if case .declarationFailed = error { throw error }
+                if ContinuousClock.now > deadline { throw error }
+                logger.warning("waiting for RabbitMQ: \(error)")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 3)
+            }
+        }
+    }
+
+    public func envelope(messageID: String = UUID().uuidString) -> Envelope {
+        Envelope(runID: names.run, role: identity.role, instance: identity.instance, messageID: messageID)
+    }
+
+    /// Publishes a message and waits for the broker's confirm.
+    public func publish<M: EnvelopedMessage>(_ message: M, exchange: String, routingKey: String) async throws {
+        try await amqp.publish(exchange: exchange, routingKey: routingKey, body: try message.encoded(), messageID: message.messageID,
+                               headers: ["run": .string(names.run), "sender": .string(identity.instance)])
+    }
+
+    /// Sends a message it cannot process to the dead-letter exchange with the reason, then acknowledges it:
+    /// nothing is lost, and `tributary dead-letters` can list and replay it.
+    public func deadLetter(_ delivery: Delivery, reason: String) async {
+        logger.error("dead-lettering message \(delivery.messageID ?? "?") from \(delivery.queue): \(reason)")
+        do {
+            try await amqp.publish(exchange: Names.deadExchange, routingKey: delivery.queue, body: delivery.body,
+                                   messageID: delivery.messageID ?? UUID().uuidString,
+                                   headers: ["x-tributary-reason": .string(reason), "x-tributary-queue": .string(delivery.queue),
+                                             "x-tributary-exchange": .string(delivery.exchange),
+                                             "x-tributary-routing-key": .string(delivery.routingKey),
+                                             "x-tributary-by": .string(identity.instance)])
+            try await delivery.ack()
+            try await incrementCounter("dead_lettered")
+        } catch {
+            // Could not park it: hand it back rather than lose it.
+            logger.error("could not dead-letter \(delivery.messageID ?? "?"): \(error); requeueing")
+            try? await delivery.nack(requeue: true)
+        }
+    }
+
+    public func incrementCounter(_ name: String, by amount: Int = 1) async throws {
+        _ = try await redis.command(["HINCRBY", names.countersKey, name, String(amount)])
+    }
+
+    public func counters() async throws -> [String: Int] {
+        try await redis.hgetall(names.countersKey).compactMapValues { Int(String(decoding: $0, as: UTF8.self)) }
+    }
+
+    public func close() async {
+        await amqp.close()
+        redis.close()
+    }
+}

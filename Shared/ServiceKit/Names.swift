@@ -1,0 +1,65 @@
+import Messaging
+
+/// Exchange, queue and key names of DESIGN.md. One broker and one Redis can serve several runs:
+/// queues and keys carry the run id.
+public struct Names: Sendable {
+    public let run: String
+
+    public init(run: String) { self.run = run }
+
+    // Exchanges (shared by runs; routing keys carry the run).
+    public static let tasksExchange = "tributary.tasks"
+    public static let rolloutsExchange = "tributary.rollouts"
+    public static let scoredExchange = "tributary.scored"
+    public static let checkpointsExchange = "tributary.checkpoints"
+    public static let controlExchange = "tributary.control"
+    public static let deadExchange = "tributary.dead"
+
+    // Work queues of this run.
+    public var tasksQueue: String { "tributary.\(run).tasks" }
+    public var rolloutsQueue: String { "tributary.\(run).rollouts" }
+    public var scoredQueue: String { "tributary.\(run).scored" }
+    /// Policies the learner saved, waiting for the broadcaster.
+    public var policiesQueue: String { "tributary.\(run).policies" }
+    public var deadLettersQueue: String { "tributary.\(run).dead-letters" }
+    public var policyRoutingKey: String { "policy.\(run)" }
+
+    // Redis keys.
+    public var prefix: String { "tributary:\(run)" }
+    public var stateKey: String { "\(prefix):state" }
+    public var metricsKey: String { "\(prefix):metrics" }
+    public var countersKey: String { "\(prefix):counters" }
+    public var latestCheckpointKey: String { "\(prefix):ckpt:latest" }
+    public func manifestKey(version: UInt64) -> String { "\(prefix):ckpt:\(version):manifest" }
+    public func shardKey(version: UInt64, index: Int) -> String { "\(prefix):ckpt:\(version):shard:\(index)" }
+    public func stagingKey(version: UInt64) -> String { "\(prefix):staging:\(version)" }
+    public func heartbeatKey(role: String, instance: String) -> String { "\(prefix):hb:\(role):\(instance)" }
+    public var heartbeatPattern: String { "\(prefix):hb:*" }
+    /// The learner's own resumable state: weights, optimizer, step, applied group ids.
+    public var learnerStateKey: String { "\(prefix):learner" }
+    public var appliedGroupsKey: String { "\(prefix):learner:applied" }
+    /// Broadcaster's log of checkpoint timings, and rollout workers' verified loads.
+    public var broadcastLogKey: String { "\(prefix):broadcast" }
+    public var loadsLogKey: String { "\(prefix):loads" }
+    /// One entry per learner step with the staleness of every group it used (for audits and tests).
+    public var batchesLogKey: String { "\(prefix):batches" }
+
+    /// Everything the run's roles declare on connect.
+    public func topology(queueType: QueueType) -> Topology {
+        let workQueue = { (name: String) in
+            QueueSpec(name, type: queueType, deadLetterExchange: Self.deadExchange, deadLetterRoutingKey: name,
+                      deliveryLimit: queueType == .quorum ? 10 : nil)
+        }
+        return Topology(
+            exchanges: [ExchangeSpec(Self.tasksExchange, kind: .direct), ExchangeSpec(Self.rolloutsExchange, kind: .direct),
+                        ExchangeSpec(Self.scoredExchange, kind: .direct), ExchangeSpec(Self.checkpointsExchange, kind: .fanout),
+                        ExchangeSpec(Self.controlExchange, kind: .topic), ExchangeSpec(Self.deadExchange, kind: .topic)],
+            queues: [workQueue(tasksQueue), workQueue(rolloutsQueue), workQueue(scoredQueue), workQueue(policiesQueue),
+                     QueueSpec(deadLettersQueue, type: queueType)],
+            bindings: [BindingSpec(queue: tasksQueue, exchange: Self.tasksExchange, routingKey: run),
+                       BindingSpec(queue: rolloutsQueue, exchange: Self.rolloutsExchange, routingKey: run),
+                       BindingSpec(queue: scoredQueue, exchange: Self.scoredExchange, routingKey: run),
+                       BindingSpec(queue: policiesQueue, exchange: Self.controlExchange, routingKey: policyRoutingKey),
+                       BindingSpec(queue: deadLettersQueue, exchange: Self.deadExchange, routingKey: "tributary.\(run).#")])
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+
+/// One knob: the same name in the TOML file (`[section] key`), the environment (`TRIBUTARY_SECTION_KEY`)
+/// and on the command line (`--section.key VALUE`).
+public struct Setting: Sendable {
+    public var key: String
+    public var defaultValue: String
+    public var help: String
+
+    public init(_ key: String, _ defaultValue: String, _ help: String) {
+        self.key = key
+        self.defaultValue = defaultValue
+        self.help = help
+    }
+
+    public var environmentName: String { "TRIBUTARY_" + key.uppercased().replacingOccurrences(of: ".", with: "_") }
+}
+
+public struct SettingsError: Error, Sendable, CustomStringConvertible {
+    public var problem: String
+    public init(problem: String) { self.problem = problem }
+    public var description: String { problem }
+}
+
+/// Effective settings, layered: defaults < TOML file (`--config`) < environment < flags.
+public struct Settings: Sendable {
+    public private(set) var values: [String: String]
+    public private(set) var origins: [String: String]
+    public let specs: [Setting]
+    public let configPath: String?
+    public let dryRun: Bool
+
+    /// Parses the command line; prints help and exits for `--help`.
+    public static func load(role: String, abstract: String, specs: [Setting], arguments: [String] = Array(CommandLine.arguments.dropFirst()),
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(helpText(role: role, abstract: abstract, specs: specs))
+            exit(0)
+        }
+        let known = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, $0) })
+        var values = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, $0.defaultValue) })
+        var origins = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, "default") })
+        var flags: [(String, String)] = []
+        var configPath: String?
+        var dryRun = false
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("--") else { throw SettingsError(problem: "unexpected argument '\(argument)' (see --help)") }
+            var name = String(argument.dropFirst(2))
+            if name == "dry-run" { dryRun = true; continue }
+            var value: String
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            } else {
+                guard index < arguments.count else { throw SettingsError(problem: "flag --\(name) needs a value") }
+                value = arguments[index]
+                index += 1
+            }
+            if name == "config" { configPath = value; continue }
+            guard known[name] != nil else { throw SettingsError(problem: "unknown flag --\(name) (see --help)") }
+            flags.append((name, value))
+        }
+        if let configPath {
+            for (key, value) in try TOML.parse(contentsOf: configPath) {
+                // A run file carries every role's sections; a role takes the keys it knows.
+                guard known[key] != nil else { continue }
+                values[key] = value.description
+                origins[key] = "file"
+            }
+        }
+        for spec in specs {
+            if let value = environment[spec.environmentName] {
+                values[spec.key] = value
+                origins[spec.key] = "env"
+            }
+        }
+        for (key, value) in flags {
+            values[key] = value
+            origins[key] = "flag"
+        }
+        return Settings(values: values, origins: origins, specs: specs, configPath: configPath, dryRun: dryRun)
+    }
+
+    /// Settings from TOML text alone (a StartRun message), over the defaults.
+    public static func fromTOML(_ text: String, specs: [Setting], source: String) throws -> Settings {
+        var values = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, $0.defaultValue) })
+        var origins = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, "default") })
+        let known = Set(specs.map(\.key))
+        for (key, value) in try TOML.parse(text, source: source) where known.contains(key) {
+            values[key] = value.description
+            origins[key] = source
+        }
+        return Settings(values: values, origins: origins, specs: specs, configPath: nil, dryRun: false)
+    }
+
+    public subscript(key: String) -> String? { values[key] }
+
+    public mutating func set(_ key: String, _ value: String, origin: String) throws {
+        guard specs.contains(where: { $0.key == key }) else { throw SettingsError(problem: "unknown setting '\(key)'") }
+        values[key] = value
+        origins[key] = origin
+    }
+
+    public func string(_ key: String) throws -> String {
+        guard let value = values[key] else { throw SettingsError(problem: "setting '\(key)' is not defined for this role") }
+        return value
+    }
+
+    private func parsed<T>(_ key: String, _ kind: String, _ parse: (String) -> T?) throws -> T {
+        let text = try string(key)
+        guard let value = parse(text.trimmingCharacters(in: .whitespaces)) else {
+            throw SettingsError(problem: "setting '\(key)' = '\(text)' (from \(origins[key] ?? "?")) is not \(kind)")
+        }
+        return value
+    }
+
+    public func int(_ key: String, in range: ClosedRange<Int>? = nil) throws -> Int {
+        let value = try parsed(key, "an integer") { Int($0) }
+        if let range, !range.contains(value) {
+            throw SettingsError(problem: "setting '\(key)' = \(value) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    public func double(_ key: String) throws -> Double { try parsed(key, "a number") { Double($0) } }
+    public func float(_ key: String) throws -> Float { Float(try double(key)) }
+    public func bool(_ key: String) throws -> Bool {
+        try parsed(key, "true or false") { ["true": true, "false": false, "1": true, "0": false][$0.lowercased()] }
+    }
+
+    public func list(_ key: String) throws -> [String] {
+        try string(key).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Every setting with its value and where it came from; secrets in URLs are masked.
+    public func effectiveDescription(role: String) -> String {
+        var lines = ["\(role) effective configuration:"]
+        let width = specs.map(\.key.count).max() ?? 10
+        for spec in specs {
+            let value = Self.masked(values[spec.key] ?? "")
+            lines.append("  \(spec.key.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)  (\(origins[spec.key] ?? "default"))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func masked(_ value: String) -> String {
+        guard let at = value.firstIndex(of: "@"), let scheme = value.range(of: "://"), scheme.upperBound < at else { return value }
+        let credentials = value[scheme.upperBound..<at]
+        guard let colon = credentials.firstIndex(of: ":") else { return value }
+        return value.replacingCharacters(in: value.index(after: colon)..<at, with: "****")
+    }
+
+    /// The run file's text for the given keys (what a StartRun carries).
+    public func toml(keys: [String]) -> String {
+        TOML.render(Dictionary(uniqueKeysWithValues: keys.compactMap { key in values[key].map { (key, $0) } }))
+    }
+
+    public static func helpText(role: String, abstract: String, specs: [Setting]) -> String {
+        var lines = ["USAGE: \(role) [--config run.toml] [--SECTION.KEY VALUE ...] [--dry-run]", "", abstract, "",
+                     "Every setting can come from the TOML file ([section] key = value), the environment",
+                     "(TRIBUTARY_SECTION_KEY) or a flag (--section.key VALUE); flags win, then the environment, then the file.",
+                     "--dry-run prints the effective configuration and exits.", "", "SETTINGS:"]
+        let width = specs.map(\.key.count).max() ?? 10
+        for spec in specs {
+            lines.append("  --\(spec.key.padding(toLength: width, withPad: " ", startingAt: 0))  \(spec.help) (default: \(spec.defaultValue.isEmpty ? "\"\"" : spec.defaultValue); env \(spec.environmentName))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
