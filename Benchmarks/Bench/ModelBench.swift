@@ -37,13 +37,13 @@ func runModelBench(json: Bool) throws {
     var stepTimes: [Double] = [], phases: [[Double]] = []
     var loss: Float = 0
     for _ in 0..<trainSteps {
-        let t0 = now()
+        let t0 = modelBenchNow()
         let lp = model.forward(tokens: tokens, targets: targets, batch: B, time: T).logprobs
-        let t1 = now()
+        let t1 = modelBenchNow()
         model.backward(dLogprobs: dLogprobs, mask: mask)
-        let t2 = now()
+        let t2 = modelBenchNow()
         optimizer.update(model, learningRate: 3e-4)
-        let t3 = now()
+        let t3 = modelBenchNow()
         stepTimes.append(t3 - t0)
         phases.append([t1 - t0, t2 - t1, t3 - t2])
         loss = -lp.reduce(0, +) / Float(B * T)
@@ -64,9 +64,9 @@ func runModelBench(json: Bool) throws {
         _ = model.sample(prompt: prompt, count: count, options: options)
         var best = Double.infinity
         for _ in 0..<3 {
-            let t0 = now()
+            let t0 = modelBenchNow()
             let out = model.sample(prompt: prompt, count: count, options: options)
-            best = min(best, now() - t0)
+            best = min(best, modelBenchNow() - t0)
             precondition(out.allSatisfy { $0.tokens.count == newTokens })
         }
         return Double(count * newTokens) / best
@@ -100,11 +100,11 @@ func runModelBench(json: Bool) throws {
     for (k, v) in rows { print(k.padding(toLength: 30, withPad: " ", startingAt: 0) + v) }
     if json {
         let figures: [String: Any] = [
-            "sgemm_peak_gflops": round2(peak), "train_tokens_per_s": round2(trainTokensPerSecond), "train_mfu": round4(trainMFU), "train_mfu_causal": round4(trainMFUCausal),
-            "decode_tokens_per_s_batch1": round2(decode1), "decode_tokens_per_s_batch16": round2(decode16),
-            "decode_mfu_batch16": round4(decodeMFU16), "decode_mfu_batch1": round4(decodeMFU1),
-            "train_peak_rss_mb": round2(peakRSS), "train_memory_budget_mb": round2(budgetMB),
-            "train_memory_ratio": round4(peakRSS / budgetMB), "train_step_ms": round2(1000 * trainTime), "train_step_median_ms": round2(1000 * medianStep),
+            "sgemm_peak_gflops": modelBenchRound2(peak), "train_tokens_per_s": modelBenchRound2(trainTokensPerSecond), "train_mfu": modelBenchRound4(trainMFU), "train_mfu_causal": modelBenchRound4(trainMFUCausal),
+            "decode_tokens_per_s_batch1": modelBenchRound2(decode1), "decode_tokens_per_s_batch16": modelBenchRound2(decode16),
+            "decode_mfu_batch16": modelBenchRound4(decodeMFU16), "decode_mfu_batch1": modelBenchRound4(decodeMFU1),
+            "train_peak_rss_mb": modelBenchRound2(peakRSS), "train_memory_budget_mb": modelBenchRound2(budgetMB),
+            "train_memory_ratio": modelBenchRound4(peakRSS / budgetMB), "train_step_ms": modelBenchRound2(1000 * trainTime), "train_step_median_ms": modelBenchRound2(1000 * medianStep),
             "blas_threads": threads, "openblas_core": BLAS.coreName, "parameters": model.parameterCount, "load_average_1m": Double(load) ?? -1,
         ]
         let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
@@ -112,14 +112,14 @@ func runModelBench(json: Bool) throws {
     }
 }
 
-private func now() -> Double {
+private func modelBenchNow() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-private func round2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
-private func round4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
+private func modelBenchRound2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
+private func modelBenchRound4(_ x: Double) -> Double { (x * 10000).rounded() / 10000 }
 
 /// VmHWM from /proc/self/status, in MiB.
 private func peakResidentMB() -> Double {
@@ -139,9 +139,9 @@ private func sgemmPeakGFLOPS() -> Double {
     for i in 0..<(n * n) { a[i] = rng.nextUniform() - 0.5; b[i] = rng.nextUniform() - 0.5 }
     var best = 0.0
     for _ in 0..<5 {
-        let t0 = now()
+        let t0 = modelBenchNow()
         BLAS.sgemm(m: n, n: n, k: n, a: &a, b: &b, c: &c)
-        best = max(best, 2 * Double(n) * Double(n) * Double(n) / (now() - t0) / 1e9)
+        best = max(best, 2 * Double(n) * Double(n) * Double(n) / (modelBenchNow() - t0) / 1e9)
     }
     return best
 }
