@@ -81,6 +81,27 @@ import Testing
         #expect(ra.entropy == rb.entropy)
     }
 
+    /// 80 rows take the plain products, 16 rows the decoding-sized ones: a batch equals its sequences one by one,
+    /// and its gradients equal their sum.
+    @Test func batchEqualsSequencesOneByOne() {
+        let model = GPT(config: tinyConfig, seed: 17)
+        let B = 5, T = 16
+        let tokens = randomTokens(B * T, seed: 1), targets = randomTokens(B * T, seed: 2)
+        let g = randomFloats(B * T, seed: 3), mask = [Float](repeating: 1, count: B * T)
+        let batch = model.forward(tokens: tokens, targets: targets, batch: B, time: T)
+        model.backward(dLogprobs: g, mask: mask)
+        let batchGrads = model.flatGradients
+        model.zeroGradients()
+        var single: [Float] = []
+        for b in 0..<B {
+            let r = (b * T)..<((b + 1) * T)
+            single += model.forward(tokens: Array(tokens[r]), targets: Array(targets[r]), batch: 1, time: T).logprobs
+            model.backward(dLogprobs: Array(g[r]), mask: Array(mask[r]))
+        }
+        #expect(maxRelativeError(batch.logprobs, single, floor: 1) < 1e-5)
+        #expect(maxRelativeError(batchGrads, model.flatGradients, floor: 1e-3) < 1e-3)
+    }
+
     @Test func tinyModelOverfitsOneBatch() {
         let model = GPT(config: tinyConfig, seed: 7)
         let opt = AdamW(model: model, learningRate: 1e-2, weightDecay: 0)
