@@ -118,7 +118,7 @@ final class Learner {
         heldOut = environment.tasks(seed: config.evalSeed, range: 0..<config.evalTasks)
         heldOutPrompts = Set(heldOut.map(\.prompt))
         let model = GPT(config: config.model, seed: config.seed)
-        let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.99, weightDecay: 0, maxGradNorm: 1)
+        let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1)
         trainer = Confined(GRPOTrainer(model: model, optimizer: optimizer,
                                        config: GRPOTrainerConfig(learningRate: config.learningRate, loss: config.grpo)))
     }
@@ -131,7 +131,9 @@ final class Learner {
         if resuming {
             try await restore()
         } else {
-            _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey])
+            _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey])
+            // A new run under a reused id starts with empty work queues.
+            for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
             try await setState(["started_at_ms": String(nowMs()), "step": "0", "version": "0"])
             try await warmStart()
             let before = try await evaluate()
@@ -186,7 +188,6 @@ final class Learner {
             let stepStarted = ContinuousClock.now
             var waited = Duration.zero
             var batch: [TakenGroup] = []
-            var held: [Delivery] = []
             var staleDropped = 0
             var zeroSignal = 0
             var rewards: [Double] = []
@@ -210,7 +211,7 @@ final class Learner {
                 // At least once: a group applied before a crash comes back; never apply it twice.
                 if applied.contains(message.rolloutMessageID) || batch.contains(where: { $0.message.rolloutMessageID == message.rolloutMessageID }) {
                     try await fabric.incrementCounter("duplicate_groups")
-                    held.append(delivery)
+                    try await delivery.ack()
                     continue
                 }
                 for completion in message.completions {
@@ -219,16 +220,17 @@ final class Learner {
                 }
                 completionsSeen += message.completions.count
                 if Int(message.policyVersion) < minimumVersion {
+                    // Dropped groups feed no step: replace them, then acknowledge at once (the prefetch window stays open).
                     staleDropped += 1
-                    held.append(delivery)
                     try await fabric.incrementCounter("stale_groups_dropped")
-                    try await publishTasks(count: 1)  // replace it
+                    try await publishTasks(count: 1)
+                    try await delivery.ack()
                     continue
                 }
                 if message.completions.allSatisfy({ $0.advantage == 0 }) {
                     zeroSignal += 1
-                    held.append(delivery)
                     try await publishTasks(count: 1)
+                    try await delivery.ack()
                     continue
                 }
                 staleness[step - Int(message.policyVersion), default: 0] += 1
@@ -252,7 +254,7 @@ final class Learner {
             for taken in batch { applied.insert(taken.message.rolloutMessageID) }
 
             // Durable first (weights, optimizer, step, applied ids), then acknowledge what fed the step.
-            try await saveLearnerState(ackAfter: batch.map(\.delivery) + held, newlyApplied: batch.map(\.message.rolloutMessageID))
+            try await saveLearnerState(ackAfter: batch.map(\.delivery), newlyApplied: batch.map(\.message.rolloutMessageID))
             try await publishPolicy()
             try await publishTasks(count: config.groupsPerStep)
 
@@ -364,7 +366,8 @@ final class Learner {
         for _ in 0..<count {
             var index = taskIndex
             var task = environment.task(seed: config.seed, index: index)
-            while heldOutPrompts.contains(task.prompt) {
+            // Skip held-out problems (bounded: a tiny task space may be mostly held out).
+            while heldOutPrompts.contains(task.prompt), index < taskIndex + 1000 {
                 index += 1
                 task = environment.task(seed: config.seed, index: index)
             }
@@ -467,8 +470,11 @@ final class Learner {
         let environment = self.environment
         let config = self.config
         let heldOutPrompts = self.heldOutPrompts
-        let loss = try await compute.run { () -> Double in
+        // The probe decides when to stop; it shares no prompt with the held-out set.
+        let probe = environment.tasks(seed: config.seed &+ 3, range: 0..<400).filter { !heldOutPrompts.contains($0.prompt) }.prefix(200).map { $0 }
+        let (loss, stepsTaken, probeAccuracy) = try await compute.run { () -> (Double, Int, Double) in
             var last = 0.0
+            var probeAccuracy = 0.0
             for warmStep in 0..<config.warmupSteps {
                 let tasks = environment.tasks(seed: config.seed &+ 7, range: (warmStep * config.warmupBatch)..<((warmStep + 1) * config.warmupBatch))
                 let examples = tasks.filter { !heldOutPrompts.contains($0.prompt) }.map { task in
@@ -477,10 +483,19 @@ final class Learner {
                 }
                 last = try SupervisedTraining.step(model: trainer.value.model, optimizer: trainer.value.optimizer, examples: examples,
                                                    learningRate: config.warmupLearningRate).loss
+                if config.warmupTargetAccuracy > 0, (warmStep + 1) % 25 == 0 {
+                    probeAccuracy = Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: probe, maxNewTokens: config.maxNewTokens)
+                    if probeAccuracy >= config.warmupTargetAccuracy { return (last, warmStep + 1, probeAccuracy) }
+                }
             }
-            return last
+            return (last, config.warmupSteps, probeAccuracy)
         }
-        context.logger.notice("warm start: \(config.warmupSteps) supervised steps, final loss \(String(format: "%.4f", loss))")
+        context.logger.notice("warm start: \(stepsTaken) supervised steps, final loss \(String(format: "%.4f", loss)), probe accuracy \(String(format: "%.3f", probeAccuracy))")
+        // GRPO starts with fresh optimizer moments, as the learning check does.
+        let model = trainer.value.model
+        let learningRate = config.learningRate
+        trainer.value = GRPOTrainer(model: model, optimizer: AdamW(model: model, learningRate: learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1),
+                                    config: GRPOTrainerConfig(learningRate: learningRate, loss: config.grpo))
     }
 
     func evaluate() async throws -> Double {

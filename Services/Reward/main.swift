@@ -89,6 +89,9 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
             context.metrics.increment("zero_signal_groups_total")
         }
         try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
+        _ = try await fabric.redis.command(["XADD", fabric.names.scoredLogKey, "MAXLEN", "~", "100000", "*", "task", group.task.taskID,
+                                            "group", group.messageID, "worker", group.workerID, "version", String(group.policyVersion),
+                                            "task_redelivered", group.taskRedelivered ? "1" : "0", "signal", scored.hasSignal ? "1" : "0"])
         try await delivery.ack()
         meter.record()
         context.metrics.increment("scored_groups_total")

@@ -136,6 +136,7 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             }
         }
         group.workerID = fabric.identity.instance
+        group.taskRedelivered = delivery.redelivered
         group.timings = Timings.with {
             $0.checkpointFetchMs = fetchMs
             $0.generateMs = generateMs

@@ -41,6 +41,8 @@ public struct Names: Sendable {
     /// Broadcaster's log of checkpoint timings, and rollout workers' verified loads.
     public var broadcastLogKey: String { "\(prefix):broadcast" }
     public var loadsLogKey: String { "\(prefix):loads" }
+    /// One entry per scored group: task, worker, version, whether the task was redelivered (audits and tests).
+    public var scoredLogKey: String { "\(prefix):scored-log" }
     /// One entry per learner step with the staleness of every group it used (for audits and tests).
     public var batchesLogKey: String { "\(prefix):batches" }
 

@@ -26,6 +26,7 @@ public struct RunConfig: Sendable, Equatable {
     public var warmupSteps: Int
     public var warmupLearningRate: Float
     public var warmupBatch: Int
+    public var warmupTargetAccuracy: Double
     public var model: GPTConfig
 
     public static let settings: [Setting] = [
@@ -55,6 +56,7 @@ public struct RunConfig: Sendable, Equatable {
         Setting("trainer.warmup_steps", "0", "supervised warm-start steps before GRPO"),
         Setting("trainer.warmup_learning_rate", "0.003", "warm-start learning rate"),
         Setting("trainer.warmup_batch", "32", "warm-start examples per step"),
+        Setting("trainer.warmup_target_accuracy", "0", "stop the warm start early once a probe set (not held-out) reaches this accuracy (0: never)"),
         Setting("model.layers", "2", "transformer blocks"),
         Setting("model.heads", "4", "attention heads"),
         Setting("model.channels", "128", "embedding width"),
@@ -94,6 +96,7 @@ public struct RunConfig: Sendable, Equatable {
         warmupSteps = try settings.int("trainer.warmup_steps", in: 0...1_000_000)
         warmupLearningRate = try settings.float("trainer.warmup_learning_rate")
         warmupBatch = try settings.int("trainer.warmup_batch", in: 1...65_536)
+        warmupTargetAccuracy = try settings.double("trainer.warmup_target_accuracy")
         model = GPTConfig(contextLength: try settings.int("model.context", in: 8...4096), layers: try settings.int("model.layers", in: 1...64),
                           heads: try settings.int("model.heads", in: 1...64), channels: try settings.int("model.channels", in: 8...4096))
         try model.validate()

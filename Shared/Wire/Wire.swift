@@ -10,7 +10,7 @@ public typealias Completion = Tributary_V1_Completion
 public typealias Timings = Tributary_V1_Timings
 public typealias RolloutGroup = Tributary_V1_RolloutGroup
 public typealias ScoredCompletion = Tributary_V1_ScoredCompletion
-public typealias ScoredGroup = Tributary_V1_ScoredGroup
+public typealias ScoredGroupMessage = Tributary_V1_ScoredGroup
 public typealias PolicySaved = Tributary_V1_PolicySaved
 public typealias CheckpointAnnouncement = Tributary_V1_CheckpointAnnouncement
 public typealias CheckpointManifest = Tributary_V1_CheckpointManifest
@@ -50,7 +50,7 @@ public protocol EnvelopedMessage: SwiftProtobuf.Message {
 
 extension RolloutTask: EnvelopedMessage {}
 extension RolloutGroup: EnvelopedMessage {}
-extension ScoredGroup: EnvelopedMessage {}
+extension ScoredGroupMessage: EnvelopedMessage {}
 extension PolicySaved: EnvelopedMessage {}
 extension CheckpointAnnouncement: EnvelopedMessage {}
 extension ControlCommand: EnvelopedMessage {}

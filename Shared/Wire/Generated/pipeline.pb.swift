@@ -186,6 +186,9 @@ public nonisolated struct Tributary_V1_RolloutGroup: Sendable {
   /// Clears the value of `timings`. Subsequent reads from it will return its default value.
   public mutating func clearTimings() {self._timings = nil}
 
+  /// The task came back to this worker after another one died holding it.
+  public var taskRedelivered: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -662,7 +665,7 @@ nonisolated extension Tributary_V1_Timings: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Tributary_V1_RolloutGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RolloutGroup"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}envelope\0\u{1}task\0\u{3}policy_version\0\u{3}prompt_tokens\0\u{1}completions\0\u{3}worker_id\0\u{1}timings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}envelope\0\u{1}task\0\u{3}policy_version\0\u{3}prompt_tokens\0\u{1}completions\0\u{3}worker_id\0\u{1}timings\0\u{3}task_redelivered\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -677,6 +680,7 @@ nonisolated extension Tributary_V1_RolloutGroup: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.completions) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._timings) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.taskRedelivered) }()
       default: break
       }
     }
@@ -708,6 +712,9 @@ nonisolated extension Tributary_V1_RolloutGroup: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._timings {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    if self.taskRedelivered != false {
+      try visitor.visitSingularBoolField(value: self.taskRedelivered, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -719,6 +726,7 @@ nonisolated extension Tributary_V1_RolloutGroup: SwiftProtobuf.Message, SwiftPro
     if lhs.completions != rhs.completions {return false}
     if lhs.workerID != rhs.workerID {return false}
     if lhs._timings != rhs._timings {return false}
+    if lhs.taskRedelivered != rhs.taskRedelivered {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
