@@ -4,46 +4,77 @@ import Foundation
 extension GPT {
     /// Batched sampling with a KV cache: the prompt is prefilled once and its cache shared by `count` samples.
     /// An empty prompt starts from bos; a prompt longer than the context keeps its last `contextLength` tokens.
-    /// Sample i draws from its own generator seeded by (options.seed, i), so results do not depend on `count`.
+    /// Sample k draws from its own generator seeded by (options.seed, k), so results do not depend on `count`.
     public func sample(prompt: [Int32], count: Int, options: SamplingOptions) -> [SampledCompletion] {
-        precondition(count >= 1, "sample: count must be at least 1")
-        var prompt = prompt.isEmpty ? [ByteTokenizer.bos] : prompt
-        if prompt.count > config.contextLength { prompt = Array(prompt.suffix(config.contextLength)) }
-        let maxNew = max(0, min(options.maxNewTokens, config.contextLength - prompt.count + 1))
-        var results = [SampledCompletion](repeating: SampledCompletion(tokens: [], logprobs: [], finishedWithEOS: false), count: count)
-        guard maxNew > 0 else { return results }
-        for i in 0..<count { results[i].tokens.reserveCapacity(maxNew); results[i].logprobs.reserveCapacity(maxNew) }
+        sample(prompts: [prompt], count: count, options: options)[0]
+    }
 
-        let state = DecodeState(model: self, prompt: prompt, count: count, maxSteps: maxNew - 1)
-        var rngs = (0..<count).map { SeededGenerator(seed: options.seed ^ (UInt64($0) &* 0x9E37_79B9_7F4A_7C15)) }
-        var active = Array(0..<count)
-        var chooser = TokenChooser(vocabSize: config.vocabSize)
+    /// Greedy or sampled generation for many different prompts (evaluation): one completion each, decoded together.
+    /// Prompt i is seeded as in `sample(prompts:count:options:)`.
+    public func sample(prompts: [[Int32]], options: SamplingOptions) -> [SampledCompletion] {
+        sample(prompts: prompts, count: 1, options: options).map { $0[0] }
+    }
+
+    /// `count` samples for each of several prompts, decoded as one batch (each prompt prefilled once).
+    /// Result [i][k] is sample k of prompt i, drawn from a generator seeded by (options.seed + i * constant, k),
+    /// so it does not depend on which other prompts or how many samples share the batch.
+    public func sample(prompts: [[Int32]], count: Int, options: SamplingOptions) -> [[SampledCompletion]] {
+        precondition(count >= 1, "sample: count must be at least 1")
+        var results: [[SampledCompletion]] = []
+        results.reserveCapacity(prompts.count)
+        // batches of about 64 samples keep the caches small (one prompt's group is never split)
+        let promptsPerBatch = max(1, 64 / count)
+        var start = 0
+        while start < prompts.count {
+            let end = min(prompts.count, start + promptsPerBatch)
+            results += sampleBatch(prompts: Array(prompts[start..<end]), firstIndex: start, count: count, options: options)
+            start = end
+        }
+        return results
+    }
+
+    private func sampleBatch(prompts rawPrompts: [[Int32]], firstIndex: Int, count: Int, options: SamplingOptions) -> [[SampledCompletion]] {
+        let ctx = config.contextLength, V = config.vocabSize
+        let prompts = rawPrompts.map { p -> [Int32] in
+            let p = p.isEmpty ? [ByteTokenizer.bos] : p
+            return p.count > ctx ? Array(p.suffix(ctx)) : p
+        }
+        // tokens each prompt may generate: the last one needs no position of its own
+        let limits = prompts.map { max(0, min(options.maxNewTokens, ctx - $0.count + 1)) }
+        let empty = SampledCompletion(tokens: [], logprobs: [], finishedWithEOS: false)
+        var results = prompts.map { _ in [SampledCompletion](repeating: empty, count: count) }
+        let maxNew = limits.max() ?? 0
+        guard maxNew > 0 else { return results }
+
+        let state = DecodeState(model: self, prompts: prompts, perGroup: count, maxSteps: maxNew - 1)
+        var rngs: [SeededGenerator] = []
+        for g in 0..<prompts.count {
+            let base = options.seed &+ UInt64(firstIndex + g) &* 0xD1B5_4A32_D192_ED03
+            for k in 0..<count { rngs.append(SeededGenerator(seed: base ^ (UInt64(k) &* 0x9E37_79B9_7F4A_7C15))) }
+        }
+        var active = (0..<(prompts.count * count)).filter { limits[$0 / count] > 0 }
+        var chooser = TokenChooser(vocabSize: V)
+        // rows of the current logits: all samples in order before the first step, the fed ones after
+        var rowOf = Array(0..<(prompts.count * count))
         for j in 0..<maxNew {
             var fed: [Int32] = [], stillActive: [Int] = []
-            for (row, s) in active.enumerated() {
-                let (token, logprob) = chooser.choose(state.currentLogits + row * config.vocabSize, options: options, rng: &rngs[s])
-                results[s].tokens.append(token)
-                results[s].logprobs.append(logprob)
+            for s in active {
+                let g = s / count, k = s % count
+                let (token, logprob) = chooser.choose(state.currentLogits + rowOf[s] * V, options: options, rng: &rngs[s])
+                results[g][k].tokens.append(token)
+                results[g][k].logprobs.append(logprob)
                 if options.stopAtEOS && token == ByteTokenizer.eos {
-                    results[s].finishedWithEOS = true
-                } else {
+                    results[g][k].finishedWithEOS = true
+                } else if j + 1 < limits[g] {
                     fed.append(token)
                     stillActive.append(s)
                 }
             }
             active = stillActive
-            if active.isEmpty || j == maxNew - 1 { break }
+            if active.isEmpty { break }
+            for (row, s) in active.enumerated() { rowOf[s] = row }
             state.advance(tokens: fed, samples: active)
         }
         return results
-    }
-
-    /// Generation for many different prompts (evaluation): one completion each, prompt i seeded by (options.seed, i).
-    public func sample(prompts: [[Int32]], options: SamplingOptions) -> [SampledCompletion] {
-        prompts.enumerated().map { i, prompt in
-            var o = options
-            o.seed = options.seed &+ UInt64(i) &* 0xD1B5_4A32_D192_ED03
-            return sample(prompt: prompt, count: 1, options: o)[0]
-        }
     }
 }

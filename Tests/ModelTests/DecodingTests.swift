@@ -29,6 +29,46 @@ import Testing
         #expect(worst < 1e-4)
     }
 
+    /// Several prompt groups of different lengths decoded together: every row's logits equal the full forward pass.
+    @Test func kvCacheWithSeveralPromptsMatchesFullForward() {
+        let model = GPT(config: tinyConfig, seed: 12)
+        let V = tinyConfig.vocabSize
+        let seqs = [randomTokens(12, seed: 1), randomTokens(12, seed: 2), randomTokens(16, seed: 3), randomTokens(16, seed: 4)]
+        let promptLengths = [3, 3, 7, 7]  // group 0: samples 0, 1 share 3 tokens; group 1: samples 2, 3 share 7
+        let seqsShared = [seqs[0], Array(seqs[0].prefix(3)) + seqs[1].dropFirst(3), seqs[2], Array(seqs[2].prefix(7)) + seqs[3].dropFirst(7)]
+        let full = seqsShared.map { model.logits(tokens: $0) }
+        let state = DecodeState(model: model, prompts: [Array(seqsShared[0].prefix(3)), Array(seqsShared[2].prefix(7))], perGroup: 2, maxSteps: 9)
+        var worst: Float = 0
+        func compare(row: Int, sample: Int, position: Int) {
+            for v in 0..<V { worst = max(worst, abs(state.currentLogits[row * V + v] - full[sample][position * V + v])) }
+        }
+        for s in 0..<4 { compare(row: s, sample: s, position: promptLengths[s] - 1) }
+        for j in 0..<9 {
+            // group 1 reaches the end of the context (16) after 9 tokens; sample 1 stops early
+            let samples = [0, 1, 2, 3].filter { !($0 == 1 && j >= 4) }
+            state.advance(tokens: samples.map { seqsShared[$0][promptLengths[$0] + j] }, samples: samples)
+            for (row, s) in samples.enumerated() { compare(row: row, sample: s, position: promptLengths[s] + j) }
+        }
+        #expect(worst < 1e-4)
+    }
+
+    /// Many prompts decoded in one batch give what each gives alone (greedy, prompts of different lengths,
+    /// one of them at the end of the context).
+    @Test func promptsDecodedTogetherMatchAlone() {
+        let model = GPT(config: tinyConfig, seed: 15)
+        let prompts: [[Int32]] = [[1, 2, 3], [], Array(randomTokens(15, seed: 1)), [9], Array(randomTokens(40, seed: 2))]
+        let options = SamplingOptions.greedy(maxNewTokens: 6, stopAtEOS: false)
+        let together = model.sample(prompts: prompts, options: options)
+        let alone = prompts.map { model.sample(prompt: $0, count: 1, options: options)[0] }
+        #expect(together == alone)
+        #expect(together.map(\.tokens.count) == [6, 6, 2, 6, 1])
+        // sampled, several per prompt: prompt 0's group is the same as sampling it alone with the same seed
+        let sampled = SamplingOptions(temperature: 1, maxNewTokens: 5, seed: 7, stopAtEOS: false)
+        let groups = model.sample(prompts: [[1, 2, 3], [4, 5]], count: 3, options: sampled)
+        #expect(groups[0] == model.sample(prompt: [1, 2, 3], count: 3, options: sampled))
+        #expect(groups.allSatisfy { $0.count == 3 && $0.allSatisfy { $0.tokens.count == 5 } })
+    }
+
     @Test func seededSamplingIsReproducible() {
         let model = GPT(config: tinyConfig, seed: 5)
         let options = SamplingOptions(temperature: 1, topP: 0.95, topK: 50, maxNewTokens: 10, seed: 99, stopAtEOS: false)
