@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import Model
+import ServiceKit
+import Wire
+
+struct CheckpointCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint", abstract: "List the run's checkpoint versions in Redis, or export one as a safetensors file.",
+        subcommands: [List.self, Export.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Versions with a manifest: size, shards, compression, time; the announced latest is marked.")
+        @OptionGroup var options: ControlOptions
+        @Flag(help: "Print JSON instead of text.") var json = false
+
+        func run() async throws {
+            try await withSession(options, amqp: false) { session in
+                let store = CheckpointStore(names: session.names, redis: session.redis)
+                let latest = try await store.latest()
+                var manifests: [CheckpointManifest] = []
+                for version in try await store.versions() {
+                    // A version can be deleted between the scan and the read.
+                    if let manifest = try? await store.manifest(version: version) { manifests.append(manifest) }
+                }
+                if json {
+                    print(try Output.json(["run": session.names.run, "latest": latest.map { $0 as Any } ?? NSNull(),
+                                           "versions": manifests.map { manifest -> [String: Any] in
+                                               ["version": manifest.version, "bytes": manifest.totalBytes, "shards": manifest.shards.count,
+                                                "compressed_bytes": manifest.shards.reduce(0) { $0 + $1.compressedBytes },
+                                                "sha256": manifest.sha256, "created_at_ms": manifest.createdAtUnixMs]
+                                           }]))
+                    return
+                }
+                guard !manifests.isEmpty else {
+                    print("run \(session.names.run): no checkpoints in Redis" + (latest.map { " (latest points at \($0), which is gone)" } ?? ""))
+                    return
+                }
+                let formatter = DateFormatter()
+                formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+                let rows = manifests.map { manifest -> [String] in
+                    let compressed = manifest.shards.reduce(UInt64(0)) { $0 + $1.compressedBytes }
+                    return [String(manifest.version) + (manifest.version == latest ? " *" : ""), Output.bytes(manifest.totalBytes),
+                            "\(manifest.shards.count)", "\(Output.bytes(compressed)) \(manifest.compression)",
+                            formatter.string(from: Date(timeIntervalSince1970: Double(manifest.createdAtUnixMs) / 1000)),
+                            String(manifest.sha256.prefix(16))]
+                }
+                print("run \(session.names.run): \(manifests.count) checkpoints (* = announced latest)")
+                print(Output.table(["VERSION", "SIZE", "SHARDS", "STORED", "CREATED", "SHA-256"], rows))
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a checkpoint version as a safetensors file (Hugging Face GPT-2 names), with config.json beside it.",
+            discussion: "Every shard is verified against the manifest's SHA-256 before anything is written.")
+        @OptionGroup var options: ControlOptions
+        @Argument(help: ArgumentHelp("Version number, or latest.", valueName: "version")) var version: String
+        @Argument(help: ArgumentHelp("Output file, e.g. model.safetensors.", valueName: "file")) var file: String
+        @Flag(help: "Do not write config.json beside the file.") var noConfig = false
+
+        func validate() throws {
+            guard version == "latest" || UInt64(version) != nil else { throw ValidationError("VERSION must be a number or latest") }
+        }
+
+        func run() async throws {
+            try await withSession(options, amqp: false) { session in
+                let store = CheckpointStore(names: session.names, redis: session.redis)
+                let chosen: UInt64
+                if version == "latest" {
+                    guard let latest = try await store.latest() else { throw ControlError("run \(session.names.run) has no announced checkpoint") }
+                    chosen = latest
+                } else {
+                    chosen = UInt64(version)!
+                }
+                let checkpoint: (bytes: [UInt8], manifest: CheckpointManifest)
+                do { checkpoint = try await store.read(version: chosen) } catch {
+                    throw ControlError("cannot export version \(chosen) of run \(session.names.run): \(error)")
+                }
+                let url = URL(fileURLWithPath: file)
+                do { try Data(checkpoint.bytes).write(to: url, options: .atomic) } catch {
+                    throw ControlError("cannot write \(file): \(error.localizedDescription)")
+                }
+                print("wrote \(file): version \(chosen), \(Output.bytes(UInt64(checkpoint.bytes.count))), sha256 \(checkpoint.manifest.sha256) (verified)")
+                if !noConfig {
+                    let configURL = url.deletingLastPathComponent().appendingPathComponent(Checkpoint.configFile)
+                    try writeConfig(safetensors: checkpoint.bytes, to: configURL)
+                    print("wrote \(configURL.path)")
+                }
+            }
+        }
+
+        /// config.json exactly as Checkpoint.save writes it, for the model the file holds.
+        func writeConfig(safetensors: [UInt8], to destination: URL) throws {
+            let model = try GPT.fromSafetensors(safetensors)
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-export-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            try Checkpoint.save(model: model, optimizer: nil, step: 0, to: scratch)
+            let data = try Data(contentsOf: scratch.appendingPathComponent(Checkpoint.configFile))
+            try data.write(to: destination, options: .atomic)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Foundation
+import Messaging
+import ServiceKit
+import Wire
+
+typealias StartRun = Tributary_V1_StartRun
+typealias PauseRun = Tributary_V1_PauseRun
+typealias ResumeRun = Tributary_V1_ResumeRun
+typealias StopRun = Tributary_V1_StopRun
+typealias SetParameter = Tributary_V1_SetParameter
+typealias DrainCommandMessage = Tributary_V1_Drain
+typealias ShutdownCommandMessage = Tributary_V1_Shutdown
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Start, pause, resume or stop a run (commands go to the run's learner).",
+        subcommands: [Start.self, Pause.self, Resume.self, Stop.self])
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a run file and send it to the learner as StartRun.",
+            discussion: "The run id is the file's [run] id, else --run. Unknown keys in the run's sections (run, environment, inference, trainer, model) are refused, as are values the learner would refuse.")
+
+        @OptionGroup var options: ControlOptions
+        @Option(help: ArgumentHelp("The run file (TOML).", valueName: "run.toml")) var config: String
+        @Flag(help: "Send it even if the run is already in progress (the learner ignores StartRun until it is idle).") var force = false
+
+        func run() async throws {
+            let text: String
+            do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
+                throw ControlError("cannot read \(config): \(error.localizedDescription)")
+            }
+            let file: RunFile
+            do { file = try RunFile(text: text, source: config, fallbackRunID: options.runID) } catch {
+                throw ControlError("\(config) is not a valid run file: \(error)")
+            }
+            if file.namesRunID, let explicit = options.run, explicit != file.config.runID {
+                throw ControlError("\(config) says [run] id = \"\(file.config.runID)\" but --run is \"\(explicit)\"; drop one of them")
+            }
+            let run = file.config.runID
+            try await withSession(options, run: run, amqp: true) { session in
+                let state = try await session.state()
+                if let status = state["status"], ["starting", "running", "paused"].contains(status), !force {
+                    throw ControlError("run \(run) is already \(status) (step \(state["step"] ?? "?")); stop it first (tributary run stop --run \(run)) or use another run id")
+                }
+                try await checkLearner(session)
+                let message = try await sendToLearner(session, .startRun(StartRun.with { $0.configToml = file.startText }))
+                let c = file.config
+                print("sent StartRun \(message.messageID) for run \(run): \(c.environment.name), \(c.steps) steps of \(c.groupsPerStep) groups x \(c.groupSize), async level \(c.asyncLevel), lr \(c.learningRate), warm start \(c.warmupSteps) steps")
+                print("follow it with: tributary watch --run \(run)")
+            }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause the run after the current step (no new tasks, no steps).")
+        @OptionGroup var options: ControlOptions
+        func run() async throws { try await simpleRunCommand(options, .pause(PauseRun()), verb: "pause") }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a paused run.")
+        @OptionGroup var options: ControlOptions
+        func run() async throws { try await simpleRunCommand(options, .resume(ResumeRun()), verb: "resume") }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the run: the learner evaluates, marks the run stopped and waits for drain or shutdown.")
+        @OptionGroup var options: ControlOptions
+        func run() async throws { try await simpleRunCommand(options, .stop(StopRun()), verb: "stop") }
+    }
+}
+
+struct SetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set", abstract: "Change a live setting of a running run.",
+        discussion: "Live settings: \(RunConfig.liveKeys.sorted().joined(separator: ", ")). The value is checked against the run's current configuration before it is sent.")
+
+    @OptionGroup var options: ControlOptions
+    @Argument(help: ArgumentHelp("A live setting, e.g. trainer.learning_rate.", valueName: "key")) var key: String
+    @Argument(help: ArgumentHelp("Its new value.", valueName: "value")) var value: String
+
+    func validate() throws {
+        // The range checks need the run's configuration; here only the key and the value's type, against the defaults.
+        var base = try Settings.fromTOML("", specs: RunConfig.settings, source: "defaults")
+        try base.set("run.id", options.runID, origin: "--run")
+        do { try LiveSetting.validate(key: key, value: value, base: base) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() async throws {
+        try await withSession(options, amqp: true) { session in
+            var base = try await session.runConfig()?.settings
+            if base == nil {
+                Output.warn("run \(session.names.run) has no configuration in Redis yet; checked '\(value)' against the defaults only")
+                base = try Settings.fromTOML("", specs: RunConfig.settings, source: "defaults")
+                try base?.set("run.id", session.names.run, origin: "--run")
+            }
+            do { try LiveSetting.validate(key: key, value: value, base: base!) } catch { throw ControlError("\(error)") }
+            try await checkLearner(session)
+            let message = try await sendToLearner(session, .set(SetParameter.with { $0.key = key; $0.value = value }))
+            print("sent set \(key) = \(value) to run \(session.names.run) (\(message.messageID)); the learner applies it between steps")
+        }
+    }
+}
+
+private func simpleRunCommand(_ options: ControlOptions, _ command: ControlCommand.OneOf_Command, verb: String) async throws {
+    try await withSession(options, amqp: true) { session in
+        let state = try await session.state()
+        if state["status"] == nil { Output.warn("run \(session.names.run) has no state in Redis (never started?)") }
+        try await checkLearner(session)
+        let message = try await sendToLearner(session, command)
+        print("sent \(verb) to run \(session.names.run) (\(message.messageID))")
+    }
+}
+
+/// Warns when no learner of this run has a heartbeat (another run's learner may still take the message off the exchange).
+private func checkLearner(_ session: ControlSession) async throws {
+    let learners = try await session.heartbeats().filter { $0.role == "learner" }
+    if learners.isEmpty {
+        Output.warn("no learner heartbeat for run \(session.names.run); start one with: tributary-learner --run.id \(session.names.run)")
+    }
+}
+
+/// Run commands go to the `learner` routing key; an unroutable publish means no learner is listening at all.
+private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command) async throws -> ControlCommand {
+    do {
+        return try await session.send(command, routingKey: "learner")
+    } catch AMQPError.publishReturned {
+        throw ControlError("no learner is listening for run \(session.names.run); start tributary-learner --run.id \(session.names.run)")
+    }
+}

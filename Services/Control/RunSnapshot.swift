@@ -1,0 +1,141 @@
+import Foundation
+import Messaging
+import ServiceKit
+
+/// Everything `status` and `watch` show about a run, read at one moment.
+struct RunSnapshot {
+    struct QueueDepth {
+        var role: String
+        var name: String
+        var messages: Int
+        var consumers: Int
+    }
+
+    var run: String
+    var state: [String: String]
+    var config: RunConfig?
+    var fleet: [StatusBoard.Snapshot]
+    var queues: [QueueDepth]
+    var counters: [String: String]
+    var recent: [MetricsPoint]
+    var latestCheckpoint: UInt64?
+    var nowMs: Int64
+
+    var status: String? { state["status"] }
+    var latest: MetricsPoint? { recent.last }
+
+    /// Reads Redis and, when the session has AMQP, the depths of the run's queues. `history` metrics entries are kept.
+    static func read(_ session: ControlSession, history: Int = 1) async throws -> RunSnapshot {
+        let names = session.names
+        let state = try await session.state()
+        var config: RunConfig?
+        if let toml = state["config"], !toml.isEmpty {
+            config = try? RunConfig(Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"))
+        }
+        var queues: [QueueDepth] = []
+        if let amqp = session.amqp {
+            for (role, queue) in [("tasks", names.tasksQueue), ("rollouts", names.rolloutsQueue), ("scored", names.scoredQueue),
+                                  ("policies", names.policiesQueue), ("dead letters", names.deadLettersQueue)] {
+                let depth = try await amqp.inspect(queue: queue)
+                queues.append(QueueDepth(role: role, name: queue, messages: depth.messages, consumers: depth.consumers))
+            }
+        }
+        return RunSnapshot(run: names.run, state: state, config: config, fleet: try await session.heartbeats(), queues: queues,
+                           counters: try await session.counters(), recent: try await RunMetrics.read(session.redis, names: names, count: max(1, history)),
+                           latestCheckpoint: try await CheckpointStore(names: names, redis: session.redis).latest(), nowMs: Output.nowMs)
+    }
+
+    // MARK: Text
+
+    func summaryLines() -> [String] {
+        guard let status else {
+            return ["run \(run): not started (no \(Names(run: run).stateKey) in Redis); start it with tributary run start --config run.toml"]
+        }
+        var lines: [String] = []
+        let steps = config.map { "/\($0.steps)" } ?? ""
+        var head = "run \(run)  \(status)  step \(state["step"] ?? "?")\(steps)  version \(state["version"] ?? "?")"
+        if let latestCheckpoint { head += "  checkpoint \(latestCheckpoint)" }
+        if let elapsed = elapsedSeconds { head += "  elapsed \(Output.seconds(elapsed))" }
+        lines.append(head)
+        var accuracy: [String] = []
+        if let before = state["accuracy_before"].flatMap(Double.init) { accuracy.append(String(format: "held-out accuracy before %.1f%%", before * 100)) }
+        if let after = state["accuracy_after"].flatMap(Double.init) { accuracy.append(String(format: "after %.1f%%", after * 100)) }
+        if !accuracy.isEmpty { lines.append("  " + accuracy.joined(separator: ", ")) }
+        if let point = latest {
+            var parts = ["step \(point.step)"]
+            func add(_ name: String, _ label: String, _ format: String) {
+                if let value = point[name] { parts.append("\(label) \(String(format: format, value))") }
+            }
+            add("reward_mean", "reward", "%.3f")
+            add("accuracy", "batch accuracy", "%.3f")
+            add("loss", "loss", "%.4f")
+            add("wait_s", "wait", "%.2fs")
+            add("step_s", "step", "%.2fs")
+            add("tokens_per_s", "tokens/s", "%.0f")
+            add("stale_dropped", "stale", "%.0f")
+            add("zero_signal", "zero-signal", "%.0f")
+            if !point.staleness.isEmpty {
+                parts.append("ages " + point.staleness.keys.sorted().map { "\($0):\(point.staleness[$0]!)" }.joined(separator: " "))
+            }
+            lines.append("  last step: " + parts.joined(separator: "  "))
+        } else if let reward = state["reward_mean"] {
+            lines.append("  reward \(reward)")
+        }
+        if let config {
+            lines.append("  \(config.environment.name), \(config.groupsPerStep) groups x \(config.groupSize) per step, async level \(config.asyncLevel), lr \(config.learningRate), temperature \(config.temperature)")
+        }
+        return lines
+    }
+
+    var elapsedSeconds: Double? {
+        guard let started = state["started_at_ms"].flatMap({ Int64($0) }) else { return nil }
+        let end = state["finished_at_ms"].flatMap { Int64($0) } ?? nowMs
+        return Double(max(0, end - started)) / 1000
+    }
+
+    func fleetLines() -> [String] {
+        guard !fleet.isEmpty else { return ["fleet: no live instances (no heartbeat in the last 10 s)"] }
+        let byRole = Dictionary(grouping: fleet, by: \.role).map { "\($0.value.count) \($0.key)" }.sorted()
+        let rows = fleet.map { beat in
+            [beat.role, beat.instance, beat.state, beat.policyVersion < 0 ? "-" : String(beat.policyVersion),
+             String(format: "%.1f %@", beat.throughput, beat.throughputUnit), Output.seconds(Double(max(0, nowMs - beat.updatedAtUnixMs)) / 1000),
+             beat.detail]
+        }
+        return ["fleet: \(byRole.joined(separator: ", "))", Output.table(["ROLE", "INSTANCE", "STATE", "VERSION", "THROUGHPUT", "AGE", "DETAIL"], rows)]
+    }
+
+    func queueLines() -> [String] {
+        guard !queues.isEmpty else { return [] }
+        let rows = queues.map { [$0.role, $0.name, String($0.messages), String($0.consumers)] }
+        return ["queues:", Output.table(["QUEUE", "NAME", "READY", "CONSUMERS"], rows)]
+    }
+
+    func counterLines() -> [String] {
+        guard !counters.isEmpty else { return [] }
+        return ["counters: " + counters.keys.sorted().map { "\($0)=\(counters[$0]!)" }.joined(separator: "  ")]
+    }
+
+    var text: String { (summaryLines() + fleetLines() + queueLines() + counterLines()).joined(separator: "\n") }
+
+    // MARK: JSON
+
+    var json: [String: Any] {
+        var object: [String: Any] = ["run": run, "state": state.filter { $0.key != "config" }, "counters": counters]
+        object["fleet"] = fleet.map { beat -> [String: Any] in
+            ["role": beat.role, "instance": beat.instance, "state": beat.state, "policy_version": beat.policyVersion,
+             "throughput": beat.throughput, "throughput_unit": beat.throughputUnit, "detail": beat.detail, "host": beat.host,
+             "pid": Int(beat.pid), "metrics_port": beat.metricsPort, "age_s": Double(max(0, nowMs - beat.updatedAtUnixMs)) / 1000]
+        }
+        object["queues"] = Dictionary(uniqueKeysWithValues: queues.map { ($0.role, ["name": $0.name, "messages": $0.messages, "consumers": $0.consumers] as [String: Any]) })
+        if let latestCheckpoint { object["latest_checkpoint"] = latestCheckpoint }
+        if let point = latest {
+            var metrics: [String: Any] = point.values
+            metrics["step"] = point.step
+            metrics["version"] = point.version
+            metrics["staleness"] = Dictionary(uniqueKeysWithValues: point.staleness.map { (String($0.key), $0.value) })
+            object["last_step"] = metrics
+        }
+        if let config { object["steps"] = config.steps }
+        return object
+    }
+}
