@@ -16,7 +16,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C at the edge: one system-library target per C library, wrapped by one Swift module each.
@@ -37,7 +36,6 @@ let package = Package(
             dependencies: [
                 "Messaging", "Store", "Compression", "Wire", "Model", "RL",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Shared/ServiceKit"),
 

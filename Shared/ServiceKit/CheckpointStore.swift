@@ -1,5 +1,4 @@
 import Compression
-import Crypto
 import Foundation
 import Store
 import Wire
@@ -20,12 +19,6 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
         case let .badManifest(key, reason): "manifest \(key) is unreadable: \(reason)"
         }
     }
-}
-
-public func sha256Hex(_ bytes: some Sequence<UInt8>) -> String {
-    var hasher = SHA256()
-    hasher.update(data: Array(bytes))
-    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
 
 /// Checkpoints in Redis: a protobuf manifest plus zstd-compressed shards, each with the SHA-256 of its raw bytes.

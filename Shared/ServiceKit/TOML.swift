@@ -24,6 +24,11 @@ public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
     public var source: String
     public var line: Int
     public var problem: String
+    public init(source: String, line: Int, problem: String) {
+        self.source = source
+        self.line = line
+        self.problem = problem
+    }
     public var description: String { "\(source):\(line): \(problem)" }
 }
 

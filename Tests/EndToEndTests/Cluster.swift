@@ -1,0 +1,163 @@
+import Foundation
+import Messaging
+import ServiceKit
+import Store
+import Synchronization
+
+/// The repository root (scripts, run files, built executables).
+let repositoryRoot: URL = {
+    if let root = ProcessInfo.processInfo.environment["TRIBUTARY_ROOT"] { return URL(fileURLWithPath: root) }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}()
+
+/// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
+let binaryDirectory: URL = {
+    if let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"] { return URL(fileURLWithPath: directory) }
+    return repositoryRoot.appendingPathComponent(".build/release")
+}()
+
+struct EndToEndFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// One service process, launched with posix_spawn, its output in a log file.
+final class ServiceProcess: Sendable {
+    let role: String
+    let pid: pid_t
+    let logPath: String
+    private let exitStatus = Mutex<Int32?>(nil)
+
+    init(role: String, arguments: [String], logPath: String) throws {
+        let executable = binaryDirectory.appendingPathComponent("tributary-\(role)").path
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw EndToEndFailure(description: "\(executable) is missing: build with `swift build -c release` (scripts/test.sh does)")
+        }
+        self.role = role
+        self.logPath = logPath
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        var environment = ProcessInfo.processInfo.environment
+        environment["TRIBUTARY_BLAS_THREADS"] = "1"
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard result == 0 else { throw EndToEndFailure(description: "posix_spawn \(executable) failed: \(result)") }
+        self.pid = pid
+    }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    /// Exit code (or 128 + signal) once the process has ended; nil while it runs.
+    func poll() -> Int32? {
+        if let status = exitStatus.withLock({ $0 }) { return status }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        guard result == pid else { return nil }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        exitStatus.withLock { $0 = code }
+        return code
+    }
+
+    func waitForExit(within seconds: Double) async throws -> Int32 {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if let code = poll() { return code }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw EndToEndFailure(description: "\(role) (pid \(pid)) did not exit within \(seconds) s; log: \(logPath)")
+    }
+
+    var logTail: String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
+    }
+}
+
+/// A run of the real executables against the real brokers, under its own run id.
+final class Cluster: @unchecked Sendable {
+    let run: String
+    let directory: URL
+    let redis: RedisClient
+    let names: Names
+    private(set) var processes: [ServiceProcess] = []
+    private let common: [String]
+
+    init(run prefix: String, config: String = "scripts/runs/smoke.toml", overrides: [String] = []) async throws {
+        run = "\(prefix)-\(UUID().uuidString.prefix(6).lowercased())"
+        names = Names(run: run)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-e2e-\(run)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        common = ["--config", repositoryRoot.appendingPathComponent(config).path, "--run.id", run, "--service.connect_timeout", "30"] + overrides
+        redis = RedisClient(endpoint: try RedisEndpoint.fromEnvironment())
+        try await redis.connect()
+    }
+
+    @discardableResult
+    func launch(_ role: String, name: String? = nil, extra: [String] = []) throws -> ServiceProcess {
+        let instance = name ?? "\(role)-\(processes.filter { $0.role == role }.count)"
+        let process = try ServiceProcess(role: role, arguments: common + ["--service.instance", instance] + extra,
+                                         logPath: directory.appendingPathComponent("\(instance).log").path)
+        processes.append(process)
+        return process
+    }
+
+    /// Broadcaster, reward, workers, then the learner starting the run from the run file.
+    func startAll(rollouts: Int = 2) throws {
+        try launch("broadcaster")
+        try launch("reward")
+        for _ in 0..<rollouts { try launch("rollout") }
+        try launch("learner", extra: ["--learner.autostart", "true"])
+    }
+
+    func state() async throws -> [String: String] {
+        try await redis.hgetall(names.stateKey).mapValues { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func stream(_ key: String) async throws -> [[String: String]] {
+        try await redis.xrange(key).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    /// Waits until the learner's state satisfies `condition`, failing early if a process dies.
+    func waitForState(_ what: String, within seconds: Double, allowDead: Set<pid_t> = [], _ condition: ([String: String]) -> Bool) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if condition(try await state()) { return }
+            if let dead = processes.first(where: { !allowDead.contains($0.pid) && $0.poll() != nil }) {
+                throw EndToEndFailure(description: "\(dead.role) exited with \(dead.poll()!) while waiting for \(what):\n\(dead.logTail)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw EndToEndFailure(description: "timed out waiting for \(what); state: \(try await state()); logs in \(directory.path)")
+    }
+
+    /// SIGTERM to every live process; returns each one's exit code.
+    func terminateAll(within seconds: Double = 60) async throws -> [(role: String, code: Int32)] {
+        for process in processes where process.poll() == nil { process.signal(SIGTERM) }
+        var codes: [(String, Int32)] = []
+        for process in processes { codes.append((process.role, try await process.waitForExit(within: seconds))) }
+        return codes
+    }
+
+    /// Kills anything left and deletes the run's keys; the log folder stays for inspection on failure.
+    func tearDown() async {
+        for process in processes where process.poll() == nil {
+            process.signal(SIGKILL)
+            _ = try? await process.waitForExit(within: 10)
+        }
+        if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await redis.del(keys) }
+        let amqp = AMQPClient(endpoint: (try? AMQPEndpoint.fromEnvironment()) ?? AMQPEndpoint(), name: "e2e-cleanup")
+        if (try? await amqp.connect()) != nil {
+            for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue] {
+                try? await amqp.delete(queue: queue)
+            }
+            await amqp.close()
+        }
+        redis.close()
+    }
+}

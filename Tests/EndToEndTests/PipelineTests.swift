@@ -1,0 +1,153 @@
+import Foundation
+import Messaging
+import ServiceKit
+import Store
+import Testing
+import Wire
+
+/// The real executables against the real brokers, a few steps of the smoke run each.
+/// Serialized: each test runs five or six processes on a 2-core machine.
+@Suite("Pipeline end to end", .serialized)
+struct PipelineTests {
+    @Test(.timeLimit(.minutes(6)))
+    func versionsAdvanceWithinStalenessFromVerifiedCheckpointsAndBadMessagesAreDeadLettered() async throws {
+        let cluster = try await Cluster(run: "e2e-main", overrides: ["--run.steps", "6"])
+        do {
+            try cluster.startAll(rollouts: 2)
+            try await cluster.waitForState("the run to start training", within: 120) { Int($0["step"] ?? "") ?? 0 >= 1 }
+
+            // While the run goes on: a message that is not protobuf, and a group with a token outside the vocabulary.
+            let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-injector")
+            try await amqp.connect()
+            try await amqp.publish(exchange: Names.tasksExchange, routingKey: cluster.run, body: Array("not a task".utf8), messageID: "garbage-1")
+            var poisoned = RolloutGroup()
+            poisoned.envelope = Envelope(runID: cluster.run, role: "rollout", instance: "impostor", messageID: "poison-1")
+            poisoned.task = RolloutTask.with { $0.taskID = "t"; $0.groupSize = 1; $0.prompt = "1+1=" }
+            poisoned.promptTokens = [256, 49]
+            poisoned.completions = [Completion.with { $0.tokens = [99_999]; $0.logprobs = [-1] }]
+            try await amqp.publish(exchange: Names.rolloutsExchange, routingKey: cluster.run, body: try poisoned.encoded(), messageID: "poison-1")
+
+            try await cluster.waitForState("the run to finish", within: 240) { $0["status"] == "finished" }
+            let state = try await cluster.state()
+            #expect(state["version"] == "6")
+            #expect(state["accuracy_before"] != nil && state["accuracy_after"] != nil)
+
+            // Policy versions advance: every version 0...6 was broadcast, in order.
+            let broadcast = try await cluster.stream(cluster.names.broadcastLogKey).compactMap { Int($0["version"] ?? "") }
+            #expect(Set(broadcast).isSuperset(of: Set(0...6)), "broadcast versions: \(broadcast)")
+
+            // No batch used a group older than k = 2.
+            let batches = try await cluster.stream(cluster.names.batchesLogKey)
+            #expect(batches.count == 6)
+            for batch in batches {
+                let step = try #require(Int(batch["step"] ?? ""))
+                let minimum = try #require(Int(batch["min_version"] ?? ""))
+                #expect(minimum == max(0, step - 2))
+                let versions = (batch["versions"] ?? "").split(separator: ",").compactMap { Int($0) }
+                #expect(!versions.isEmpty)
+                #expect(versions.allSatisfy { $0 >= minimum && $0 <= step }, "step \(step) used versions \(versions)")
+            }
+
+            // Every checkpoint a worker loaded verified against its manifest (workers refuse anything else).
+            let loads = try await cluster.stream(cluster.names.loadsLogKey)
+            #expect(Set(loads.compactMap { $0["worker"] }).count == 2, "both workers loaded a policy")
+            #expect(loads.allSatisfy { $0["verified"] == "1" })
+
+            // Both bad messages are in the run's dead-letter queue, each with its reason.
+            var reasons: [String: String] = [:]
+            let deadLetters = amqp.consume(queue: cluster.names.deadLettersQueue, prefetch: 10)
+            let collector = Task {
+                var found: [String: String] = [:]
+                for try await delivery in deadLetters {
+                    found[delivery.messageID ?? "?"] = delivery.headers["x-tributary-reason"] ?? ""
+                    try await delivery.ack()
+                    if found.count == 2 { break }
+                }
+                return found
+            }
+            let timeout = Task {
+                try await Task.sleep(for: .seconds(20))
+                collector.cancel()
+            }
+            reasons = try await collector.value
+            timeout.cancel()
+            #expect(reasons["garbage-1"]?.contains("not a valid tributary.v1.RolloutTask") == true, "reasons: \(reasons)")
+            #expect(reasons["poison-1"]?.contains("outside the vocabulary") == true, "reasons: \(reasons)")
+            await amqp.close()
+
+            // SIGTERM shuts every role down cleanly.
+            let codes = try await cluster.terminateAll()
+            for (role, code) in codes { #expect(code == 0, "\(role) exited with \(code)") }
+        } catch {
+            await cluster.tearDown()
+            throw error
+        }
+        await cluster.tearDown()
+    }
+
+    @Test(.timeLimit(.minutes(6)))
+    func killingARolloutWorkerMidRunLosesNoTask() async throws {
+        let cluster = try await Cluster(run: "e2e-kill", overrides: ["--run.steps", "10"])
+        do {
+            try cluster.startAll(rollouts: 2)
+            let doomed = try #require(cluster.processes.first { $0.role == "rollout" })
+            let heartbeat = cluster.names.heartbeatKey(role: "rollout", instance: "rollout-0")
+            try await cluster.waitForState("step 2", within: 120) { Int($0["step"] ?? "") ?? 0 >= 2 }
+            // Kill it while it holds a task (its heartbeat says it is generating).
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                if let beat = try await cluster.redis.get(heartbeat), String(decoding: beat, as: UTF8.self).contains("\"state\":\"generating\"") { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            doomed.signal(SIGKILL)
+            #expect(try await doomed.waitForExit(within: 10) == 128 + SIGKILL)
+
+            try await cluster.waitForState("the run to finish without the killed worker", within: 240, allowDead: [doomed.pid]) { $0["status"] == "finished" }
+            // The task it held came back, flagged redelivered, and the other worker served it.
+            let scored = try await cluster.stream(cluster.names.scoredLogKey)
+            let redelivered = scored.filter { $0["task_redelivered"] == "1" }
+            #expect(!redelivered.isEmpty, "no task was redelivered after the kill")
+            #expect(redelivered.allSatisfy { $0["worker"] == "rollout-1" })
+            #expect(try await cluster.state()["version"] == "10")
+            let codes = try await cluster.terminateAll()
+            for (role, code) in codes where role != "rollout" || code != 128 + SIGKILL { #expect(code == 0, "\(role) exited with \(code)") }
+        } catch {
+            await cluster.tearDown()
+            throw error
+        }
+        await cluster.tearDown()
+    }
+
+    @Test(.timeLimit(.minutes(6)))
+    func restartedLearnerResumesWithoutApplyingAGroupTwice() async throws {
+        let cluster = try await Cluster(run: "e2e-resume", overrides: ["--run.steps", "10"])
+        do {
+            try cluster.startAll(rollouts: 2)
+            let first = try #require(cluster.processes.first { $0.role == "learner" })
+            try await cluster.waitForState("step 3", within: 120) { Int($0["step"] ?? "") ?? 0 >= 3 }
+            first.signal(SIGKILL)
+            _ = try await first.waitForExit(within: 10)
+            let stepAtCrash = Int(try await cluster.state()["step"] ?? "") ?? 0
+            #expect(stepAtCrash < 10)
+
+            // A new learner with no autostart finds the run in progress and resumes it from its saved state.
+            let second = try cluster.launch("learner", name: "learner-restarted")
+            try await cluster.waitForState("the resumed run to finish", within: 240, allowDead: [first.pid]) { $0["status"] == "finished" }
+            let log = try String(contentsOfFile: second.logPath, encoding: .utf8)
+            #expect(log.contains("resuming run"))
+
+            let batches = try await cluster.stream(cluster.names.batchesLogKey)
+            let groups = batches.flatMap { ($0["groups"] ?? "").split(separator: ",").map(String.init) }
+            #expect(Set(groups).count == groups.count, "a group was applied twice")
+            let steps = batches.compactMap { Int($0["step"] ?? "") }
+            #expect(Set(steps).count == steps.count, "a step was taken twice: \(steps)")
+            #expect(try await cluster.state()["version"] == "10")
+            let codes = try await cluster.terminateAll()
+            for (role, code) in codes where role != "learner" || code != 128 + SIGKILL { #expect(code == 0, "\(role) exited with \(code)") }
+        } catch {
+            await cluster.tearDown()
+            throw error
+        }
+        await cluster.tearDown()
+    }
+}
