@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Checks the deployment files against the code, without a Docker engine.
+
+  check-compose.py --bin-dir DIR [--root REPO]
+
+- `docker-compose config` (Debian's docker-compose) accepts every compose file with its example env file;
+- every Tributary service in them runs: its executable, with the compose command's arguments and the service's
+  environment, passes `--dry-run` (the CLI: `--help` of that subcommand), and every TRIBUTARY_* variable it is
+  given is one that executable documents in its --help (unknown variables would be silently ignored);
+- the relay's ACL gives rollout workers the same rights as the origin's;
+- the runtime image installs a Debian package for every shared library the executables link directly;
+- docs/deploy.md names only files and compose services that exist.
+Prints one line per check; exits 1 if any failed.
+"""
+import argparse, os, re, subprocess, sys
+import yaml
+
+COMPOSE_FILES = [("compose/docker-compose.yml", "compose/.env.example"),
+                 ("compose/docker-compose.remote.yml", "compose/remote.env.example")]
+# Libraries of debian:bookworm-slim itself (libc6, libgcc-s1, libstdc++6 via apt, zlib1g).
+BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
+failures = []
+
+
+def check(ok, what, detail=""):
+    print(("ok    " if ok else "FAIL  ") + what + ("" if ok or not detail else "\n      " + detail.strip().replace("\n", "\n      ")))
+    if not ok:
+        failures.append(what)
+
+
+def run(argv, env=None, cwd=None):
+    result = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    return result.returncode, result.stdout
+
+
+def compose_config(root, compose_file, env_file):
+    code, output = run(["docker-compose", "--env-file", env_file, "-f", compose_file, "config"], cwd=root)
+    check(code == 0, f"docker-compose config: {compose_file} with {env_file}", output)
+    return yaml.safe_load(output) if code == 0 else None
+
+
+def container_to_host(args, volumes):
+    """Rewrites container paths in arguments to the host files compose mounts there."""
+    mounts = []
+    for volume in volumes or []:
+        source, target = (volume.get("source"), volume.get("target")) if isinstance(volume, dict) else (volume.split(":")[0], volume.split(":")[1])
+        if source and source.startswith("/"):
+            mounts.append((target, source))
+    rewritten = []
+    for arg in args:
+        for target, source in mounts:
+            if arg == target or arg.startswith(target + "/"):
+                arg = source + arg[len(target):]
+        rewritten.append(arg)
+    return rewritten
+
+
+def check_service(name, service, bin_dir, compose_file):
+    command = service.get("command")
+    if isinstance(command, str):
+        command = command.split()
+    executable = os.path.join(bin_dir, command[0])
+    where = f"{compose_file} service {name}: {' '.join(command)}"
+    if not os.access(executable, os.X_OK):
+        check(False, where, f"{executable} is not built (swift build -c release)")
+        return
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+    env.update({key: str(value) for key, value in environment.items()})
+    args = container_to_host(command[1:], service.get("volumes"))
+    if command[0] == "tributary":
+        code, output = run([executable] + args + ["--help"], env=env)
+        check(code == 0, where + " --help", output)
+        help_text = output
+    else:
+        # As the image's entry point does: a service gets an instance name.
+        env.setdefault("TRIBUTARY_SERVICE_INSTANCE", command[0].replace("tributary-", "") + "-check")
+        code, output = run([executable] + args + ["--dry-run"], env=env)
+        check(code == 0, where + " --dry-run", output)
+        _, help_text = run([executable, "--help"], env=env)
+    documented = set(re.findall(r"\bTRIBUTARY_[A-Z0-9_]+\b", help_text))
+    # A run file's unknown keys are skipped by the services, so a typo would pass --dry-run: check them here.
+    for flag, path in zip(args, args[1:]):
+        if flag == "--config" and os.path.exists(path):
+            import tomllib
+            with open(path, "rb") as file:
+                tables = tomllib.load(file)
+            for section, values in tables.items():
+                for key in values if isinstance(values, dict) else []:
+                    check(f"--{section}.{key} " in help_text, f"{path}: {command[0]} knows [{section}] {key}")
+    for variable in sorted(environment):
+        if variable.startswith("TRIBUTARY_"):
+            check(variable in documented, f"{compose_file} service {name}: {command[0]} accepts {variable}",
+                  f"{command[0]} --help does not list {variable}")
+
+
+def check_runtime_libraries(root, bin_dir):
+    dockerfile = open(os.path.join(root, "compose/Dockerfile")).read()
+    runtime = dockerfile.split("FROM debian:bookworm-slim", 1)[1]
+    installed = set(re.findall(r"\b(lib[a-z0-9.+-]+|redis-tools|ca-certificates|tzdata)\b", runtime.split("rm -rf")[0]))
+    for product in ["tributary-learner", "tributary-broadcaster", "tributary-reward", "tributary-rollout", "tributary"]:
+        path = os.path.join(bin_dir, product)
+        if not os.path.exists(path):
+            continue
+        _, dynamic = run(["readelf", "-d", path])
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic)
+        _, ldd = run(["ldd", path])
+        resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", ldd, re.M))
+        for library in needed:
+            location = resolved.get(library, "")
+            if "swift" in location or library.startswith(("libswift", "libFoundation", "libdispatch", "libBlocksRuntime")):
+                continue  # linked in by --static-swift-stdlib in the image
+            package = None
+            # dpkg knows a file by the path its package ships (/lib or /usr/lib under usrmerge, before or after symlinks).
+            for candidate in dict.fromkeys([location, os.path.realpath(location), location.replace("/usr/lib/", "/lib/"),
+                                            os.path.realpath(location).replace("/usr/lib/", "/lib/")] if location else [library]):
+                code, owner = run(["dpkg", "-S", candidate])
+                if code == 0:
+                    package = owner.split(":")[0].strip()
+                    break
+            check(package is not None and (package in installed or package in BASE_PACKAGES),
+                  f"runtime image provides {library} for {product}" + (f" (package {package})" if package else ""),
+                  f"add the package owning {location or library} to the runtime stage of compose/Dockerfile")
+
+
+def check_relay_acl(root):
+    def rollout_line(path):
+        return [line for line in open(os.path.join(root, path)) if line.startswith("user rollout ")]
+    check(rollout_line("compose/redis/users.acl") == rollout_line("compose/redis/relay-users.acl") != [],
+          "relay ACL gives rollout workers the origin's rights (compose/redis/relay-users.acl)")
+
+
+def check_docs(root, services_by_file):
+    text = open(os.path.join(root, "docs/deploy.md")).read()
+    for path in sorted(set(re.findall(r"\b(compose/[A-Za-z0-9_./-]+[A-Za-z0-9_])", text))):
+        if path in ("compose/.env", "compose/remote.env", "compose/out"):
+            continue  # made by the operator from the examples
+        check(os.path.exists(os.path.join(root, path)), f"docs/deploy.md: {path} exists")
+    all_services = set().union(*services_by_file.values())
+    for line in re.findall(r"^\s*(?:\$ )?(docker compose .*)$", text, re.M):
+        match = re.search(r"-f (compose/\S+)", line)
+        services = services_by_file.get(match.group(1), all_services) if match else all_services
+        verb = re.search(r"\b(up|logs|exec|run|stop|start|restart|pull|build|rm|kill|ps|config|down|cp|top)\b(.*)", line)
+        if not verb:
+            continue
+        words = [w for w in verb.group(2).split() if not w.startswith("-") and "=" not in w]
+        if verb.group(1) in ("run", "exec") and words:
+            words = words[:1]  # the rest is the command run in the container
+        elif verb.group(1) in ("cp",):
+            words = [w.split(":")[0] for w in words if ":" in w]
+        for word in words:
+            if re.fullmatch(r"[a-z][a-z0-9_-]*", word):
+                check(word in services, f"docs/deploy.md: service '{word}' in `{line.strip()}` exists")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    options = parser.parse_args()
+    services_by_file = {}
+    for compose_file, env_file in COMPOSE_FILES:
+        config = compose_config(options.root, compose_file, env_file)
+        if not config:
+            continue
+        services_by_file[compose_file] = set(config["services"])
+        for name, service in sorted(config["services"].items()):
+            if (service.get("build") or {}).get("dockerfile") == "compose/Dockerfile":
+                check_service(name, service, options.bin_dir, compose_file)
+    check_relay_acl(options.root)
+    check_runtime_libraries(options.root, options.bin_dir)
+    check_docs(options.root, services_by_file)
+    print(f"{len(failures)} failed" if failures else "all deployment checks passed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
