@@ -24,7 +24,7 @@ struct RunCommand: AsyncParsableCommand {
 
         @OptionGroup var options: ControlOptions
         @Option(help: ArgumentHelp("The run file (TOML).", valueName: "run.toml")) var config: String
-        @Flag(help: "Send it even if the run is already in progress (the learner ignores StartRun until it is idle).") var force = false
+        @OptionGroup var learner: LearnerOptions
 
         func run() async throws {
             let text: String
@@ -41,11 +41,10 @@ struct RunCommand: AsyncParsableCommand {
             let run = file.config.runID
             try await withSession(options, run: run, amqp: true) { session in
                 let state = try await session.state()
-                if let status = state["status"], ["starting", "running", "paused"].contains(status), !force {
+                if let status = state["status"], ["starting", "running", "paused"].contains(status), !learner.force {
                     throw ControlError("run \(run) is already \(status) (step \(state["step"] ?? "?")); stop it first (tributary run stop --run \(run)) or use another run id")
                 }
-                try await checkLearner(session)
-                let message = try await sendToLearner(session, .startRun(StartRun.with { $0.configToml = file.startText }))
+                let message = try await sendToLearner(session, .startRun(StartRun.with { $0.configToml = file.startText }), learner)
                 let c = file.config
                 print("sent StartRun \(message.messageID) for run \(run): \(c.environment.name), \(c.steps) steps of \(c.groupsPerStep) groups x \(c.groupSize), async level \(c.asyncLevel), lr \(c.learningRate), warm start \(c.warmupSteps) steps")
                 print("follow it with: tributary watch --run \(run)")
@@ -56,19 +55,22 @@ struct RunCommand: AsyncParsableCommand {
     struct Pause: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Pause the run after the current step (no new tasks, no steps).")
         @OptionGroup var options: ControlOptions
-        func run() async throws { try await simpleRunCommand(options, .pause(PauseRun()), verb: "pause") }
+        @OptionGroup var learner: LearnerOptions
+        func run() async throws { try await simpleRunCommand(options, learner, .pause(PauseRun()), verb: "pause") }
     }
 
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resume a paused run.")
         @OptionGroup var options: ControlOptions
-        func run() async throws { try await simpleRunCommand(options, .resume(ResumeRun()), verb: "resume") }
+        @OptionGroup var learner: LearnerOptions
+        func run() async throws { try await simpleRunCommand(options, learner, .resume(ResumeRun()), verb: "resume") }
     }
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the run: the learner evaluates, marks the run stopped and waits for drain or shutdown.")
         @OptionGroup var options: ControlOptions
-        func run() async throws { try await simpleRunCommand(options, .stop(StopRun()), verb: "stop") }
+        @OptionGroup var learner: LearnerOptions
+        func run() async throws { try await simpleRunCommand(options, learner, .stop(StopRun()), verb: "stop") }
     }
 }
 
@@ -78,6 +80,7 @@ struct SetCommand: AsyncParsableCommand {
         discussion: "Live settings: \(RunConfig.liveKeys.sorted().joined(separator: ", ")). The value is checked against the run's current configuration before it is sent.")
 
     @OptionGroup var options: ControlOptions
+    @OptionGroup var learner: LearnerOptions
     @Argument(help: ArgumentHelp("A live setting, e.g. trainer.learning_rate.", valueName: "key")) var key: String
     @Argument(help: ArgumentHelp("Its new value.", valueName: "value")) var value: String
 
@@ -97,36 +100,52 @@ struct SetCommand: AsyncParsableCommand {
                 try base?.set("run.id", session.names.run, origin: "--run")
             }
             do { try LiveSetting.validate(key: key, value: value, base: base!) } catch { throw ControlError("\(error)") }
-            try await checkLearner(session)
-            let message = try await sendToLearner(session, .set(SetParameter.with { $0.key = key; $0.value = value }))
+            let message = try await sendToLearner(session, .set(SetParameter.with { $0.key = key; $0.value = value }), learner)
             print("sent set \(key) = \(value) to run \(session.names.run) (\(message.messageID)); the learner applies it between steps")
         }
     }
 }
 
-private func simpleRunCommand(_ options: ControlOptions, _ command: ControlCommand.OneOf_Command, verb: String) async throws {
+/// How run commands reach the learner.
+struct LearnerOptions: ParsableArguments {
+    @Option(help: "Seconds to wait for a learner of this run to be up (heartbeat, and bound to the control exchange).")
+    var waitForLearner: Double = 10
+    @Flag(help: "Send even when no learner of this run has a heartbeat (and, for run start, when the run is already in progress).")
+    var force = false
+}
+
+private func simpleRunCommand(_ options: ControlOptions, _ learner: LearnerOptions, _ command: ControlCommand.OneOf_Command, verb: String) async throws {
     try await withSession(options, amqp: true) { session in
         let state = try await session.state()
         if state["status"] == nil { Output.warn("run \(session.names.run) has no state in Redis (never started?)") }
-        try await checkLearner(session)
-        let message = try await sendToLearner(session, command)
+        let message = try await sendToLearner(session, command, learner)
         print("sent \(verb) to run \(session.names.run) (\(message.messageID))")
     }
 }
 
-/// Warns when no learner of this run has a heartbeat (another run's learner may still take the message off the exchange).
-private func checkLearner(_ session: ControlSession) async throws {
-    let learners = try await session.heartbeats().filter { $0.role == "learner" }
-    if learners.isEmpty {
-        Output.warn("no learner heartbeat for run \(session.names.run); start one with: tributary-learner --run.id \(session.names.run)")
-    }
-}
-
-/// Run commands go to the `learner` routing key; an unroutable publish means no learner is listening at all.
-private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command) async throws -> ControlCommand {
-    do {
-        return try await session.send(command, routingKey: "learner")
-    } catch AMQPError.publishReturned {
-        throw ControlError("no learner is listening for run \(session.names.run); start tributary-learner --run.id \(session.names.run)")
+/// Run commands go to the `learner` routing key, which every learner binds whatever its run (each ignores other runs'
+/// commands): so first wait for a heartbeat of this run's learner, then publish; an unroutable publish means no learner at all.
+private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command, _ learner: LearnerOptions) async throws -> ControlCommand {
+    let run = session.names.run
+    let deadline = ContinuousClock.now + .seconds(max(0, learner.waitForLearner))
+    var announced = false
+    while true {
+        let alive = try await session.heartbeats().contains { $0.role == "learner" }
+        if alive || learner.force {
+            do {
+                return try await session.send(command, routingKey: "learner")
+            } catch AMQPError.publishReturned {
+                if ContinuousClock.now >= deadline {
+                    throw ControlError("no learner is listening for run \(run); start tributary-learner --run.id \(run)")
+                }
+            }
+        } else if ContinuousClock.now >= deadline {
+            throw ControlError("no learner of run \(run) is alive (no heartbeat in the last 10 s); start tributary-learner --run.id \(run), or pass --force to send anyway")
+        }
+        if !announced {
+            FileHandle.standardError.write(Data("waiting up to \(learner.waitForLearner) s for a learner of run \(run)...\n".utf8))
+            announced = true
+        }
+        try await Task.sleep(for: .milliseconds(250))
     }
 }

@@ -24,6 +24,13 @@ public enum RunPlot {
         public var series: [Series]
         /// Fixed y range (accuracy is 0...1); nil fits the data.
         public var yRange: ClosedRange<Double>?
+
+        public init(title: String, yLabel: String, series: [Series], yRange: ClosedRange<Double>? = nil) {
+            self.title = title
+            self.yLabel = yLabel
+            self.series = series
+            self.yRange = yRange
+        }
     }
 
     /// Reward mean per step (raw and smoothed) above, batch accuracy per step below with held-out accuracy before and after.

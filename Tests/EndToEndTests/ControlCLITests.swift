@@ -1,0 +1,176 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Store
+import ServiceKit
+import Testing
+
+/// The control CLI's pure parts (in ServiceKit's Control+*.swift), and its read of the metrics stream against the real Redis.
+@Suite("Control CLI")
+struct ControlCLITests {
+    // MARK: Sparkline
+
+    @Test func sparklineMapsTheLowestAndHighestToTheEndLevels() {
+        let line = Sparkline.render([0, 1, 2, 3, 4, 5, 6, 7], width: 60)
+        #expect(line == "▁▂▃▄▅▆▇█")
+        #expect(Sparkline.render([3, 1, 2]).first == "█")
+        #expect(Sparkline.render([3, 1, 2]).dropFirst().first == "▁")
+    }
+
+    @Test func sparklineShowsGapsAndFlatSeries() {
+        #expect(Sparkline.render([1, .nan, 2]) == "▁ █")
+        #expect(Sparkline.render([0.5, 0.5, 0.5]) == "▁▁▁")
+        #expect(Sparkline.render([]) == "")
+        #expect(Sparkline.render([.nan, .nan]) == "  ")
+    }
+
+    @Test func sparklineWithAFixedRangeClampsOutliers() {
+        #expect(Sparkline.render([-1, 0, 0.5, 1, 2], range: 0...1) == "▁▁▅██")
+    }
+
+    @Test func longSeriesAreAveragedDownToTheWidth() {
+        let values = (0..<1000).map(Double.init)
+        let line = Sparkline.render(values, width: 50)
+        #expect(line.count == 50)
+        #expect(line.first == "▁" && line.last == "█")
+        let buckets = Sparkline.resample([1, 3, 5, 7], width: 2)
+        #expect(buckets == [2, 6])
+        #expect(Sparkline.resample([1, .nan, 5, 7], width: 2) == [1, 6])
+    }
+
+    // MARK: Plot
+
+    func points(_ count: Int) -> [MetricsPoint] {
+        (0..<count).map { step in
+            MetricsPoint(step: step, version: step, values: ["reward_mean": Double(step) / Double(count), "accuracy": Double(step) / Double(2 * count)])
+        }
+    }
+
+    @Test func plotIsWellFormedSVGWithBothPanelsAndTheHeldOutLines() throws {
+        let svg = RunPlot.svg(points: points(40), title: "run <a&b>", accuracyBefore: 0.17, accuracyAfter: 0.63)
+        let parser = XMLParser(data: Data(svg.utf8))
+        #expect(parser.parse(), "SVG does not parse: \(String(describing: parser.parserError))")
+        #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\""))
+        #expect(svg.contains("run &lt;a&amp;b&gt;"))
+        #expect(svg.contains("held-out before 17.0%") && svg.contains("held-out after 63.0%"))
+        // reward, its moving average, batch accuracy, held-out before and after
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 5)
+        #expect(!svg.contains("nan") && !svg.contains("inf"))
+    }
+
+    @Test func plotOfAnEmptyRunSaysSo() {
+        let svg = RunPlot.svg(points: [], title: "empty")
+        #expect(XMLParser(data: Data(svg.utf8)).parse())
+        #expect(svg.contains("no data yet"))
+        #expect(!svg.contains("<polyline"))
+    }
+
+    @Test func plotPointsStayInsideTheirPanel() throws {
+        let svg = RunPlot.render(title: "t", xLabel: "x", panels: [
+            RunPlot.Panel(title: "p", yLabel: "y", series: [RunPlot.Series(name: "s", color: "#000", points: [(0, -5), (10, 5), (20, 2)])], yRange: nil),
+        ], width: 900, panelHeight: 260)
+        let polyline = try #require(svg.split(separator: "\n").first { $0.contains("<polyline") })
+        let coordinates = try #require(polyline.split(separator: "\"").first { $0.contains(",") && !$0.contains("=") })
+        for pair in coordinates.split(separator: " ") {
+            let xy = pair.split(separator: ",").compactMap { Double($0) }
+            #expect(xy.count == 2)
+            #expect(xy[0] >= 70 && xy[0] <= 900 - 200)
+            #expect(xy[1] >= 50 && xy[1] <= 50 + 260)
+        }
+    }
+
+    @Test func ticksAreRoundAndCoverTheRange() {
+        #expect(RunPlot.ticks(0, 1).count == 6)
+        #expect(zip(RunPlot.ticks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]).allSatisfy { abs($0 - $1) < 1e-9 })
+        let ticks = RunPlot.ticks(3, 97)
+        #expect(ticks.first! <= 3 && ticks.last! >= 97)
+        #expect(ticks == [0, 20, 40, 60, 80, 100])
+        #expect(RunPlot.movingAverage([(0, 1), (1, 3), (2, 5)], window: 2).map(\.y) == [1, 2, 4])
+    }
+
+    // MARK: Metrics entries
+
+    @Test func metricsPointReadsAStreamEntry() throws {
+        let point = try #require(MetricsPoint(fields: ["step": "7", "version": "7", "reward_mean": "0.4250", "accuracy": "0.3", "loss": "x",
+                                                       "staleness": #"{"0":5,"2":3}"#]))
+        #expect(point.step == 7 && point.version == 7)
+        #expect(point.rewardMean == 0.425)
+        #expect(point.accuracy == 0.3)
+        #expect(point["loss"] == nil)
+        #expect(point.staleness == [0: 5, 2: 3])
+        #expect(MetricsPoint(fields: ["counter": "1"]) == nil)
+    }
+
+    @Test func metricsAreReadOldestFirstFromTheRealRedis() async throws {
+        let names = Names(run: "control-test-\(UUID().uuidString.prefix(8))")
+        let redis = RedisClient(endpoint: try RedisEndpoint.fromEnvironment())
+        try await redis.connect()
+        defer { redis.close() }
+        for step in 1...5 {
+            _ = try await redis.xadd(names.metricsKey, fields: ["step": String(step), "version": String(step), "reward_mean": String(Double(step) / 10)])
+        }
+        let all = try await RunMetrics.read(redis, names: names)
+        let lastTwo = try await RunMetrics.read(redis, names: names, count: 2)
+        _ = try await redis.del([names.metricsKey])
+        #expect(all.map(\.step) == [1, 2, 3, 4, 5])
+        #expect(lastTwo.map(\.step) == [4, 5])
+        #expect(all.last?.rewardMean == 0.5)
+    }
+
+    // MARK: Run files, live settings, targets
+
+    @Test func runFileTakesItsRunIDOrTheFallback() throws {
+        let named = try RunFile(text: "[run]\nid = \"alpha\"\nsteps = 3\n", source: "a.toml", fallbackRunID: "other")
+        #expect(named.config.runID == "alpha" && named.namesRunID)
+        #expect(named.startText == "[run]\nid = \"alpha\"\nsteps = 3\n")
+        let unnamed = try RunFile(text: "[run]\nsteps = 3\n", source: "b.toml", fallbackRunID: "beta")
+        #expect(unnamed.config.runID == "beta" && !unnamed.namesRunID)
+        // What the learner gets must name the run, or it would refuse the StartRun.
+        let reparsed = try RunConfig(Settings.fromTOML(unnamed.startText, specs: RunConfig.settings, source: "start"))
+        #expect(reparsed == unnamed.config)
+    }
+
+    @Test func runFileRefusesTyposAndBadValuesNamingTheKey() throws {
+        #expect(throws: SettingsError.self) { try RunFile(text: "[trainer]\nlearning_rat = 0.1\n", source: "t.toml", fallbackRunID: "r") }
+        do {
+            _ = try RunFile(text: "[trainer]\nlearning_rat = 0.1\n", source: "t.toml", fallbackRunID: "r")
+        } catch {
+            #expect("\(error)".contains("trainer.learning_rat") && "\(error)".contains("trainer.learning_rate"))
+        }
+        do {
+            _ = try RunFile(text: "[run]\nasync_level = 99\n", source: "t.toml", fallbackRunID: "r")
+            Issue.record("async_level 99 was accepted")
+        } catch {
+            #expect("\(error)".contains("run.async_level"))
+        }
+        // Other roles' sections ride along in the same run file.
+        let file = try RunFile(text: "[rollout]\nmax_group_size = 4\n[learner]\nautostart = true\n", source: "t.toml", fallbackRunID: "r")
+        #expect(file.config.runID == "r")
+    }
+
+    @Test func liveSettingsAreCheckedBeforeTheyAreSent() throws {
+        let base = try Settings.fromTOML("[run]\nid = \"r\"\n", specs: RunConfig.settings, source: "base")
+        #expect(try LiveSetting.validate(key: "trainer.learning_rate", value: "0.005", base: base).learningRate == 0.005)
+        #expect(try LiveSetting.validate(key: "run.async_level", value: "0", base: base).asyncLevel == 0)
+        #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "trainer.epsilon_low", value: "0.1", base: base) }
+        #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "nope", value: "1", base: base) }
+        #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "trainer.learning_rate", value: "fast", base: base) }
+        #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "inference.group_size", value: "1", base: base) }
+    }
+
+    @Test func controlTargetsBecomeRoutingKeys() throws {
+        #expect(try ControlTarget(parsing: "all").routingKey == "all")
+        #expect(try ControlTarget(parsing: "rollout").routingKey == "rollout")
+        let one = try ControlTarget(parsing: "rollout.rollout-host.example-42")
+        #expect(one.routingKey == "rollout.rollout-host.example-42")
+        #expect(one.role == "rollout" && one.instance == "rollout-host.example-42")
+        #expect(one.matches(role: "rollout", instance: "rollout-host.example-42"))
+        #expect(!one.matches(role: "rollout", instance: "rollout-other"))
+        #expect(try ControlTarget(parsing: "reward").matches(role: "reward", instance: "any"))
+        #expect(try ControlTarget(parsing: "all").matches(role: "learner", instance: "x"))
+        #expect(throws: SettingsError.self) { try ControlTarget(parsing: "trainer") }
+        #expect(throws: SettingsError.self) { try ControlTarget(parsing: "rollout.") }
+        #expect(throws: SettingsError.self) { try ControlTarget(parsing: "rollout.#") }
+    }
+}
