@@ -74,7 +74,7 @@ final class ControlSession: Sendable {
         redisOptions.reconnectAttempts = 2
         let redis = RedisClient(endpoint: redisEndpoint, options: redisOptions)
         do { try await redis.connect() } catch {
-            throw ControlError("cannot reach Redis at \(redisEndpoint): \(error) (is it running? scripts/brokers.sh start)")
+            throw ControlError("cannot reach Redis at \(redisEndpoint): \(error)")
         }
         var client: AMQPClient?
         if useAMQP {
