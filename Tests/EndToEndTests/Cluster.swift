@@ -87,13 +87,16 @@ final class Cluster: @unchecked Sendable {
     let names: Names
     private(set) var processes: [ServiceProcess] = []
     private let common: [String]
+    /// Run settings only the learner takes (other roles refuse flags they do not know).
+    private let learnerOverrides: [String]
 
     init(run prefix: String, config: String = "scripts/runs/smoke.toml", overrides: [String] = []) async throws {
         run = "\(prefix)-\(UUID().uuidString.prefix(6).lowercased())"
         names = Names(run: run)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-e2e-\(run)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        common = ["--config", repositoryRoot.appendingPathComponent(config).path, "--run.id", run, "--service.connect_timeout", "30"] + overrides
+        common = ["--config", repositoryRoot.appendingPathComponent(config).path, "--run.id", run, "--service.connect_timeout", "30"]
+        learnerOverrides = overrides
         redis = RedisClient(endpoint: try RedisEndpoint.fromEnvironment())
         try await redis.connect()
     }
@@ -101,7 +104,7 @@ final class Cluster: @unchecked Sendable {
     @discardableResult
     func launch(_ role: String, name: String? = nil, extra: [String] = []) throws -> ServiceProcess {
         let instance = name ?? "\(role)-\(processes.filter { $0.role == role }.count)"
-        let process = try ServiceProcess(role: role, arguments: common + ["--service.instance", instance] + extra,
+        let process = try ServiceProcess(role: role, arguments: common + ["--service.instance", instance] + (role == "learner" ? learnerOverrides : []) + extra,
                                          logPath: directory.appendingPathComponent("\(instance).log").path)
         processes.append(process)
         return process

@@ -90,16 +90,23 @@ struct PipelineTests {
         let cluster = try await Cluster(run: "e2e-kill", overrides: ["--run.steps", "10"])
         do {
             try cluster.startAll(rollouts: 2)
-            let doomed = try #require(cluster.processes.first { $0.role == "rollout" })
-            let heartbeat = cluster.names.heartbeatKey(role: "rollout", instance: "rollout-0")
+            let workers = cluster.processes.filter { $0.role == "rollout" }
+            let (doomed, survivor) = (workers[0], workers[1])
             try await cluster.waitForState("step 2", within: 120) { Int($0["step"] ?? "") ?? 0 >= 2 }
-            // Kill it while it holds a task (its heartbeat says it is generating).
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                if let beat = try await cluster.redis.get(heartbeat), String(decoding: beat, as: UTF8.self).contains("\"state\":\"generating\"") { break }
-                try await Task.sleep(for: .milliseconds(20))
+            // Freeze both workers until tasks wait in the queue: then each holds its prefetched task unacknowledged.
+            doomed.signal(SIGSTOP)
+            survivor.signal(SIGSTOP)
+            let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-inspector")
+            try await amqp.connect()
+            let deadline = ContinuousClock.now + .seconds(90)
+            while try await amqp.inspect(queue: cluster.names.tasksQueue).messages == 0 {
+                guard ContinuousClock.now < deadline else { throw EndToEndFailure(description: "no task queued up while the workers were frozen") }
+                try await Task.sleep(for: .milliseconds(50))
             }
+            await amqp.close()
+            // Kill one holding its task, as a crash would; the other carries on.
             doomed.signal(SIGKILL)
+            survivor.signal(SIGCONT)
             #expect(try await doomed.waitForExit(within: 10) == 128 + SIGKILL)
 
             try await cluster.waitForState("the run to finish without the killed worker", within: 240, allowDead: [doomed.pid]) { $0["status"] == "finished" }
