@@ -1,0 +1,399 @@
+import Foundation
+import Messaging
+import ServiceKit
+import Store
+import Testing
+
+/// The deployment (compose/) checked against the code, without a Docker engine: the compose files, the commands and
+/// environment they give each service, and the broker definitions and ACLs they load, on brokers of the test's own.
+@Suite("Deployment", .serialized)
+struct DeploymentTests {
+    @Test(.timeLimit(.minutes(10)))
+    func composeFilesAreValidAndEveryServiceAcceptsItsCommandAndEnvironment() throws {
+        let binDir = try deploymentBinaryDirectory()
+        // docker-compose config for every file, --dry-run of every service, env names against --help, runtime libraries, docs.
+        let (status, output) = try runCommand([deploymentRoot.appendingPathComponent("scripts/deploy-check.sh").path, binDir])
+        #expect(status == 0, "scripts/deploy-check.sh \(binDir) failed:\n\(output)")
+        #expect(output.contains("all deployment checks passed"), "\(output)")
+        #expect(output.contains("docker-compose config: compose/docker-compose.yml"), "the main compose file was not validated:\n\(output)")
+        #expect(output.contains("docker-compose config: compose/docker-compose.remote.yml"), "the remote compose file was not validated:\n\(output)")
+    }
+
+    @Test(.timeLimit(.minutes(10)))
+    func eachRoleCanDoWhatItNeedsAndNothingElse() async throws {
+        let stack = try DeploymentStack.start()
+        defer { stack.stop() }
+        let names = Names(run: "acl-\(UUID().uuidString.prefix(8).lowercased())")
+        try await checkMessaging(stack: stack, names: names)
+        try await checkRedis(stack: stack, names: names)
+    }
+
+    // MARK: RabbitMQ
+
+    private func checkMessaging(stack: DeploymentStack, names: Names) async throws {
+        let run = names.run
+        // Only the learner may create a run's queues (it needs read on them for that); others wait until it has.
+        let early = stack.amqp("rollout", names: names)
+        do {
+            try await early.connect()
+            Issue.record("a rollout worker created the run's queues")
+        } catch AMQPError.declarationFailed(_, let code, _) {
+            #expect(code == 403)
+        }
+        await early.close()
+
+        let learner = stack.amqp("learner", names: names)
+        try await learner.connect()
+        try await learner.publish(exchange: Names.tasksExchange, routingKey: run, body: Array("task".utf8), messageID: "task-1")
+
+        let rollout = stack.amqp("rollout", names: names)
+        try await rollout.connect()
+        let announcements = DeliveryInbox(rollout.consume(queue: "", prefetch: 8, declare: .exclusiveTemporary,
+                                                          bindings: [BindingSpec(queue: "", exchange: Names.checkpointsExchange)]))
+        let rolloutControl = DeliveryInbox(rollout.consume(queue: "", prefetch: 8, declare: .exclusiveTemporary,
+                                                           bindings: [BindingSpec(queue: "", exchange: Names.controlExchange, routingKey: "all")]))
+        let task = try await DeliveryInbox(rollout.consume(queue: names.tasksQueue, prefetch: 1)).first("a task")
+        #expect(task.messageID == "task-1")
+        try await task.ack()
+        try await rollout.publish(exchange: Names.rolloutsExchange, routingKey: run, body: Array("group".utf8), messageID: "group-1")
+        try await rollout.publish(exchange: Names.deadExchange, routingKey: names.tasksQueue, body: Array("bad task".utf8), messageID: "dead-1",
+                                  headers: ["x-tributary-reason": .string("test")])
+
+        let reward = stack.amqp("reward", names: names)
+        try await reward.connect()
+        let group = try await DeliveryInbox(reward.consume(queue: names.rolloutsQueue, prefetch: 1)).first("a rollout group")
+        #expect(group.messageID == "group-1")
+        try await group.ack()
+        try await reward.publish(exchange: Names.scoredExchange, routingKey: run, body: Array("scored".utf8), messageID: "scored-1")
+
+        let scored = try await DeliveryInbox(learner.consume(queue: names.scoredQueue, prefetch: 1)).first("a scored group")
+        #expect(scored.messageID == "scored-1")
+        try await scored.ack()
+        try await learner.publish(exchange: Names.controlExchange, routingKey: names.policyRoutingKey, body: Array("saved".utf8), messageID: "policy-1")
+        _ = try await learner.purge(queue: names.tasksQueue)
+
+        let broadcaster = stack.amqp("broadcaster", names: names)
+        try await broadcaster.connect()
+        let policy = try await DeliveryInbox(broadcaster.consume(queue: names.policiesQueue, prefetch: 1)).first("a saved policy")
+        #expect(policy.messageID == "policy-1")
+        try await policy.ack()
+        try await broadcaster.publish(exchange: Names.checkpointsExchange, routingKey: "", body: Array("announce".utf8), messageID: "ckpt-1",
+                                      mandatory: false)
+        #expect(try await announcements.first("a checkpoint announcement").messageID == "ckpt-1")
+
+        let control = stack.amqp("control", names: names)
+        try await control.connect()
+        try await control.publish(exchange: Names.controlExchange, routingKey: "all", body: Array("drain".utf8), messageID: "command-1",
+                                  mandatory: false)
+        #expect(try await rolloutControl.first("a control command").messageID == "command-1")
+        let dead = try await DeliveryInbox(control.consume(queue: names.deadLettersQueue, prefetch: 1)).first("a dead letter")
+        #expect(dead.messageID == "dead-1")
+        try await dead.ack()
+
+        // What each role must not do: publish where another role publishes, or read another role's queue.
+        for (role, exchange) in [("rollout", Names.scoredExchange), ("rollout", Names.checkpointsExchange), ("rollout", Names.controlExchange),
+                                 ("rollout", Names.tasksExchange), ("reward", Names.tasksExchange), ("reward", Names.checkpointsExchange),
+                                 ("broadcaster", Names.scoredExchange), ("learner", Names.checkpointsExchange),
+                                 ("learner", Names.scoredExchange), ("control", Names.checkpointsExchange)] {
+            let code = await refusedPublishCode(stack.amqp(role, names: names), exchange: exchange, routingKey: run)
+            #expect(code == 403, "\(role) publishing to \(exchange): expected a 403 channel error, got \(code.map(String.init) ?? "success")")
+        }
+        for (role, queue) in [("rollout", names.scoredQueue), ("rollout", names.rolloutsQueue), ("rollout", names.policiesQueue),
+                              ("reward", names.scoredQueue), ("reward", names.tasksQueue), ("broadcaster", names.scoredQueue)] {
+            let code = await refusedConsumeCode(stack.amqp(role, names: names), queue: queue)
+            #expect(code == 403, "\(role) consuming \(queue): expected 403, got \(code.map(String.init) ?? "deliveries")")
+        }
+        for client in [learner, rollout, reward, broadcaster, control] { await client.close() }
+    }
+
+    /// The broker's reply code when `client` publishes to `exchange`, nil if the publish was confirmed.
+    private func refusedPublishCode(_ client: AMQPClient, exchange: String, routingKey: String) async -> Int? {
+        defer { Task { await client.close() } }
+        do {
+            try await client.connect()
+            try await client.publish(exchange: exchange, routingKey: routingKey, body: Array("forbidden".utf8), mandatory: false)
+            return nil
+        } catch AMQPError.channelClosed(let code, _) {
+            return code
+        } catch {
+            return -1
+        }
+    }
+
+    private func refusedConsumeCode(_ client: AMQPClient, queue: String) async -> Int? {
+        defer { Task { await client.close() } }
+        do {
+            try await client.connect()
+            for try await delivery in client.consume(queue: queue, prefetch: 1) {
+                try await delivery.nack(requeue: true)
+                return nil
+            }
+            return -1
+        } catch AMQPError.declarationFailed(_, let code, _) {
+            return code
+        } catch AMQPError.channelClosed(let code, _) {
+            return code
+        } catch {
+            return -1
+        }
+    }
+
+    // MARK: Redis
+
+    private func checkRedis(stack: DeploymentStack, names: Names) async throws {
+        let policy = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+
+        let learner = try await stack.redis("learner")
+        let learnerStore = CheckpointStore(names: names, redis: learner)
+        let staged = try await learnerStore.stage(version: 1, safetensors: policy)
+        _ = try await learner.hset(names.stateKey, fields: ["status": "running", "step": "1"])
+        _ = try await learner.command(["XADD", names.metricsKey, "*", "step", "1"])
+        _ = try await learner.hset(names.learnerStateKey, fields: ["step": "1"])
+        _ = try await learner.command(["SADD", names.appliedGroupsKey, "group-1"])
+        _ = try await learner.command(["XADD", names.batchesLogKey, "*", "step", "0"])
+        try await expectAllowedRoleBasics(learner, role: "learner", names: names)
+        try await expectNoPermission(learner, ["SET", names.manifestKey(version: 1), "x"], "learner writing a checkpoint")
+        try await expectNoPermission(learner, ["SET", names.heartbeatKey(role: "rollout", instance: "x"), "x"], "learner writing a rollout heartbeat")
+
+        let broadcaster = try await stack.redis("broadcaster")
+        let broadcasterStore = CheckpointStore(names: names, redis: broadcaster)
+        #expect(try await broadcasterStore.readStaged(key: staged.key, expectedSHA256: staged.sha256, version: 1) == policy)
+        _ = try await broadcasterStore.write(version: 1, safetensors: policy, shardBytes: 4096)
+        try await broadcasterStore.setLatest(1)
+        _ = try await broadcaster.del([staged.key])
+        _ = try await broadcaster.command(["XADD", names.broadcastLogKey, "*", "version", "1"])
+        #expect(try await broadcaster.wait(numReplicas: 0, timeoutMs: 0) == 0)
+        #expect(try await broadcasterStore.versions().contains(1))
+        try await expectAllowedRoleBasics(broadcaster, role: "broadcaster", names: names)
+        try await expectNoPermission(broadcaster, ["HSET", names.stateKey, "status", "stopped"], "broadcaster changing the run state")
+        try await expectNoPermission(broadcaster, ["XADD", names.metricsKey, "*", "step", "9"], "broadcaster writing learner metrics")
+
+        let rollout = try await stack.redis("rollout")
+        let rolloutStore = CheckpointStore(names: names, redis: rollout)
+        #expect(try await rolloutStore.latest() == 1)
+        let (loaded, _) = try await rolloutStore.read(version: 1)
+        #expect(loaded == policy, "a rollout worker reads and verifies a checkpoint")
+        _ = try await rollout.hgetall(names.stateKey)
+        _ = try await rollout.command(["XADD", names.loadsLogKey, "MAXLEN", "~", "100000", "*", "worker", "w", "version", "1"])
+        try await expectAllowedRoleBasics(rollout, role: "rollout", names: names)
+        // The rollout worker cannot write checkpoint keys, nor anything else that is not its own.
+        try await expectNoPermission(rollout, ["SET", names.manifestKey(version: 2), "forged"], "rollout writing a checkpoint manifest")
+        try await expectNoPermission(rollout, ["SET", names.shardKey(version: 1, index: 0), "forged"], "rollout overwriting a shard")
+        try await expectNoPermission(rollout, ["SET", names.latestCheckpointKey, "99"], "rollout moving ckpt:latest")
+        try await expectNoPermission(rollout, ["DEL", names.manifestKey(version: 1)], "rollout deleting a checkpoint")
+        try await expectNoPermission(rollout, ["HSET", names.stateKey, "status", "stopped"], "rollout changing the run state")
+        try await expectNoPermission(rollout, ["SET", names.heartbeatKey(role: "learner", instance: "x"), "x"], "rollout forging a learner heartbeat")
+        try await expectNoPermission(rollout, ["GET", names.stagingKey(version: 1)], "rollout reading staged policies")
+        try await expectNoPermission(rollout, ["FLUSHALL"], "rollout flushing Redis")
+        try await expectNoPermission(rollout, ["KEYS", "*"], "rollout running KEYS")
+        try await expectNoPermission(rollout, ["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", names.latestCheckpointKey],
+                                     "rollout writing ckpt:latest from a script")
+        await #expect(throws: RedisError.self, "a rollout worker's CheckpointStore cannot publish a version") {
+            _ = try await rolloutStore.write(version: 2, safetensors: policy, shardBytes: 4096)
+        }
+
+        let reward = try await stack.redis("reward")
+        _ = try await reward.hget(names.stateKey, field: "config")
+        #expect(try await CheckpointStore(names: names, redis: reward).latest() == 1)
+        _ = try await reward.command(["XADD", names.scoredLogKey, "MAXLEN", "~", "100000", "*", "task", "t"])
+        try await expectAllowedRoleBasics(reward, role: "reward", names: names)
+        try await expectNoPermission(reward, ["SET", names.latestCheckpointKey, "5"], "reward moving ckpt:latest")
+        try await expectNoPermission(reward, ["GET", names.manifestKey(version: 1)], "reward reading checkpoints")
+
+        let control = try await stack.redis("control")
+        #expect(try await control.hgetall(names.stateKey)["status"] == Array("running".utf8))
+        #expect(try await control.scanKeys(matching: names.heartbeatPattern).count >= 4)
+        _ = try await control.hgetall(names.countersKey)
+        _ = try await control.command(["XREVRANGE", names.metricsKey, "+", "-", "COUNT", "10"])
+        try await expectNoPermission(control, ["HSET", names.stateKey, "status", "stopped"], "control writing the run state")
+
+        let anonymous = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: DeploymentStack.redisPort))
+        defer { anonymous.close() }
+        await #expect(throws: RedisError.self, "the default user is off") { _ = try await anonymous.get(names.stateKey) }
+        for client in [learner, broadcaster, rollout, reward, control] { client.close() }
+    }
+
+    /// Heartbeat, counters and a ping: what ServiceRuntime and Fabric do for every role.
+    private func expectAllowedRoleBasics(_ redis: RedisClient, role: String, names: Names) async throws {
+        let key = names.heartbeatKey(role: role, instance: "\(role)-test")
+        _ = try await redis.command(["SET", key, "{}", "EX", "10"])
+        #expect(try await redis.exists(key))
+        _ = try await redis.command(["HINCRBY", names.countersKey, "dead_lettered", "1"])
+        _ = try await redis.hgetall(names.countersKey)
+        _ = try await redis.command(["PING"])
+    }
+
+    private func expectNoPermission(_ redis: RedisClient, _ command: [String], _ what: String) async throws {
+        let outcome: String
+        do {
+            outcome = "allowed (reply \(try await redis.command(command.map { $0 as any RedisArgument })))"
+        } catch {
+            if case let .server(message, _) = error, message.hasPrefix("NOPERM") { return }
+            outcome = "\(error)"
+        }
+        Issue.record("\(what): expected a NOPERM error, got \(outcome)")
+    }
+}
+
+// MARK: A stack of the test's own, from compose's definitions and ACL files
+
+/// RabbitMQ (scripts/brokers.sh on other ports) with compose/rabbitmq/definitions.json imported, and Redis with
+/// compose/redis/redis.conf and users.acl; both rendered with the passwords of compose/.env.example.
+private struct DeploymentStack {
+    static let amqpPort = 5702
+    static let redisPort = 6399
+    static let state = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-deployment-test")
+    static let rabbitEnvironment: [String: String] = [
+        "TRIBUTARY_AMQP_PORT": String(amqpPort), "TRIBUTARY_EPMD_PORT": "4401", "TRIBUTARY_AMQP_DIST_PORT": "25702",
+        "TRIBUTARY_AMQP_NODENAME": "tributary-deploy@localhost", "TRIBUTARY_STATE_DIR": state.path,
+    ]
+    let secrets: [String: String]
+
+    static func start() throws -> DeploymentStack {
+        let secrets = try parseEnvFile(deploymentRoot.appendingPathComponent("compose/.env.example"))
+        let stack = DeploymentStack(secrets: secrets)
+        stack.stop()  // whatever an interrupted earlier run left
+        try? FileManager.default.removeItem(at: state)
+        try FileManager.default.createDirectory(at: state.appendingPathComponent("redis"), withIntermediateDirectories: true)
+        let definitions = state.appendingPathComponent("definitions.json").path
+        let acl = state.appendingPathComponent("users.acl").path
+        try stack.must([compose("render-secrets.sh"), compose("rabbitmq/definitions.json"), definitions, compose("redis/users.acl"), acl],
+                       environment: secrets)
+
+        try stack.must(["redis-server", compose("redis/redis.conf"), "--port", String(redisPort), "--bind", "127.0.0.1",
+                        "--dir", state.appendingPathComponent("redis").path, "--aclfile", acl, "--daemonize", "yes",
+                        "--pidfile", state.appendingPathComponent("redis/redis.pid").path,
+                        "--logfile", state.appendingPathComponent("redis/redis.log").path])
+        try stack.must([deploymentRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: rabbitEnvironment)
+        try stack.must(["/usr/lib/rabbitmq/bin/rabbitmqctl", "import_definitions", definitions], environment: rabbitctlEnvironment)
+        // The import is asynchronous: wait until the last role's login works.
+        let deadline = Date().addingTimeInterval(60)
+        while (try runCommand(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "authenticate_user", "control", secrets["AMQP_CONTROL_PASSWORD"] ?? ""],
+                              environment: rabbitctlEnvironment)).status != 0 {
+            guard Date() < deadline else { throw DeploymentError(what: "the definitions were not imported within 60 s") }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return stack
+    }
+
+    static var rabbitctlEnvironment: [String: String] {
+        // As scripts/brokers.sh runs the node: its cookie lives in the state folder, epmd on a private port.
+        ["HOME": state.appendingPathComponent("rabbitmq").path, "RABBITMQ_NODENAME": "tributary-deploy@localhost", "ERL_EPMD_PORT": "4401"]
+    }
+
+    func stop() {
+        _ = try? runCommand([deploymentRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: Self.rabbitEnvironment)
+        if let pid = try? String(contentsOf: Self.state.appendingPathComponent("redis/redis.pid"), encoding: .utf8),
+           let number = pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            kill(number, SIGTERM)
+            let deadline = Date().addingTimeInterval(10)
+            while kill(number, 0) == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        }
+    }
+
+    func amqp(_ role: String, names: Names) -> AMQPClient {
+        let url = "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(Self.amqpPort)/tributary"
+        // The whole topology, declared on connect, as every service does.
+        return AMQPClient(endpoint: try! AMQPEndpoint(url: url), topology: names.topology(queueType: .classic), name: "deploy-\(role)")
+    }
+
+    func redis(_ role: String) async throws -> RedisClient {
+        let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: Self.redisPort, user: role,
+                                                         password: secrets["REDIS_\(role.uppercased())_PASSWORD"]))
+        try await client.connect()
+        return client
+    }
+
+    private static func compose(_ path: String) -> String { deploymentRoot.appendingPathComponent("compose/\(path)").path }
+    private func must(_ argv: [String], environment: [String: String] = [:]) throws {
+        let (status, output) = try runCommand(argv, environment: environment)
+        guard status == 0 else { throw DeploymentError(what: "\(argv.joined(separator: " ")) exited \(status):\n\(output)") }
+    }
+    private func compose(_ path: String) -> String { Self.compose(path) }
+}
+
+/// Deliveries of one consumer, awaited with a deadline.
+private final class DeliveryInbox: Sendable {
+    private let iterator: Task<Delivery?, Error>
+
+    init(_ stream: AsyncThrowingStream<Delivery, Error>) {
+        iterator = Task {
+            for try await delivery in stream { return delivery }
+            return nil
+        }
+    }
+
+    func first(_ what: String, within seconds: Double = 20) async throws -> Delivery {
+        let iterator = self.iterator
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(seconds))
+            iterator.cancel()
+        }
+        defer { timeout.cancel() }
+        guard let delivery = try await iterator.value else { throw DeploymentError(what: "no \(what) within \(seconds) s") }
+        return delivery
+    }
+}
+
+private struct DeploymentError: Error, CustomStringConvertible {
+    var what: String
+    var description: String { what }
+}
+
+/// The real repository root, also when this file is compiled through a symlink (a private dev package).
+private let deploymentRoot: URL = {
+    if let root = ProcessInfo.processInfo.environment["TRIBUTARY_ROOT"] { return URL(fileURLWithPath: root) }
+    return URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+}()
+
+/// The built executables: TRIBUTARY_BIN_DIR, else beside this test binary (same build configuration), else .build/release.
+private func deploymentBinaryDirectory() throws -> String {
+    var candidates: [String] = []
+    if let dir = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"] { candidates.append(dir) }
+    if let executable = Bundle.main.executablePath {
+        var url = URL(fileURLWithPath: executable).resolvingSymlinksInPath().deletingLastPathComponent()
+        // Inside an .xctest bundle on some platforms: walk up to the build folder.
+        while url.path.contains(".xctest") { url.deleteLastPathComponent() }
+        candidates.append(url.path)
+    }
+    candidates.append(deploymentRoot.appendingPathComponent(".build/release").path)
+    let products = ["tributary-learner", "tributary-broadcaster", "tributary-reward", "tributary-rollout", "tributary"]
+    for dir in candidates where products.allSatisfy({ FileManager.default.isExecutableFile(atPath: "\(dir)/\($0)") }) {
+        return dir
+    }
+    throw DeploymentError(what: "the executables are not built in any of \(candidates) (swift build -c release, or set TRIBUTARY_BIN_DIR)")
+}
+
+/// KEY=VALUE lines of an env file (comments and blank lines skipped).
+private func parseEnvFile(_ url: URL) throws -> [String: String] {
+    var values: [String: String] = [:]
+    for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n") {
+        let text = line.trimmingCharacters(in: .whitespaces)
+        guard !text.isEmpty, !text.hasPrefix("#"), let equals = text.firstIndex(of: "=") else { continue }
+        values[String(text[..<equals])] = String(text[text.index(after: equals)...])
+    }
+    return values
+}
+
+/// Runs a program to completion; its output (stdout and stderr) goes through a file.
+/// posix_spawn and waitpid directly: Foundation's Process can miss the exit of a script that leaves daemons behind.
+private func runCommand(_ argv: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("deploy-\(UUID().uuidString).log").path
+    defer { try? FileManager.default.removeItem(atPath: logPath) }
+    let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+    let command = "\(quoted) >'\(logPath)' 2>&1 </dev/null"
+    var merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    merged["PATH"] = (merged["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    let shellArguments: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", command]).map { strdup($0) } + [nil]
+    let environmentPointers: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (shellArguments + environmentPointers).forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, shellArguments, environmentPointers)
+    guard spawned == 0 else { throw DeploymentError(what: "posix_spawn failed (\(spawned)) for \(argv.first ?? "?")") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return (exitStatus, output)
+}
