@@ -66,6 +66,10 @@ launch() {
     TRIBUTARY_RUN_ID="$RUN" TRIBUTARY_BLAS_THREADS=1 "$BIN/tributary-$role" --service.instance "$name" "$@" >"$OUT/logs/$name.log" 2>&1 &
     pids+=($!)
 }
+# A fresh run each time: forget an earlier quickstart's state under the same run id.
+REDIS_PORT="${TRIBUTARY_REDIS_PORT:-6389}"
+redis-cli -p "$REDIS_PORT" --scan --pattern "tributary:$RUN:*" | xargs -r redis-cli -p "$REDIS_PORT" del >/dev/null
+
 launch broadcaster broadcaster-0
 launch learner learner-0
 for i in $(seq 0 $((REWARDS - 1))); do launch reward "reward-$i"; done
@@ -79,12 +83,12 @@ for _ in $(seq 1 100); do
     sleep 0.3
 done
 echo "quickstart: run '$RUN' started from $CONFIG"
-"$CLI" watch --run "$RUN" --until-finished
+"$CLI" watch --run "$RUN" --until-finished --wait-for-start
 
 "$CLI" plot --run "$RUN" --out "$OUT/reward.svg"
 latest="$("$CLI" checkpoint list --run "$RUN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latest"])')"
 "$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run "$RUN"
-read -r before after < <(redis-cli -p "${TRIBUTARY_REDIS_PORT:-6389}" hmget "tributary:$RUN:state" accuracy_before accuracy_after | tr '\n' ' ')
+read -r before after < <(redis-cli -p "$REDIS_PORT" hmget "tributary:$RUN:state" accuracy_before accuracy_after | tr '\n' ' ')
 wall=$(( $(date +%s) - started_at ))
 
 python3 - "$OUT" "$before" "$after" "$wall" "$latest" "$RUN" <<'EOF'

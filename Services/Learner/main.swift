@@ -48,12 +48,19 @@ await ServiceRuntime.main(role: "learner", abstract: "Trains the policy with GRP
 /// Control commands, taken between steps.
 final class ControlInbox: Sendable {
     private let pending = Mutex<[ControlCommand]>([])
+    /// Wakes the training loop when it is blocked waiting for scored groups.
+    private let wake = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(_ stream: AsyncStream<ControlCommand>) {
         Task { [self] in
-            for await command in stream { pending.withLock { $0.append(command) } }
+            for await command in stream {
+                pending.withLock { $0.append(command) }
+                wake.withLock { $0 }?()
+            }
         }
     }
+
+    func onCommand(_ body: @escaping @Sendable () -> Void) { wake.withLock { $0 = body } }
 
     func take() -> [ControlCommand] { pending.withLock { commands in defer { commands = [] }; return commands } }
 
@@ -78,6 +85,11 @@ final class ControlInbox: Sendable {
         }
         return nil
     }
+}
+
+enum LearnerEvent: Sendable {
+    case group(Delivery)
+    case control
 }
 
 /// One scored group taken from the queue, with its delivery to acknowledge once its step is durable.
@@ -161,10 +173,12 @@ final class Learner {
     func trainLoop() async throws {
         let prefetchSetting = try context.settings.int("learner.prefetch", in: 0...100_000)
         let prefetch = prefetchSetting > 0 ? prefetchSetting : config.groupsPerStep * (config.asyncLevel + 2)
-        let (groups, continuation) = AsyncStream<Delivery>.makeStream()
+        // Scored groups and control commands in one stream, so a command is seen while waiting for a batch.
+        let (groups, continuation) = AsyncStream<LearnerEvent>.makeStream()
+        inbox.onCommand { continuation.yield(.control) }
         let consumer = Task { [fabric, names] in
             do {
-                for try await delivery in fabric.amqp.consume(queue: names.scoredQueue, prefetch: prefetch) { continuation.yield(delivery) }
+                for try await delivery in fabric.amqp.consume(queue: names.scoredQueue, prefetch: prefetch) { continuation.yield(.group(delivery)) }
             } catch {}
             continuation.finish()
         }
@@ -198,8 +212,19 @@ final class Learner {
 
             while batch.count < config.groupsPerStep {
                 let waitStarted = ContinuousClock.now
-                guard let delivery = await iterator.next() else { return }  // stopping
+                guard let event = await iterator.next() else { return }  // stopping
                 waited += ContinuousClock.now - waitStarted
+                guard case let .group(delivery) = event else {
+                    try await handleControl()
+                    if stopRun { return }
+                    // Paused mid-batch: hold what was taken, take no more until resumed or stopped.
+                    while paused, !context.stop.isRequested {
+                        try await Task.sleep(for: .milliseconds(200))
+                        try await handleControl()
+                        if stopRun { return }
+                    }
+                    continue
+                }
                 let message: ScoredGroupMessage
                 do {
                     message = try ScoredGroupMessage.decode(delivery.body, deliveredID: delivery.messageID)

@@ -103,6 +103,8 @@ public enum ServiceRuntime {
     /// runs `body` until it returns, then closes everything and exits 0 (1 on error).
     public static func main(role: String, abstract: String, specs: [Setting], throughputUnit: String = "items/s",
                             body: @escaping @Sendable (ServiceContext) async throws -> Void) async -> Never {
+        // OpenBLAS 0.3.21 picks generic kernels on some CPUs; the choice happens at load, so re-exec with it set.
+        BLAS.relaunchWithNativeKernelsIfNeeded()
         signal(SIGPIPE, SIG_IGN)
         let allSpecs = Fabric.settings + specs.filter { spec in !Fabric.settings.contains { $0.key == spec.key } }
         let settings: Settings
