@@ -13,5 +13,6 @@ if ! scripts/brokers.sh status >/dev/null 2>&1; then
 fi
 cleanup() { if ((started_brokers)); then scripts/brokers.sh stop || true; fi; }
 trap cleanup EXIT
-swift build -c release
-swift test -c release "$@"
+# One release build of everything (executables for the end-to-end tests included), then the tests on it.
+swift build -c release --build-tests
+swift test -c release --skip-build "$@"
