@@ -55,6 +55,16 @@ def container_to_host(args, volumes):
     return rewritten
 
 
+def cli_help(executable, args, env):
+    """`tributary ARGS --help`: exit 0, and the help is that of the subcommand ARGS names (ArgumentParser answers --help
+    of an unknown subcommand with the top-level help, exit 0)."""
+    code, output = run([executable] + args + ["--help"], env=env)
+    words = [arg for arg in args if not arg.startswith("-")]
+    usage = re.search(r"USAGE: (.*)", output)
+    named = usage is not None and words and usage.group(1).startswith("tributary " + words[0] + " ")
+    return code == 0 and named, output
+
+
 def check_service(name, service, bin_dir, compose_file):
     command = service.get("command")
     if isinstance(command, str):
@@ -71,8 +81,8 @@ def check_service(name, service, bin_dir, compose_file):
     env.update({key: str(value) for key, value in environment.items()})
     args = container_to_host(command[1:], service.get("volumes"))
     if command[0] == "tributary":
-        code, output = run([executable] + args + ["--help"], env=env)
-        check(code == 0, where + " --help", output)
+        ok, output = cli_help(executable, args, env)
+        check(ok, where + " --help", output)
         help_text = output
     else:
         # As the image's entry point does: a service gets an instance name.
@@ -132,7 +142,7 @@ def check_relay_acl(root):
           "relay ACL gives rollout workers the origin's rights (compose/redis/relay-users.acl)")
 
 
-def check_docs(root, services_by_file):
+def check_docs(root, services_by_file, bin_dir):
     text = open(os.path.join(root, "docs/deploy.md")).read()
     for path in sorted(set(re.findall(r"\b(compose/[A-Za-z0-9_./-]+[A-Za-z0-9_])", text))):
         if path in ("compose/.env", "compose/remote.env", "compose/out"):
@@ -146,6 +156,18 @@ def check_docs(root, services_by_file):
         if not verb:
             continue
         words = [w for w in verb.group(2).split() if not w.startswith("-") and "=" not in w]
+        if verb.group(1) == "run" and words:
+            # The command run in the container must be one its executable accepts.
+            argv = verb.group(2).split()
+            argv = argv[argv.index(words[0]) + 1:]
+            if argv and os.access(os.path.join(bin_dir, argv[0]), os.X_OK):
+                env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+                if argv[0] == "tributary":
+                    ok, output = cli_help(os.path.join(bin_dir, argv[0]), argv[1:], env)
+                else:
+                    code, output = run([os.path.join(bin_dir, argv[0])] + argv[1:] + ([] if "--dry-run" in argv else ["--dry-run"]), env=env)
+                    ok = code == 0
+                check(ok, f"docs/deploy.md: `{' '.join(argv)}` is accepted by {argv[0]}", output)
         if verb.group(1) in ("run", "exec") and words:
             words = words[:1]  # the rest is the command run in the container
         elif verb.group(1) in ("cp",):
@@ -171,7 +193,7 @@ def main():
                 check_service(name, service, options.bin_dir, compose_file)
     check_relay_acl(options.root)
     check_runtime_libraries(options.root, options.bin_dir)
-    check_docs(options.root, services_by_file)
+    check_docs(options.root, services_by_file, options.bin_dir)
     print(f"{len(failures)} failed" if failures else "all deployment checks passed")
     sys.exit(1 if failures else 0)
 
