@@ -19,7 +19,7 @@ instance="$(setting service.instance)"
 port="$(setting metrics.port)"
 if [[ -n "${TRIBUTARY_REDIS_URL:-}" ]]; then
     key="tributary:$run:hb:$role:$instance"
-    found="$(REDISCLI_AUTH= redis-cli -u "$TRIBUTARY_REDIS_URL" --no-auth-warning EXISTS "$key" 2>&1)"
+    found="$(redis-cli -u "$TRIBUTARY_REDIS_URL" --no-auth-warning EXISTS "$key" 2>&1)"
     [[ "$found" == 1 ]] && exit 0
     echo "no fresh heartbeat at $key: $found"
     exit 1
