@@ -11,7 +11,7 @@ import Synchronization
 /// (step 1 excluded: it holds the pipeline's fill and the workers' first checkpoint load), checkpoint times from
 /// `broadcast` (saved -> announced) and `loads` (saved -> loaded by every worker).
 ///
-/// Knobs (environment): TRIBUTARY_PIPELINE_STEPS (default 60), _WORKERS (rollout workers, 2), _SCORERS (1),
+/// Knobs (environment): TRIBUTARY_PIPELINE_STEPS (default 60), _WORKERS (rollout workers, 2), _SCORERS (reward scorers, 2: one scorer was the bottleneck),
 /// _GROUPS (groups per step, 32), _GROUP_SIZE (16), _LEVELS ("0,2"), _NATIVE_BLAS (1: give the children
 /// OPENBLAS_CORETYPE when OpenBLAS would fall back to generic kernels, as the model bench does for itself).
 func runPipelineBench(json: Bool) throws {
@@ -49,7 +49,7 @@ func runPipelineBench(json: Bool) throws {
     var extra = ["recipe": recipe.summary, "logs": logs.path, "load_average_end": pipelineBenchLoadAverage(),
                  "blas_core": recipe.nativeBLAS ? (BLAS.suggestedCoreType ?? BLAS.coreName) : BLAS.coreName]
     for result in results { extra["load_average_async\(result.asyncLevel)"] = result.loadAverage }
-    printFigures(title: "pipeline (\(recipe.workers) rollout workers, \(recipe.scorers) scorer, 1 broadcaster, 1 learner; blas.threads 1 each; "
+    printFigures(title: "pipeline (\(recipe.workers) rollout workers, \(recipe.scorers) reward scorers, 1 broadcaster, 1 learner; blas.threads 1 each; "
                  + "wait fraction = sum wait_s / sum step_s over steps 2..N; checkpoint ms = median over versions, both runs)",
                  figures, extra: extra, json: json)
 }
@@ -58,7 +58,7 @@ func runPipelineBench(json: Bool) throws {
 struct PipelineRecipe {
     var steps = 60
     var workers = 2
-    var scorers = 1
+    var scorers = 2
     var groupsPerStep = 32
     var groupSize = 16
     var asyncLevels = [0, 2]
@@ -197,6 +197,12 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     let waitAll = metrics.reduce(0) { $0 + number($1, "wait_s") }
     let stepAll = metrics.reduce(0) { $0 + number($1, "step_s") }
     let spanMs = pipelineBenchEntryMs(metrics.last!.id) - pipelineBenchEntryMs(metrics.first!.id)
+    // The per-step figures, kept beside the service logs for a closer look.
+    let columns = ["step", "wait_s", "train_s", "step_s", "groups", "zero_signal", "stale_dropped", "staleness", "accuracy"]
+    let table = ([(["ms"] + columns).joined(separator: "\t")] + metrics.map { entry in
+        ([String(Int(pipelineBenchEntryMs(entry.id)))] + columns.map { entry.fields[$0].map { String(decoding: $0, as: UTF8.self) } ?? "" }).joined(separator: "\t")
+    }).joined(separator: "\n") + "\n"
+    try? table.write(to: logs.appendingPathComponent("metrics-a\(asyncLevel).tsv"), atomically: true, encoding: .utf8)
     var staleness: [Int: Int] = [:]
     for entry in metrics {
         guard let text = entry.fields["staleness"], let object = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Int] else { continue }
