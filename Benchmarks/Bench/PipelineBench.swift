@@ -11,7 +11,7 @@ import Synchronization
 /// (step 1 excluded: it holds the pipeline's fill and the workers' first checkpoint load), checkpoint times from
 /// `broadcast` (saved -> announced) and `loads` (saved -> loaded by every worker).
 ///
-/// Knobs (environment): TRIBUTARY_PIPELINE_STEPS (default 60), _WORKERS (rollout workers, 2), _SCORERS (reward scorers, 2: one scorer was the bottleneck),
+/// Knobs (environment): TRIBUTARY_PIPELINE_STEPS (default 200: about a minute per level here), _WORKERS (rollout workers, 2), _SCORERS (reward scorers, 2: one scorer was the bottleneck),
 /// _GROUPS (groups per step, 32), _GROUP_SIZE (16), _LEVELS ("0,2"), _NATIVE_BLAS (1: give the children
 /// OPENBLAS_CORETYPE when OpenBLAS would fall back to generic kernels, as the model bench does for itself).
 func runPipelineBench(json: Bool) throws {
@@ -56,7 +56,7 @@ func runPipelineBench(json: Bool) throws {
 
 /// The short training both async levels run: the quickstart's task, model and warm start, fewer steps.
 struct PipelineRecipe {
-    var steps = 60
+    var steps = 200
     var workers = 2
     var scorers = 2
     var groupsPerStep = 32
