@@ -15,7 +15,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 OUT="$ROOT/out/quickstart"
 CONFIG="$ROOT/scripts/runs/quickstart.toml"
 ROLLOUTS=3
-REWARDS=1
+REWARDS=2
 while (($#)); do
     case "$1" in
         --out) OUT="$2"; shift 2 ;;
@@ -88,7 +88,8 @@ echo "quickstart: run '$RUN' started from $CONFIG"
 "$CLI" plot --run "$RUN" --out "$OUT/reward.svg"
 latest="$("$CLI" checkpoint list --run "$RUN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latest"])')"
 "$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run "$RUN"
-read -r before after < <(redis-cli -p "$REDIS_PORT" hmget "tributary:$RUN:state" accuracy_before accuracy_after | tr '\n' ' ')
+before="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_before)"
+after="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_after)"
 wall=$(( $(date +%s) - started_at ))
 
 python3 - "$OUT" "$before" "$after" "$wall" "$latest" "$RUN" <<'EOF'

@@ -388,6 +388,7 @@ final class Learner {
 
     /// Tasks ahead by the async level: a task published now is for step `step + k` and may be served by any version >= step.
     func publishTasks(count: Int) async throws {
+        var messages: [RolloutTask] = []
         for _ in 0..<count {
             var index = taskIndex
             var task = environment.task(seed: config.seed, index: index)
@@ -414,7 +415,16 @@ final class Learner {
                 $0.maxNewTokens = UInt32(config.maxNewTokens)
                 $0.seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)
             }
-            try await fabric.publish(message, exchange: Names.tasksExchange, routingKey: names.run)
+            messages.append(message)
+        }
+        // All in flight at once; each confirmed by the broker before the step goes on.
+        let fabric = self.fabric
+        let run = names.run
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for message in messages {
+                group.addTask { try await fabric.publish(message, exchange: Names.tasksExchange, routingKey: run) }
+            }
+            try await group.waitForAll()
         }
     }
 

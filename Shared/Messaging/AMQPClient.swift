@@ -314,14 +314,31 @@ private final class AMQPWorker: @unchecked Sendable {
         generation += 1
         nextPublishTag = 1
         client.setConnected(true)
+        do {
+            try resume(on: connection)
+        } catch {
+            connection.abandon()
+            self.connection = nil
+            client.setConnected(false)
+            throw error
+        }
+    }
+
+    /// Consumers again, then every message not yet confirmed, in publish order.
+    func resume(on connection: AMQPConnection) throws {
         for registration in consumers.values.sorted(by: { $0.tag < $1.tag }) {
             do {
                 try startConsumer(registration, on: connection)
             } catch let error as AMQPError {
+                // A consumer the broker refuses ends with that error; the others carry on.
                 if case .declarationFailed = error {
                     consumers[registration.tag] = nil
                     registration.continuation.finish(throwing: error)
                     continue
+                }
+                if case .channelClosed = error {
+                    consumers[registration.tag] = nil
+                    registration.continuation.finish(throwing: error)
                 }
                 throw error
             }
@@ -367,10 +384,16 @@ private final class AMQPWorker: @unchecked Sendable {
                 do {
                     try startConsumer(registration, on: connection)
                 } catch let error as AMQPError {
-                    if case .declarationFailed = error {
+                    switch error {
+                    case .declarationFailed:
                         consumers[registration.tag] = nil
                         registration.continuation.finish(throwing: error)
-                    } else {
+                    case .channelClosed:
+                        // Refused on the work channel: end this consumer, reconnect for the rest.
+                        consumers[registration.tag] = nil
+                        registration.continuation.finish(throwing: error)
+                        throw error
+                    default:
                         throw error
                     }
                 }

@@ -129,10 +129,10 @@ final class AMQPConnection {
 
     private func openChannel(_ channel: amqp_channel_t, confirms: Bool) throws {
         amqp_channel_open(state, channel)
-        try checkReply("opening channel \(channel)")
+        try checkReply("opening channel \(channel)", channel: channel)
         if confirms {
             amqp_confirm_select(state, channel)
-            try checkReply("enabling publisher confirms")
+            try checkReply("enabling publisher confirms", channel: channel)
         }
     }
 
@@ -141,12 +141,12 @@ final class AMQPConnection {
         try openChannel(Self.declareChannel, confirms: false)
     }
 
-    private func checkReply(_ what: String) throws {
+    private func checkReply(_ what: String, channel: amqp_channel_t = AMQPConnection.declareChannel) throws {
         let reply = amqp_get_rpc_reply(state)
-        try check(reply, what)
+        try check(reply, what, channel: channel)
     }
 
-    private func check(_ reply: amqp_rpc_reply_t, _ what: String) throws {
+    private func check(_ reply: amqp_rpc_reply_t, _ what: String, channel: amqp_channel_t) throws {
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:
             return
@@ -154,7 +154,11 @@ final class AMQPConnection {
             if reply.reply.id == AMQPMethod.channelClose, let decoded = reply.reply.decoded {
                 let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
                 var ok = amqp_channel_close_ok_t()
-                _ = amqp_send_method(state, Self.declareChannel, AMQPMethod.channelCloseOK, &ok)
+                _ = amqp_send_method(state, channel, AMQPMethod.channelCloseOK, &ok)
+                if channel == Self.workChannel {
+                    // The work channel is gone (with its confirms and consumers): the client reconnects.
+                    throw AMQPError.channelClosed(code: Int(close.reply_code), text: "\(what): \(Self.string(close.reply_text))")
+                }
                 let error = AMQPError.declarationFailed(what: what, code: Int(close.reply_code), text: Self.string(close.reply_text))
                 try? reopenDeclareChannel()
                 throw error
@@ -272,14 +276,14 @@ final class AMQPConnection {
 
     func consume(queue: String, consumerTag: String, prefetch: Int) throws {
         amqp_basic_qos(state, Self.workChannel, 0, UInt16(clamping: prefetch), 0)
-        try checkReply("setting prefetch \(prefetch)")
+        try checkReply("setting prefetch \(prefetch)", channel: Self.workChannel)
         withBytes([queue, consumerTag]) { b in _ = amqp_basic_consume(state, Self.workChannel, b[0], b[1], 0, 0, 0, amqp_empty_table) }
-        try checkReply("consuming from '\(queue)'")
+        try checkReply("consuming from '\(queue)'", channel: Self.workChannel)
     }
 
     func cancel(consumerTag: String) throws {
         withBytes([consumerTag]) { b in _ = amqp_basic_cancel(state, Self.workChannel, b[0]) }
-        try checkReply("cancelling consumer '\(consumerTag)'")
+        try checkReply("cancelling consumer '\(consumerTag)'", channel: Self.workChannel)
     }
 
     func settle(_ settlement: Settlement, tag: UInt64) throws {

@@ -197,3 +197,27 @@ struct AMQPClientTests {
         #expect(throws: AMQPError.invalidURL("http://h", reason: "scheme must be amqp, found http")) { try AMQPEndpoint(url: "http://h") }
     }
 }
+
+@Suite("AMQP client recovers from refused consumers")
+struct AMQPRefusedConsumerTests {
+    @Test func consumingAMissingQueueEndsThatStreamWithTheBrokersErrorAndTheClientGoesOn() async throws {
+        let exchange = uniqueName("refused.x")
+        let queue = uniqueName("refused.q")
+        let client = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(),
+                                topology: Topology(exchanges: [ExchangeSpec(exchange, kind: .direct)], queues: [QueueSpec(queue)],
+                                                   bindings: [BindingSpec(queue: queue, exchange: exchange, routingKey: "k")]),
+                                name: "refused")
+        try await client.connect()
+        let missing = Collector(client.consume(queue: uniqueName("absent"), prefetch: 1))
+        try await waitUntil("the refused consumer to end") { missing.failure.withLock { $0 } != nil }
+        #expect(missing.failure.withLock { $0 }?.contains("404") == true)
+        // Publishing and consuming still work after the reconnect.
+        try await client.publish(exchange: exchange, routingKey: "k", body: [7], messageID: "after-refusal")
+        let working = Collector(client.consume(queue: queue, prefetch: 1), autoAck: true)
+        try await waitUntil("the delivery after the refusal") { working.count == 1 }
+        #expect(working.all.first?.messageID == "after-refusal")
+        working.stop()
+        try await client.delete(queue: queue)
+        await client.close()
+    }
+}
