@@ -371,10 +371,27 @@ private final class AMQPWorker: @unchecked Sendable {
     }
 
     func handleCommands() throws {
-        for command in client.takeCommands() {
+        let commands = client.takeCommands()
+        for (index, command) in commands.enumerated() {
+            do {
+                try handle(command)
+            } catch {
+                // The connection is gone: what was not handled yet waits for the next one, nothing is dropped.
+                for later in commands[(index + 1)...] { handleDisconnected(later) }
+                throw error
+            }
+            if closing != nil {
+                for later in commands[(index + 1)...] { handleDisconnected(later) }
+                return
+            }
+        }
+    }
+
+    func handle(_ command: Command) throws {
+        do {
             guard let connection else {
                 handleDisconnected(command)
-                continue
+                return
             }
             switch command {
             case let .publish(message):
@@ -398,7 +415,7 @@ private final class AMQPWorker: @unchecked Sendable {
                     }
                 }
             case let .cancel(tag):
-                guard consumers.removeValue(forKey: tag) != nil else { continue }
+                guard consumers.removeValue(forKey: tag) != nil else { return }
                 consumerQueues[tag] = nil
                 try connection.cancel(consumerTag: tag)
             case let .settle(settlement, tag, deliveryGeneration, continuation):
@@ -421,32 +438,31 @@ private final class AMQPWorker: @unchecked Sendable {
                     continuation.resume()
                 } catch let error as AMQPError {
                     continuation.resume(throwing: error)
-                    if case .declarationFailed = error { continue }
+                    if case .declarationFailed = error { return }
                     throw error
                 }
             case let .inspect(queue, continuation):
                 do { continuation.resume(returning: try connection.inspect(queue: queue)) } catch let error as AMQPError {
                     continuation.resume(throwing: error)
-                    if case .declarationFailed = error { continue }
+                    if case .declarationFailed = error { return }
                     throw error
                 }
             case let .purge(queue, continuation):
                 do { continuation.resume(returning: try connection.purge(queue: queue)) } catch let error as AMQPError {
                     continuation.resume(throwing: error)
-                    if case .declarationFailed = error { continue }
+                    if case .declarationFailed = error { return }
                     throw error
                 }
             case let .delete(queue, continuation):
                 do { try connection.delete(queue: queue); continuation.resume() } catch let error as AMQPError {
                     continuation.resume(throwing: error)
-                    if case .declarationFailed = error { continue }
+                    if case .declarationFailed = error { return }
                     throw error
                 }
             case .dropConnection:
                 throw AMQPError.connectionLost(host: endpoint.host, port: endpoint.port, reason: "dropped on purpose")
             case let .close(continuation):
                 closing = continuation
-                return
             }
         }
     }

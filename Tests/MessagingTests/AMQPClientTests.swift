@@ -213,9 +213,15 @@ struct AMQPRefusedConsumerTests {
         #expect(missing.failure.withLock { $0 }?.contains("404") == true)
         // Publishing and consuming still work after the reconnect.
         try await client.publish(exchange: exchange, routingKey: "k", body: [7], messageID: "after-refusal")
-        let working = Collector(client.consume(queue: queue, prefetch: 1), autoAck: true)
-        try await waitUntil("the delivery after the refusal") { working.count == 1 }
+        let working = Collector(client.consume(queue: queue, prefetch: 1))
+        do {
+            try await waitUntil("the delivery after the refusal") { working.count == 1 }
+        } catch {
+            Issue.record("\(error); consumer ended with: \(working.failure.withLock { $0 } ?? "nothing"); queue: \(try await client.inspect(queue: queue))")
+            throw error
+        }
         #expect(working.all.first?.messageID == "after-refusal")
+        try await working.all[0].ack()
         working.stop()
         try await client.delete(queue: queue)
         await client.close()
