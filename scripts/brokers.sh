@@ -26,21 +26,8 @@ REDIS_DIR="$STATE/redis"
 log() { echo "brokers: $*" >&2; }
 
 ensure_installed() {
-    local missing=()
-    [[ -x "$RABBIT_BIN/rabbitmq-server" ]] || missing+=(rabbitmq-server)
-    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server redis-tools)
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        local sudo=""
-        [[ "$(id -u)" == 0 ]] || sudo="sudo"
-        # policy-rc.d keeps Debian from starting the system services on install.
-        if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-            printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-            $sudo chmod +x /usr/sbin/policy-rc.d
-        fi
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    # The same Debian packages (and the policy that keeps their system services from starting) as everything else.
+    "$ROOT/scripts/install-deps.sh"
 }
 
 rabbit_env() {

@@ -14,5 +14,5 @@ fi
 cleanup() { if ((started_brokers)); then scripts/brokers.sh stop || true; fi; }
 trap cleanup EXIT
 # One release build of everything (executables for the end-to-end tests included), then the tests on it.
-swift build -c release --build-tests
+swift build -c release --build-tests -Xswiftc -enable-testing
 swift test -c release --skip-build "$@"

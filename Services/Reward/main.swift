@@ -129,7 +129,3 @@ func validate(_ group: RolloutGroup, run: String, latestVersion: Int) throws {
         throw bad("prompt_tokens", "holds token id \(token) outside the vocabulary")
     }
 }
-
-extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-}

@@ -162,7 +162,3 @@ func validate(_ task: RolloutTask, run: String, maxGroup: Int) throws {
     guard !task.prompt.isEmpty else { throw bad("prompt", "is empty") }
     guard task.sampling.temperature >= 0, task.sampling.temperature.isFinite else { throw bad("sampling.temperature", "must be finite and >= 0") }
 }
-
-extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
-}

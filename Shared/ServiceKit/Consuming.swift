@@ -45,3 +45,8 @@ public final class RateMeter: Sendable {
         }
     }
 }
+
+extension Duration {
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    public var milliseconds: Double { seconds * 1000 }
+}
