@@ -123,8 +123,8 @@ private func simpleRunCommand(_ options: ControlOptions, _ learner: LearnerOptio
     }
 }
 
-/// Run commands go to the `learner` routing key, which every learner binds whatever its run (each ignores other runs'
-/// commands): so first wait for a heartbeat of this run's learner, then publish; an unroutable publish means no learner at all.
+/// Run commands go to `learner.run.RUN`, which only this run's learner binds: first wait for its heartbeat, then publish;
+/// an unroutable publish means its learner is not listening (yet).
 private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command, _ learner: LearnerOptions) async throws -> ControlCommand {
     let run = session.names.run
     let deadline = ContinuousClock.now + .seconds(max(0, learner.waitForLearner))
@@ -133,7 +133,7 @@ private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.
         let alive = try await session.heartbeats().contains { $0.role == "learner" }
         if alive || learner.force {
             do {
-                return try await session.send(command, routingKey: "learner")
+                return try await session.send(command, routingKey: Names.runRoutingKey(role: "learner", run: run))
             } catch AMQPError.publishReturned {
                 if ContinuousClock.now >= deadline {
                     throw ControlError("no learner is listening for run \(run); start tributary-learner --run.id \(run)")

@@ -3,6 +3,7 @@ import Messaging
 import Model
 import RL
 import ServiceKit
+import Store
 import Synchronization
 import Wire
 
@@ -14,6 +15,7 @@ let rolloutSettings = [
     Setting("run.id", "default", "run to serve"),
     Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back"),
     Setting("rollout.max_group_size", "256", "largest G accepted from a task"),
+    Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
 ]
 
 /// The worker's policy: the model and its version, touched only on the compute queue.
@@ -29,7 +31,14 @@ let announcedVersion = Atomic<Int>(-1)
 await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generates rollout groups with a fresh enough policy.",
                           specs: rolloutSettings, throughputUnit: "tokens/s") { context in
     let fabric = context.fabric
-    let store = CheckpointStore(names: fabric.names, redis: fabric.redis)
+    // Checkpoints come from the nearest Redis (a read-only relay is enough); heartbeats and logs go to redis.url.
+    let relayURL = try context.settings.string("rollout.checkpoint_redis_url")
+    let checkpointRedis = relayURL.isEmpty ? fabric.redis : RedisClient(endpoint: try RedisEndpoint(url: relayURL))
+    if !relayURL.isEmpty {
+        try await checkpointRedis.connect()
+        context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
+    }
+    let store = CheckpointStore(names: fabric.names, redis: checkpointRedis)
     let policy = PolicyHolder()
     let versionWait = try context.settings.double("rollout.version_wait_seconds")
     let maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)

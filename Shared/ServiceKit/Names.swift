@@ -23,6 +23,8 @@ public struct Names: Sendable {
     public var policiesQueue: String { "tributary.\(run).policies" }
     public var deadLettersQueue: String { "tributary.\(run).dead-letters" }
     public var policyRoutingKey: String { "policy.\(run)" }
+    /// Control key for one role of one run (run commands go to `learner.run.RUN`).
+    public static func runRoutingKey(role: String, run: String) -> String { "\(role).run.\(run)" }
 
     // Redis keys.
     public var prefix: String { "tributary:\(run)" }

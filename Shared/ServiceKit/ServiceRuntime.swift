@@ -188,7 +188,8 @@ public enum ServiceRuntime {
     /// Control commands for `all`, this role, and this instance.
     private static func listenForControl(fabric: Fabric, stop: StopSignal, forward: AsyncStream<ControlCommand>.Continuation, logger: Logger) async {
         let identity = fabric.identity
-        let bindings = ["all", identity.role, "\(identity.role).\(identity.instance)"].map {
+        let bindings = ["all", identity.role, "\(identity.role).\(identity.instance)",
+                        Names.runRoutingKey(role: identity.role, run: fabric.names.run)].map {
             BindingSpec(queue: "", exchange: Names.controlExchange, routingKey: $0)
         }
         do {

@@ -111,10 +111,10 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Broadcaster, reward, workers, then the learner starting the run from the run file.
-    func startAll(rollouts: Int = 2) throws {
+    func startAll(rollouts: Int = 2, rolloutExtra: [String] = []) throws {
         try launch("broadcaster")
         try launch("reward")
-        for _ in 0..<rollouts { try launch("rollout") }
+        for _ in 0..<rollouts { try launch("rollout", extra: rolloutExtra) }
         try launch("learner", extra: ["--learner.autostart", "true"])
     }
 

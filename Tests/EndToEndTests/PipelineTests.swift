@@ -13,7 +13,8 @@ struct PipelineTests {
     func versionsAdvanceWithinStalenessFromVerifiedCheckpointsAndBadMessagesAreDeadLettered() async throws {
         let cluster = try await Cluster(run: "e2e-main", overrides: ["--run.steps", "6"])
         do {
-            try cluster.startAll(rollouts: 2)
+            // Checkpoints through a Redis connection of their own, as from a regional relay.
+            try cluster.startAll(rollouts: 2, rolloutExtra: ["--rollout.checkpoint_redis_url", ProcessInfo.processInfo.environment[RedisEndpoint.environmentVariable] ?? RedisEndpoint.defaultURL])
             try await cluster.waitForState("the run to start training", within: 120) { Int($0["step"] ?? "") ?? 0 >= 1 }
 
             // While the run goes on: a message that is not protobuf, and a group with a token outside the vocabulary.
