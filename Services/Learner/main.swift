@@ -309,6 +309,9 @@ final class Learner {
             context.metrics.set("step", Double(step))
             context.metrics.set("reward_mean", rewardMean)
             context.metrics.set("accuracy", accuracy)
+            let used = staleness.reduce(0) { $0 + $1.value }
+            context.metrics.set("staleness_mean", used == 0 ? 0 : Double(staleness.reduce(0) { $0 + $1.key * $1.value }) / Double(used))
+            context.metrics.set("staleness_max", Double(staleness.keys.max() ?? 0))
             context.metrics.increment("learner_wait_seconds_total", by: waited.seconds)
             context.metrics.increment("learner_step_seconds_total", by: stepSeconds)
             context.metrics.increment("stale_groups_dropped_total", by: Double(staleDropped))

@@ -88,7 +88,11 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             }
             if ContinuousClock.now > deadline { return false }
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
-            try await Task.sleep(for: .milliseconds(50))
+            // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
+            let recheck = ContinuousClock.now + .milliseconds(500)
+            while announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, !context.stop.isRequested {
+                try await Task.sleep(for: .milliseconds(5))
+            }
         }
         return false
     }
