@@ -151,9 +151,10 @@ final class Learner {
             let before = try await evaluate()
             context.logger.notice("held-out accuracy before GRPO: \(String(format: "%.3f", before))")
             try await setState(["accuracy_before": String(before)])
-            try await saveLearnerState(ackAfter: [])
         }
-        try await publishPolicy()
+        let snapshot = try await snapshotPolicy()
+        if !resuming { try await saveLearnerState(snapshot, ackAfter: []) }
+        try await publishPolicy(snapshot)
         try await topUpTasks(initial: true)
         try await setState(["status": "running", "step": String(step), "version": String(version)])
         context.status.set(state: "training", detail: "step \(step)")
@@ -279,8 +280,9 @@ final class Learner {
             for taken in batch { applied.insert(taken.message.rolloutMessageID) }
 
             // Durable first (weights, optimizer, step, applied ids), then acknowledge what fed the step.
-            try await saveLearnerState(ackAfter: batch.map(\.delivery), newlyApplied: batch.map(\.message.rolloutMessageID))
-            try await publishPolicy()
+            let snapshot = try await snapshotPolicy()
+            try await saveLearnerState(snapshot, ackAfter: batch.map(\.delivery), newlyApplied: batch.map(\.message.rolloutMessageID))
+            try await publishPolicy(snapshot)
             try await publishTasks(count: config.groupsPerStep)
 
             let stepSeconds = (ContinuousClock.now - stepStarted).seconds
@@ -443,29 +445,40 @@ final class Learner {
         context.logger.info("\(initial ? "fed" : "topped up") \(missing) tasks (\(inFlight) already in flight, target \(target))")
     }
 
-    func publishPolicy() async throws {
+    /// The policy's weights, serialized, compressed and hashed once per version: kept in the learner's state and staged for the broadcaster.
+    struct PolicySnapshot: Sendable {
+        var rawBytes: Int
+        var compressed: [UInt8]
+        var sha256: String
+    }
+
+    func snapshotPolicy() async throws -> PolicySnapshot {
         let trainer = self.trainer
-        let bytes = try await compute.run { trainer.value.model.safetensorsBytes() }
+        return try await compute.run {
+            let raw = trainer.value.model.safetensorsBytes()
+            return PolicySnapshot(rawBytes: raw.count, compressed: try Zstd.compress(raw, level: 1), sha256: sha256Hex(raw))
+        }
+    }
+
+    func publishPolicy(_ snapshot: PolicySnapshot) async throws {
         let version = self.version
-        let (key, sha) = try await store.stage(version: version, safetensors: bytes)
+        let (key, sha) = try await store.stage(version: version, compressed: snapshot.compressed, sha256: snapshot.sha256)
         var saved = PolicySaved()
         saved.envelope = fabric.envelope()
         saved.version = version
         saved.stagingKey = key
-        saved.bytes = UInt64(bytes.count)
+        saved.bytes = UInt64(snapshot.rawBytes)
         saved.sha256 = sha
         saved.savedAtUnixMs = nowMs()
         try await fabric.publish(saved, exchange: Names.controlExchange, routingKey: names.policyRoutingKey)
     }
 
     /// Weights, optimizer, step and applied group ids in one MULTI/EXEC; then the deliveries are acknowledged.
-    func saveLearnerState(ackAfter deliveries: [Delivery], newlyApplied: [String] = []) async throws {
+    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], newlyApplied: [String] = []) async throws {
         let trainer = self.trainer
-        let (weights, optimizer) = try await compute.run {
-            (try Zstd.compress(trainer.value.model.safetensorsBytes(), level: 1), try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1))
-        }
+        let optimizer = try await compute.run { try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1) }
         var commands: [[any RedisArgument]] = [["MULTI"],
-            ["HSET", names.learnerStateKey, "step", String(step), "task_index", String(taskIndex), "weights", weights, "optimizer", optimizer]]
+            ["HSET", names.learnerStateKey, "step", String(step), "task_index", String(taskIndex), "weights", snapshot.compressed, "optimizer", optimizer]]
         if !newlyApplied.isEmpty { commands.append(["SADD", names.appliedGroupsKey] + newlyApplied.map { $0 as any RedisArgument }) }
         commands.append(["EXEC"])
         let replies = try await fabric.redis.pipeline(commands)

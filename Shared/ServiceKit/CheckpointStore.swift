@@ -35,10 +35,14 @@ public struct CheckpointStore: Sendable {
 
     /// Learner side: the policy's safetensors bytes, compressed, under the staging key; returns (key, sha256).
     public func stage(version: UInt64, safetensors: [UInt8]) async throws -> (key: String, sha256: String) {
+        try await stage(version: version, compressed: try Zstd.compress(safetensors, level: 1), sha256: sha256Hex(safetensors))
+    }
+
+    /// The same, for bytes already compressed (zstd) whose raw SHA-256 is known.
+    public func stage(version: UInt64, compressed: [UInt8], sha256: String) async throws -> (key: String, sha256: String) {
         let key = names.stagingKey(version: version)
-        let compressed = try Zstd.compress(safetensors, level: 1)
         _ = try await redis.command(["SET", key, compressed])
-        return (key, sha256Hex(safetensors))
+        return (key, sha256)
     }
 
     public func readStaged(key: String, expectedSHA256: String, version: UInt64) async throws -> [UInt8] {
