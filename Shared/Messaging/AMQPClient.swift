@@ -303,9 +303,7 @@ private final class AMQPWorker: @unchecked Sendable {
     func establish() throws {
         let connection = try AMQPConnection(endpoint: endpoint)
         do {
-            for exchange in topology.exchanges { try connection.declare(exchange) }
-            for queue in topology.queues { try connection.declare(queue) }
-            for binding in topology.bindings { try connection.bind(binding) }
+            try connection.declare(topology)
         } catch {
             connection.close()
             throw error
@@ -388,82 +386,72 @@ private final class AMQPWorker: @unchecked Sendable {
     }
 
     func handle(_ command: Command) throws {
+        guard let connection else {
+            handleDisconnected(command)
+            return
+        }
+        switch command {
+        case let .publish(message):
+            try send(message, on: connection)
+        case let .consume(registration):
+            consumers[registration.tag] = registration
+            do {
+                try startConsumer(registration, on: connection)
+            } catch let error as AMQPError {
+                switch error {
+                case .declarationFailed:
+                    consumers[registration.tag] = nil
+                    registration.continuation.finish(throwing: error)
+                case .channelClosed:
+                    // Refused on the work channel: end this consumer, reconnect for the rest.
+                    consumers[registration.tag] = nil
+                    registration.continuation.finish(throwing: error)
+                    throw error
+                default:
+                    throw error
+                }
+            }
+        case let .cancel(tag):
+            guard consumers.removeValue(forKey: tag) != nil else { return }
+            consumerQueues[tag] = nil
+            try connection.cancel(consumerTag: tag)
+        case let .settle(settlement, tag, deliveryGeneration, continuation):
+            // A tag from an earlier connection is void: the broker has already requeued that message.
+            if deliveryGeneration == generation {
+                do { try connection.settle(settlement, tag: tag) } catch {
+                    continuation.resume(throwing: error)
+                    throw error
+                }
+            } else {
+                logger.debug("ignoring settlement of delivery \(tag) from an earlier connection")
+            }
+            continuation.resume()
+        case let .declare(more, continuation):
+            try answer(continuation) {
+                try connection.declare(more)
+                topology = topology + more
+            }
+        case let .inspect(queue, continuation):
+            try answer(continuation) { try connection.inspect(queue: queue) }
+        case let .purge(queue, continuation):
+            try answer(continuation) { try connection.purge(queue: queue) }
+        case let .delete(queue, continuation):
+            try answer(continuation) { try connection.delete(queue: queue) }
+        case .dropConnection:
+            throw AMQPError.connectionLost(host: endpoint.host, port: endpoint.port, reason: "dropped on purpose")
+        case let .close(continuation):
+            closing = continuation
+        }
+    }
+
+    /// Answers a caller's broker request: a refused declaration goes to that caller only; anything else also ends the connection.
+    func answer<T>(_ continuation: CheckedContinuation<T, Error>, _ body: () throws -> T) throws {
         do {
-            guard let connection else {
-                handleDisconnected(command)
-                return
-            }
-            switch command {
-            case let .publish(message):
-                try send(message, on: connection)
-            case let .consume(registration):
-                consumers[registration.tag] = registration
-                do {
-                    try startConsumer(registration, on: connection)
-                } catch let error as AMQPError {
-                    switch error {
-                    case .declarationFailed:
-                        consumers[registration.tag] = nil
-                        registration.continuation.finish(throwing: error)
-                    case .channelClosed:
-                        // Refused on the work channel: end this consumer, reconnect for the rest.
-                        consumers[registration.tag] = nil
-                        registration.continuation.finish(throwing: error)
-                        throw error
-                    default:
-                        throw error
-                    }
-                }
-            case let .cancel(tag):
-                guard consumers.removeValue(forKey: tag) != nil else { return }
-                consumerQueues[tag] = nil
-                try connection.cancel(consumerTag: tag)
-            case let .settle(settlement, tag, deliveryGeneration, continuation):
-                // A tag from an earlier connection is void: the broker has already requeued that message.
-                if deliveryGeneration == generation {
-                    do { try connection.settle(settlement, tag: tag) } catch {
-                        continuation.resume(throwing: error)
-                        throw error
-                    }
-                } else {
-                    logger.debug("ignoring settlement of delivery \(tag) from an earlier connection")
-                }
-                continuation.resume()
-            case let .declare(more, continuation):
-                do {
-                    for exchange in more.exchanges { try connection.declare(exchange) }
-                    for queue in more.queues { try connection.declare(queue) }
-                    for binding in more.bindings { try connection.bind(binding) }
-                    topology = topology + more
-                    continuation.resume()
-                } catch let error as AMQPError {
-                    continuation.resume(throwing: error)
-                    if case .declarationFailed = error { return }
-                    throw error
-                }
-            case let .inspect(queue, continuation):
-                do { continuation.resume(returning: try connection.inspect(queue: queue)) } catch let error as AMQPError {
-                    continuation.resume(throwing: error)
-                    if case .declarationFailed = error { return }
-                    throw error
-                }
-            case let .purge(queue, continuation):
-                do { continuation.resume(returning: try connection.purge(queue: queue)) } catch let error as AMQPError {
-                    continuation.resume(throwing: error)
-                    if case .declarationFailed = error { return }
-                    throw error
-                }
-            case let .delete(queue, continuation):
-                do { try connection.delete(queue: queue); continuation.resume() } catch let error as AMQPError {
-                    continuation.resume(throwing: error)
-                    if case .declarationFailed = error { return }
-                    throw error
-                }
-            case .dropConnection:
-                throw AMQPError.connectionLost(host: endpoint.host, port: endpoint.port, reason: "dropped on purpose")
-            case let .close(continuation):
-                closing = continuation
-            }
+            continuation.resume(returning: try body())
+        } catch let error as AMQPError {
+            continuation.resume(throwing: error)
+            if case .declarationFailed = error { return }
+            throw error
         }
     }
 

@@ -200,6 +200,13 @@ final class AMQPConnection {
 
     // MARK: Topology
 
+    /// Exchanges, then queues, then bindings.
+    func declare(_ topology: Topology) throws {
+        for exchange in topology.exchanges { try declare(exchange) }
+        for queue in topology.queues { try declare(queue) }
+        for binding in topology.bindings { try bind(binding) }
+    }
+
     func declare(_ exchange: ExchangeSpec) throws {
         withBytes([exchange.name, exchange.kind.rawValue]) { b in
             _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], 0, exchange.durable ? 1 : 0, 0, 0, amqp_empty_table)
