@@ -18,15 +18,14 @@ let rolloutSettings = [
     Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
 ]
 
-/// The worker's policy: the model and its version, touched only on the compute queue.
+/// The worker's policy: the model and its version, touched only on the compute queue; and the newest version
+/// announced on the checkpoint fanout (one writer: the announcement listener).
 final class PolicyHolder: Sendable {
     let compute = ComputeQueue(label: "rollout.model")
     let model = Confined<GPT?>(nil)
     let version = Atomic<Int>(-1)
+    let announcedVersion = Atomic<Int>(-1)
 }
-
-/// Newest announced version, from the checkpoint fanout.
-let announcedVersion = Atomic<Int>(-1)
 
 await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generates rollout groups with a fresh enough policy.",
                           specs: rolloutSettings, throughputUnit: "tokens/s") { context in
@@ -52,7 +51,7 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             try await delivery.ack()
             if let announcement = try? CheckpointAnnouncement.decode(delivery.body, deliveredID: delivery.messageID),
                announcement.envelope.runID == fabric.names.run {
-                announcedVersion.store(max(announcedVersion.load(ordering: .relaxed), Int(announcement.version)), ordering: .relaxed)
+                policy.announcedVersion.store(max(policy.announcedVersion.load(ordering: .relaxed), Int(announcement.version)), ordering: .relaxed)
             }
         }
     }
@@ -90,7 +89,7 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
             // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
             let recheck = ContinuousClock.now + .milliseconds(500)
-            while announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, !context.stop.isRequested {
+            while policy.announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, !context.stop.isRequested {
                 try await Task.sleep(for: .milliseconds(5))
             }
         }

@@ -48,29 +48,27 @@ public final class Fabric: Sendable {
     /// Connects to both, retrying while the brokers come up.
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+        try await retrying("Redis", until: deadline) { try await self.redis.connect() }
+        try await retrying("RabbitMQ", until: deadline, giveUpOn: { error in
+            // A refused login or a topology conflict will not fix itself.
+            guard let error = error as? AMQPError else { return true }
+            if case .authenticationRefused = error { return true }
+            if case .declarationFailed = error { return true }
+            return false
+        }) { try await self.amqp.connect() }
+    }
+
+    /// Tries again with backoff (0.2 s doubling to 3 s) until `deadline`, or until an error that will not fix itself.
+    private func retrying(_ what: String, until deadline: ContinuousClock.Instant, giveUpOn: (Error) -> Bool = { _ in false },
+                          _ attempt: () async throws -> Void) async throws {
         var delay = 0.2
         while true {
             do {
-                try await redis.connect()
-                break
-            } catch {
-                if ContinuousClock.now > deadline { throw error }
-                logger.warning("waiting for Redis: \(error)")
-                try await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 3)
-            }
-        }
-        while true {
-            let client = amqp
-            do {
-                try await client.connect()
+                try await attempt()
                 return
-            } catch let error as AMQPError {
-                // A refused login or a topology conflict will not fix itself.
-                if case .authenticationRefused = error { throw error }
-                if case .declarationFailed = error { throw error }
-                if ContinuousClock.now > deadline { throw error }
-                logger.warning("waiting for RabbitMQ: \(error)")
+            } catch {
+                if giveUpOn(error) || ContinuousClock.now > deadline { throw error }
+                logger.warning("waiting for \(what): \(error)")
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 3)
             }
