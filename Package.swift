@@ -49,12 +49,13 @@ let package = Package(
             dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
-        .testTarget(name: "MessagingTests", dependencies: ["Messaging"], path: "Tests/MessagingTests"),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store"], path: "Tests/StoreTests"),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model"], path: "Tests/RLTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "TestSupport"], path: "Tests/EndToEndTests"),
     ]
 )

@@ -3,12 +3,7 @@ import Messaging
 import ServiceKit
 import Store
 import Synchronization
-
-/// The repository root (scripts, run files, built executables).
-let repositoryRoot: URL = {
-    if let root = ProcessInfo.processInfo.environment["TRIBUTARY_ROOT"] { return URL(fileURLWithPath: root) }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}()
+import TestSupport
 
 /// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
 let binaryDirectory: URL = {

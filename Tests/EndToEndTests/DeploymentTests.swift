@@ -2,6 +2,7 @@ import Foundation
 import Messaging
 import ServiceKit
 import Store
+import TestSupport
 import Testing
 
 /// The deployment (compose/) checked against the code, without a Docker engine: the compose files, the commands and
@@ -12,7 +13,7 @@ struct DeploymentTests {
     func composeFilesAreValidAndEveryServiceAcceptsItsCommandAndEnvironment() throws {
         let binDir = try deploymentBinaryDirectory()
         // docker-compose config for every file, --dry-run of every service, env names against --help, runtime libraries, docs.
-        let (status, output) = try runCommand([deploymentRoot.appendingPathComponent("scripts/deploy-check.sh").path, binDir])
+        let (status, output) = try runCommand([repositoryRoot.appendingPathComponent("scripts/deploy-check.sh").path, binDir])
         #expect(status == 0, "scripts/deploy-check.sh \(binDir) failed:\n\(output)")
         #expect(output.contains("all deployment checks passed"), "\(output)")
         #expect(output.contains("docker-compose config: compose/docker-compose.yml"), "the main compose file was not validated:\n\(output)")
@@ -250,7 +251,7 @@ private struct DeploymentStack {
     let secrets: [String: String]
 
     static func start() throws -> DeploymentStack {
-        let secrets = try parseEnvFile(deploymentRoot.appendingPathComponent("compose/.env.example"))
+        let secrets = try parseEnvFile(repositoryRoot.appendingPathComponent("compose/.env.example"))
         let stack = DeploymentStack(secrets: secrets)
         stack.stop()  // whatever an interrupted earlier run left
         try? FileManager.default.removeItem(at: state)
@@ -264,7 +265,7 @@ private struct DeploymentStack {
                         "--dir", state.appendingPathComponent("redis").path, "--aclfile", acl, "--daemonize", "yes",
                         "--pidfile", state.appendingPathComponent("redis/redis.pid").path,
                         "--logfile", state.appendingPathComponent("redis/redis.log").path])
-        try stack.must([deploymentRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: rabbitEnvironment)
+        try stack.must([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: rabbitEnvironment)
         try stack.must(["/usr/lib/rabbitmq/bin/rabbitmqctl", "import_definitions", definitions], environment: rabbitctlEnvironment)
         // The import is asynchronous: wait until the last role's login works.
         let deadline = Date().addingTimeInterval(60)
@@ -282,7 +283,7 @@ private struct DeploymentStack {
     }
 
     func stop() {
-        _ = try? runCommand([deploymentRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: Self.rabbitEnvironment)
+        _ = try? runCommand([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: Self.rabbitEnvironment)
         if let pid = try? String(contentsOf: Self.state.appendingPathComponent("redis/redis.pid"), encoding: .utf8),
            let number = pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) {
             kill(number, SIGTERM)
@@ -304,7 +305,7 @@ private struct DeploymentStack {
         return client
     }
 
-    private static func compose(_ path: String) -> String { deploymentRoot.appendingPathComponent("compose/\(path)").path }
+    private static func compose(_ path: String) -> String { repositoryRoot.appendingPathComponent("compose/\(path)").path }
     private func must(_ argv: [String], environment: [String: String] = [:]) throws {
         let (status, output) = try runCommand(argv, environment: environment)
         guard status == 0 else { throw DeploymentError(what: "\(argv.joined(separator: " ")) exited \(status):\n\(output)") }
@@ -340,12 +341,6 @@ private struct DeploymentError: Error, CustomStringConvertible {
     var description: String { what }
 }
 
-/// The real repository root, also when this file is compiled through a symlink (a private dev package).
-private let deploymentRoot: URL = {
-    if let root = ProcessInfo.processInfo.environment["TRIBUTARY_ROOT"] { return URL(fileURLWithPath: root) }
-    return URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}()
 
 /// The built executables: TRIBUTARY_BIN_DIR, else beside this test binary (same build configuration), else .build/release.
 private func deploymentBinaryDirectory() throws -> String {
@@ -357,7 +352,7 @@ private func deploymentBinaryDirectory() throws -> String {
         while url.path.contains(".xctest") { url.deleteLastPathComponent() }
         candidates.append(url.path)
     }
-    candidates.append(deploymentRoot.appendingPathComponent(".build/release").path)
+    candidates.append(repositoryRoot.appendingPathComponent(".build/release").path)
     let products = ["tributary-learner", "tributary-broadcaster", "tributary-reward", "tributary-rollout", "tributary"]
     for dir in candidates where products.allSatisfy({ FileManager.default.isExecutableFile(atPath: "\(dir)/\($0)") }) {
         return dir
@@ -376,24 +371,3 @@ private func parseEnvFile(_ url: URL) throws -> [String: String] {
     return values
 }
 
-/// Runs a program to completion; its output (stdout and stderr) goes through a file.
-/// posix_spawn and waitpid directly: Foundation's Process can miss the exit of a script that leaves daemons behind.
-private func runCommand(_ argv: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-    let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("deploy-\(UUID().uuidString).log").path
-    defer { try? FileManager.default.removeItem(atPath: logPath) }
-    let quoted = argv.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-    let command = "\(quoted) >'\(logPath)' 2>&1 </dev/null"
-    var merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    merged["PATH"] = (merged["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-    let shellArguments: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", command]).map { strdup($0) } + [nil]
-    let environmentPointers: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { (shellArguments + environmentPointers).forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, shellArguments, environmentPointers)
-    guard spawned == 0 else { throw DeploymentError(what: "posix_spawn failed (\(spawned)) for \(argv.first ?? "?")") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-    let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return (exitStatus, output)
-}

@@ -1,32 +1,14 @@
 import Foundation
 import Messaging
 import Synchronization
-
-/// The repository root, for scripts/brokers.sh.
-let repositoryRoot: URL = {
-    if let root = ProcessInfo.processInfo.environment["TRIBUTARY_ROOT"] { return URL(fileURLWithPath: root) }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}()
+import TestSupport
 
 func uniqueName(_ prefix: String) -> String { "test.\(prefix).\(UUID().uuidString.prefix(8))" }
 
 /// Runs scripts/brokers.sh with extra environment; throws with its output when it fails.
-/// posix_spawn and waitpid directly: Foundation's Process can miss the exit of a script that leaves daemons behind.
 func brokersScript(_ arguments: [String], environment: [String: String] = [:]) throws {
-    let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("brokers-\(UUID().uuidString).log").path
-    defer { try? FileManager.default.removeItem(atPath: logPath) }
     let script = repositoryRoot.appendingPathComponent("scripts/brokers.sh").path
-    let command = ([script] + arguments).map { "'\($0)'" }.joined(separator: " ") + " >'\(logPath)' 2>&1 </dev/null"
-    let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let argv: [UnsafeMutablePointer<CChar>?] = [String](["/bin/sh", "-c", command]).map { strdup($0) } + [nil]
-    let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { (argv + envp).forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, argv, envp)
-    guard spawned == 0 else { throw ScriptFailed(arguments: arguments, output: "posix_spawn failed: \(spawned)") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    let (status, output) = try runCommand([script] + arguments, environment: environment)
     guard status == 0 else { throw ScriptFailed(arguments: arguments, output: output) }
 }
 
