@@ -60,14 +60,8 @@ public final class GRPOTrainer: @unchecked Sendable {
         var sums = MetricSums()
         for start in stride(from: 0, to: samples.count, by: max(1, config.microBatchSize)) {
             let chunk = Array(samples[start..<min(samples.count, start + max(1, config.microBatchSize))])
-            let packed: PackedBatch
-            do {
-                packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
-                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad)
-            } catch var error as TrainingError {
-                error.sample += start
-                throw error
-            }
+            let packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
+                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad, firstSampleIndex: start)
             let n = packed.batch * packed.time
             var behaviour = [Float](repeating: 0, count: n)
             var advantages = [Float](repeating: 0, count: n)

@@ -19,14 +19,8 @@ public enum SupervisedTraining {
         let size = max(1, microBatchSize)
         for start in stride(from: 0, to: examples.count, by: size) {
             let chunk = examples[start..<min(examples.count, start + size)]
-            let packed: PackedBatch
-            do {
-                packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
-                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad)
-            } catch var error as TrainingError {
-                error.sample += start
-                throw error
-            }
+            let packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
+                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad, firstSampleIndex: start)
             let (logprobs, _) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time)
             let scale = -1 / Float(totalTokens)
             var gradient = [Float](repeating: 0, count: logprobs.count)

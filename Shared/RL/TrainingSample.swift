@@ -47,14 +47,15 @@ public struct PackedBatch: Sendable {
     /// For each sample, the flat index of its first completion position.
     public var completionStarts: [Int]
 
-    /// Packs (prompt, completion) pairs; throws when a sequence does not fit the context.
-    public init(pairs: [(prompt: [Int32], completion: [Int32])], contextLength: Int, padToken: Int32) throws {
+    /// Packs (prompt, completion) pairs; throws when a sequence does not fit the context, naming the sample by its index
+    /// plus `firstSampleIndex` (its place in the whole step when this is one micro-batch of it).
+    public init(pairs: [(prompt: [Int32], completion: [Int32])], contextLength: Int, padToken: Int32, firstSampleIndex: Int = 0) throws {
         var time = 1
         for (i, pair) in pairs.enumerated() {
-            guard !pair.prompt.isEmpty else { throw TrainingError(sample: i, problem: "empty prompt") }
+            guard !pair.prompt.isEmpty else { throw TrainingError(sample: firstSampleIndex + i, problem: "empty prompt") }
             let length = pair.prompt.count + pair.completion.count - 1
             guard length <= contextLength else {
-                throw TrainingError(sample: i, problem: "prompt \(pair.prompt.count) + completion \(pair.completion.count) tokens exceed the context of \(contextLength) + 1")
+                throw TrainingError(sample: firstSampleIndex + i, problem: "prompt \(pair.prompt.count) + completion \(pair.completion.count) tokens exceed the context of \(contextLength) + 1")
             }
             time = max(time, length)
         }
