@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "tributary-broadcaster", targets: ["Broadcaster"]),
         .executable(name: "tributary", targets: ["Control"]),
         .executable(name: "tributary-bench", targets: ["Bench"]),
+        .executable(name: "tributary-model-probe", targets: ["ModelProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -50,11 +51,14 @@ let package = Package(
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // the model's results for fixed inputs, and how two computations of them are compared (to rounding)
+        .target(name: "ModelAgreement", dependencies: ["Model"], path: "Tests/ModelAgreement"),
+        .executableTarget(name: "ModelProbe", dependencies: ["Model", "ModelAgreement"], path: "Tests/ModelProbe"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store"], path: "Tests/StoreTests"),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
-        .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model"], path: "Tests/RLTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "TestSupport"], path: "Tests/EndToEndTests"),
     ]

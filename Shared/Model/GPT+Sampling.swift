@@ -49,8 +49,7 @@ extension GPT {
         let state = DecodeState(model: self, prompts: prompts, perGroup: count, maxSteps: maxNew - 1)
         var rngs: [SeededGenerator] = []
         for g in 0..<prompts.count {
-            let base = options.seed &+ UInt64(firstIndex + g) &* 0xD1B5_4A32_D192_ED03
-            for k in 0..<count { rngs.append(SeededGenerator(seed: base ^ (UInt64(k) &* 0x9E37_79B9_7F4A_7C15))) }
+            for k in 0..<count { rngs.append(options.generator(prompt: firstIndex + g, sample: k)) }
         }
         var active = (0..<(prompts.count * count)).filter { limits[$0 / count] > 0 }
         var chooser = TokenChooser(vocabSize: V)

@@ -21,3 +21,12 @@ public struct SamplingOptions: Sendable, Codable, Equatable, Hashable {
         SamplingOptions(temperature: 0, maxNewTokens: maxNewTokens, seed: 0, stopAtEOS: stopAtEOS)
     }
 }
+
+extension SamplingOptions {
+    /// The generator that draws sample `k` of prompt `prompt` (its index in one `sample` call); each token takes one
+    /// uniform from it, none when greedy. Public so that a check can replay a draw from the seed.
+    public func generator(prompt: Int, sample k: Int) -> SeededGenerator {
+        let base = seed &+ UInt64(prompt) &* 0xD1B5_4A32_D192_ED03
+        return SeededGenerator(seed: base ^ (UInt64(k) &* 0x9E37_79B9_7F4A_7C15))
+    }
+}

@@ -1,3 +1,5 @@
+import ModelAgreement
+import Testing
 @testable import Model
 
 /// Tiny shapes so debug builds stay fast.
@@ -38,4 +40,10 @@ func dot(_ a: [Float], _ b: [Float]) -> Double {
 /// Runs `body` with mutable pointers to each array (helper for calling the layer functions).
 func withPointers<R>(_ a: inout [Float], _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
     a.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
+/// Two decodes agree: no disagreement that rounding cannot explain, and the comparison was not vacuous.
+func expectAgreement(_ c: DecodeComparison, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(c.disagreements.isEmpty, "\(c.disagreements)", sourceLocation: sourceLocation)
+    #expect(c.comparedTokens > 0, "nothing compared; near-ties: \(c.ties)", sourceLocation: sourceLocation)
 }
