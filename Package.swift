@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
-        .testTarget(name: "RLTests", dependencies: ["RL", "Model"], path: "Tests/RLTests"),
+        .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "TestSupport"], path: "Tests/EndToEndTests"),
     ]
 )

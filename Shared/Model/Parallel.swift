@@ -14,8 +14,12 @@ enum Parallel {
     /// Worker count: the configured thread count.
     @inline(__always) static var workers: Int {
         let n = configured.load(ordering: .relaxed)
-        return n > 0 ? n : Int(openblas_get_num_threads())
+        return n > 0 ? n : openBLASDefault
     }
+
+    /// OpenBLAS's own thread count, read once before any region lowers it: reading it live would give 1 inside a
+    /// region, so a model computing beside one would split its sums differently (and restore the wrong count).
+    static let openBLASDefault = max(1, Int(openblas_get_num_threads()))
 
     /// Pieces per worker in balanced splits: the machine is shared, so a worker whose core is busy elsewhere
     /// takes fewer pieces instead of holding everyone up.

@@ -105,11 +105,30 @@ final class Cluster: @unchecked Sendable {
         return process
     }
 
-    /// Broadcaster, reward, workers, then the learner starting the run from the run file.
-    func startAll(rollouts: Int = 2, rolloutExtra: [String] = []) throws {
+    /// A step count no test reaches: a test that must act while the run goes on (stop a worker, kill the learner) runs
+    /// this long and ends the run itself, since a few steps of the smoke model take well under a second on a fast idle
+    /// machine and could all be over before the test gets to act.
+    static let endlessSteps = 1_000_000
+
+    /// Broadcaster, reward, workers, then, once every worker consumes the task queue, the learner starting the run
+    /// from the run file: so every worker takes part from the first task on, however slowly the processes start.
+    func startAll(rollouts: Int = 2, rolloutExtra: [String] = []) async throws {
         try launch("broadcaster")
         try launch("reward")
         for _ in 0..<rollouts { try launch("rollout", extra: rolloutExtra) }
+        let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-readiness")
+        try await amqp.connect()
+        let queue = names.tasksQueue
+        do {
+            // The workers declare the run's queues on connect; until then the queue is not there (an error, not ready).
+            try await waitFor("\(rollouts) rollout workers to consume \(queue)", within: 120) {
+                ((try? await amqp.inspect(queue: queue))?.consumers ?? 0) >= rollouts
+            }
+        } catch {
+            await amqp.close()
+            throw error
+        }
+        await amqp.close()
         try launch("learner", extra: ["--learner.autostart", "true"])
     }
 
@@ -123,14 +142,20 @@ final class Cluster: @unchecked Sendable {
 
     /// Waits until the learner's state satisfies `condition`, failing early if a process dies.
     func waitForState(_ what: String, within seconds: Double, allowDead: Set<pid_t> = [], _ condition: ([String: String]) -> Bool) async throws {
+        try await waitFor(what, within: seconds, allowDead: allowDead) { condition(try await state()) }
+    }
+
+    /// Waits until `condition` holds, failing early if a process dies. The deadline only bounds a failing test.
+    func waitFor(_ what: String, within seconds: Double, allowDead: Set<pid_t> = [], _ condition: () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while ContinuousClock.now < deadline {
-            if condition(try await state()) { return }
+            if try await condition() { return }
             if let dead = processes.first(where: { !allowDead.contains($0.pid) && $0.poll() != nil }) {
                 throw EndToEndFailure(description: "\(dead.role) exited with \(dead.poll()!) while waiting for \(what):\n\(dead.logTail)")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
+        if try await condition() { return }
         throw EndToEndFailure(description: "timed out waiting for \(what); state: \(try await state()); logs in \(directory.path)")
     }
 

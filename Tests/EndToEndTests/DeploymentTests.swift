@@ -208,7 +208,7 @@ struct DeploymentTests {
         _ = try await control.command(["XREVRANGE", names.metricsKey, "+", "-", "COUNT", "10"])
         try await expectNoPermission(control, ["HSET", names.stateKey, "status", "stopped"], "control writing the run state")
 
-        let anonymous = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: DeploymentStack.redisPort))
+        let anonymous = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: stack.redisPort))
         defer { anonymous.close() }
         await #expect(throws: RedisError.self, "the default user is off") { _ = try await anonymous.get(names.stateKey) }
         for client in [learner, broadcaster, rollout, reward, control] { client.close() }
@@ -217,7 +217,8 @@ struct DeploymentTests {
     /// Heartbeat, counters and a ping: what ServiceRuntime and Fabric do for every role.
     private func expectAllowedRoleBasics(_ redis: RedisClient, role: String, names: Names) async throws {
         let key = names.heartbeatKey(role: role, instance: "\(role)-test")
-        _ = try await redis.command(["SET", key, "{}", "EX", "10"])
+        // A TTL no slow machine can outlast before the control role counts the heartbeats (the stack dies with the test).
+        _ = try await redis.command(["SET", key, "{}", "EX", "3600"])
         #expect(try await redis.exists(key))
         _ = try await redis.command(["HINCRBY", names.countersKey, "dead_lettered", "1"])
         _ = try await redis.hgetall(names.countersKey)
@@ -240,66 +241,88 @@ struct DeploymentTests {
 
 /// RabbitMQ (scripts/brokers.sh on other ports) with compose/rabbitmq/definitions.json imported, and Redis with
 /// compose/redis/redis.conf and users.acl; both rendered with the passwords of compose/.env.example.
+/// Ports are the kernel's free picks, so a second checkout testing at the same time cannot clash with this one; the
+/// state folder is this checkout's own, and keeps the ports (RecordedPorts) so that the next run stops what an
+/// interrupted one left.
 private struct DeploymentStack {
-    static let amqpPort = 5702
-    static let redisPort = 6399
-    static let state = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-deployment-test")
-    static let rabbitEnvironment: [String: String] = [
-        "TRIBUTARY_AMQP_PORT": String(amqpPort), "TRIBUTARY_EPMD_PORT": "4401", "TRIBUTARY_AMQP_DIST_PORT": "25702",
-        "TRIBUTARY_AMQP_NODENAME": "tributary-deploy@localhost", "TRIBUTARY_STATE_DIR": state.path,
-    ]
+    static let state = repositoryRoot.appendingPathComponent(".state/deployment-test")
+    static let nodeName = "tributary-deploy@localhost"
+    let amqpPort: Int, redisPort: Int, epmdPort: Int, distPort: Int
     let secrets: [String: String]
+
+    init(secrets: [String: String], ports: [Int]) {
+        (amqpPort, redisPort, epmdPort, distPort) = (ports[0], ports[1], ports[2], ports[3])
+        self.secrets = secrets
+    }
+
+    var recorded: [String: String] {
+        ["AMQP_PORT": String(amqpPort), "REDIS_PORT": String(redisPort), "EPMD_PORT": String(epmdPort), "DIST_PORT": String(distPort)]
+    }
+
+    var rabbitEnvironment: [String: String] {
+        ["TRIBUTARY_AMQP_PORT": String(amqpPort), "TRIBUTARY_EPMD_PORT": String(epmdPort), "TRIBUTARY_AMQP_DIST_PORT": String(distPort),
+         "TRIBUTARY_AMQP_NODENAME": Self.nodeName, "TRIBUTARY_STATE_DIR": Self.state.path]
+    }
 
     static func start() throws -> DeploymentStack {
         let secrets = try parseEnvFile(repositoryRoot.appendingPathComponent("compose/.env.example"))
-        let stack = DeploymentStack(secrets: secrets)
-        stack.stop()  // whatever an interrupted earlier run left
+        // whatever an interrupted earlier run of this checkout left, on the ports it recorded
+        if let old = RecordedPorts.read(in: state) {
+            let ports = ["AMQP_PORT", "REDIS_PORT", "EPMD_PORT", "DIST_PORT"].compactMap { old[$0].flatMap(Int.init) }
+            if ports.count == 4 { DeploymentStack(secrets: secrets, ports: ports).stop() }
+        }
         try? FileManager.default.removeItem(at: state)
         try FileManager.default.createDirectory(at: state.appendingPathComponent("redis"), withIntermediateDirectories: true)
+        let stack = DeploymentStack(secrets: secrets, ports: try freeLoopbackPorts(4))
+        try RecordedPorts.write(stack.recorded, in: state)
         let definitions = state.appendingPathComponent("definitions.json").path
         let acl = state.appendingPathComponent("users.acl").path
         try stack.must([compose("render-secrets.sh"), compose("rabbitmq/definitions.json"), definitions, compose("redis/users.acl"), acl],
                        environment: secrets)
 
-        try stack.must(["redis-server", compose("redis/redis.conf"), "--port", String(redisPort), "--bind", "127.0.0.1",
+        try stack.must(["redis-server", compose("redis/redis.conf"), "--port", String(stack.redisPort), "--bind", "127.0.0.1",
                         "--dir", state.appendingPathComponent("redis").path, "--aclfile", acl, "--daemonize", "yes",
                         "--pidfile", state.appendingPathComponent("redis/redis.pid").path,
                         "--logfile", state.appendingPathComponent("redis/redis.log").path])
-        try stack.must([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: rabbitEnvironment)
-        try stack.must(["/usr/lib/rabbitmq/bin/rabbitmqctl", "import_definitions", definitions], environment: rabbitctlEnvironment)
-        // The import is asynchronous: wait until the last role's login works.
-        let deadline = Date().addingTimeInterval(60)
+        try stack.must([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: stack.rabbitEnvironment)
+        try stack.must(["/usr/lib/rabbitmq/bin/rabbitmqctl", "import_definitions", definitions], environment: stack.rabbitctlEnvironment)
+        // The import is asynchronous: wait until the last role's login works (the deadline only bounds a failure).
+        let deadline = ContinuousClock.now + .seconds(120)
         while (try runCommand(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", "authenticate_user", "control", secrets["AMQP_CONTROL_PASSWORD"] ?? ""],
-                              environment: rabbitctlEnvironment)).status != 0 {
-            guard Date() < deadline else { throw DeploymentError(what: "the definitions were not imported within 60 s") }
+                              environment: stack.rabbitctlEnvironment)).status != 0 {
+            guard ContinuousClock.now < deadline else { throw DeploymentError(what: "the definitions were not imported within 120 s") }
             Thread.sleep(forTimeInterval: 0.2)
         }
         return stack
     }
 
-    static var rabbitctlEnvironment: [String: String] {
+    var rabbitctlEnvironment: [String: String] {
         // As scripts/brokers.sh runs the node: its cookie lives in the state folder, epmd on a private port.
-        ["HOME": state.appendingPathComponent("rabbitmq").path, "RABBITMQ_NODENAME": "tributary-deploy@localhost", "ERL_EPMD_PORT": "4401"]
+        ["HOME": Self.state.appendingPathComponent("rabbitmq").path, "RABBITMQ_NODENAME": Self.nodeName, "ERL_EPMD_PORT": String(epmdPort)]
     }
 
+    /// Stops this stack's servers. brokers.sh also kills whatever listens on the RabbitMQ ports, so it only runs while
+    /// the node of this state folder is alive: recorded ports of a dead node may belong to someone else by now.
     func stop() {
-        _ = try? runCommand([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: Self.rabbitEnvironment)
-        if let pid = try? String(contentsOf: Self.state.appendingPathComponent("redis/redis.pid"), encoding: .utf8),
-           let number = pid_t(pid.trimmingCharacters(in: .whitespacesAndNewlines)) {
+        let rabbitPID = Self.state.appendingPathComponent("rabbitmq/rabbitmq.pid")
+        if runningProcess(pidFile: rabbitPID) != nil {
+            _ = try? runCommand([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: rabbitEnvironment)
+        }
+        if let number = runningProcess(pidFile: Self.state.appendingPathComponent("redis/redis.pid")) {
             kill(number, SIGTERM)
-            let deadline = Date().addingTimeInterval(10)
-            while kill(number, 0) == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while kill(number, 0) == 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
         }
     }
 
     func amqp(_ role: String, names: Names) -> AMQPClient {
-        let url = "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(Self.amqpPort)/tributary"
+        let url = "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary"
         // The whole topology, declared on connect, as every service does.
         return AMQPClient(endpoint: try! AMQPEndpoint(url: url), topology: names.topology(queueType: .classic), name: "deploy-\(role)")
     }
 
     func redis(_ role: String) async throws -> RedisClient {
-        let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: Self.redisPort, user: role,
+        let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: redisPort, user: role,
                                                          password: secrets["REDIS_\(role.uppercased())_PASSWORD"]))
         try await client.connect()
         return client
@@ -324,7 +347,8 @@ private final class DeliveryInbox: Sendable {
         }
     }
 
-    func first(_ what: String, within seconds: Double = 20) async throws -> Delivery {
+    /// The deadline only bounds a failing test; it is set for a 2-core machine running the whole suite at once.
+    func first(_ what: String, within seconds: Double = 60) async throws -> Delivery {
         let iterator = self.iterator
         let timeout = Task {
             try await Task.sleep(for: .seconds(seconds))

@@ -14,7 +14,7 @@ struct PipelineTests {
         let cluster = try await Cluster(run: "e2e-main", overrides: ["--run.steps", "6"])
         do {
             // Checkpoints through a Redis connection of their own, as from a regional relay.
-            try cluster.startAll(rollouts: 2, rolloutExtra: ["--rollout.checkpoint_redis_url", ProcessInfo.processInfo.environment[RedisEndpoint.environmentVariable] ?? RedisEndpoint.defaultURL])
+            try await cluster.startAll(rollouts: 2, rolloutExtra: ["--rollout.checkpoint_redis_url", ProcessInfo.processInfo.environment[RedisEndpoint.environmentVariable] ?? RedisEndpoint.defaultURL])
             try await cluster.waitForState("the run to start training", within: 120) { Int($0["step"] ?? "") ?? 0 >= 1 }
 
             // While the run goes on: a message that is not protobuf, and a group with a token outside the vocabulary.
@@ -67,7 +67,8 @@ struct PipelineTests {
                 return found
             }
             let timeout = Task {
-                try await Task.sleep(for: .seconds(20))
+                // Both are queued by now; the deadline only bounds a failure, on a 2-core machine under the suite's load.
+                try await Task.sleep(for: .seconds(60))
                 collector.cancel()
             }
             reasons = try await collector.value
@@ -88,18 +89,20 @@ struct PipelineTests {
 
     @Test(.timeLimit(.minutes(6)))
     func killingARolloutWorkerMidRunLosesNoTask() async throws {
-        let cluster = try await Cluster(run: "e2e-kill", overrides: ["--run.steps", "10"])
+        // A run that outlasts the test (Cluster.endlessSteps): the test acts mid-run on any machine, then stops it.
+        let cluster = try await Cluster(run: "e2e-kill", overrides: ["--run.steps", String(Cluster.endlessSteps)])
         do {
-            try cluster.startAll(rollouts: 2)
+            try await cluster.startAll(rollouts: 2)
             let workers = cluster.processes.filter { $0.role == "rollout" }
             let (doomed, survivor) = (workers[0], workers[1])
             try await cluster.waitForState("step 2", within: 120) { Int($0["step"] ?? "") ?? 0 >= 2 }
             // Freeze both workers until tasks wait in the queue: then each holds its prefetched task unacknowledged.
+            // Tasks do come: the learner steps on the groups already on their way and publishes the next tasks.
             doomed.signal(SIGSTOP)
             survivor.signal(SIGSTOP)
             let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-inspector")
             try await amqp.connect()
-            let deadline = ContinuousClock.now + .seconds(90)
+            let deadline = ContinuousClock.now + .seconds(120)
             while try await amqp.inspect(queue: cluster.names.tasksQueue).messages == 0 {
                 guard ContinuousClock.now < deadline else { throw EndToEndFailure(description: "no task queued up while the workers were frozen") }
                 try await Task.sleep(for: .milliseconds(50))
@@ -108,15 +111,20 @@ struct PipelineTests {
             // Kill one holding its task, as a crash would; the other carries on.
             doomed.signal(SIGKILL)
             survivor.signal(SIGCONT)
-            #expect(try await doomed.waitForExit(within: 10) == 128 + SIGKILL)
+            #expect(try await doomed.waitForExit(within: 60) == 128 + SIGKILL)
+            let stepAtKill = Int(try await cluster.state()["step"] ?? "") ?? 0
 
-            try await cluster.waitForState("the run to finish without the killed worker", within: 240, allowDead: [doomed.pid]) { $0["status"] == "finished" }
-            // The task it held came back, flagged redelivered, and the other worker served it.
+            // The task it held comes back, flagged redelivered, and the other worker serves it; the run goes on.
+            try await cluster.waitFor("the killed worker's task to be served again", within: 240, allowDead: [doomed.pid]) {
+                try await cluster.stream(cluster.names.scoredLogKey).contains { $0["task_redelivered"] == "1" }
+            }
+            try await cluster.waitForState("three more steps without the killed worker", within: 240, allowDead: [doomed.pid]) {
+                Int($0["step"] ?? "") ?? 0 >= stepAtKill + 3
+            }
             let scored = try await cluster.stream(cluster.names.scoredLogKey)
             let redelivered = scored.filter { $0["task_redelivered"] == "1" }
             #expect(!redelivered.isEmpty, "no task was redelivered after the kill")
             #expect(redelivered.allSatisfy { $0["worker"] == "rollout-1" })
-            #expect(try await cluster.state()["version"] == "10")
             let codes = try await cluster.terminateAll()
             for (role, code) in codes where role != "rollout" || code != 128 + SIGKILL { #expect(code == 0, "\(role) exited with \(code)") }
         } catch {
@@ -128,19 +136,23 @@ struct PipelineTests {
 
     @Test(.timeLimit(.minutes(6)))
     func restartedLearnerResumesWithoutApplyingAGroupTwice() async throws {
-        let cluster = try await Cluster(run: "e2e-resume", overrides: ["--run.steps", "10"])
+        // A run that outlasts the test (Cluster.endlessSteps): the kill lands mid-run on any machine.
+        let cluster = try await Cluster(run: "e2e-resume", overrides: ["--run.steps", String(Cluster.endlessSteps)])
         do {
-            try cluster.startAll(rollouts: 2)
+            try await cluster.startAll(rollouts: 2)
             let first = try #require(cluster.processes.first { $0.role == "learner" })
             try await cluster.waitForState("step 3", within: 120) { Int($0["step"] ?? "") ?? 0 >= 3 }
             first.signal(SIGKILL)
-            _ = try await first.waitForExit(within: 10)
-            let stepAtCrash = Int(try await cluster.state()["step"] ?? "") ?? 0
-            #expect(stepAtCrash < 10)
+            _ = try await first.waitForExit(within: 60)
+            let stateAtCrash = try await cluster.state()
+            let stepAtCrash = Int(stateAtCrash["step"] ?? "") ?? 0
+            #expect(stepAtCrash >= 3 && stateAtCrash["status"] == "running", "\(stateAtCrash)")
 
             // A new learner with no autostart finds the run in progress and resumes it from its saved state.
             let second = try cluster.launch("learner", name: "learner-restarted")
-            try await cluster.waitForState("the resumed run to finish", within: 240, allowDead: [first.pid]) { $0["status"] == "finished" }
+            try await cluster.waitForState("the resumed run to take three more steps", within: 240, allowDead: [first.pid]) {
+                Int($0["step"] ?? "") ?? 0 >= stepAtCrash + 3
+            }
             let log = try String(contentsOfFile: second.logPath, encoding: .utf8)
             #expect(log.contains("resuming run"))
 
@@ -149,7 +161,6 @@ struct PipelineTests {
             #expect(Set(groups).count == groups.count, "a group was applied twice")
             let steps = batches.compactMap { Int($0["step"] ?? "") }
             #expect(Set(steps).count == steps.count, "a step was taken twice: \(steps)")
-            #expect(try await cluster.state()["version"] == "10")
             let codes = try await cluster.terminateAll()
             for (role, code) in codes where role != "learner" || code != 128 + SIGKILL { #expect(code == 0, "\(role) exited with \(code)") }
         } catch {

@@ -1,34 +1,41 @@
 import Foundation
 import Messaging
 import Synchronization
+import TestSupport
 import Testing
 
 /// Restarts a RabbitMQ of its own (other ports, other state folder), so tests using the shared broker are undisturbed.
+/// Its ports are free ones picked per run (a fixed number would clash with another checkout testing at the same time),
+/// recorded in this checkout's state folder so that a broker left by a crashed earlier run is found and stopped first.
 @Suite("Confirmed messages survive a broker restart")
 struct BrokerRestartTests {
-    static let port = 5692
-    static let environment: [String: String] = [
-        "TRIBUTARY_AMQP_PORT": String(port),
-        "TRIBUTARY_EPMD_PORT": "4391",
-        "TRIBUTARY_AMQP_DIST_PORT": "25692",
-        "TRIBUTARY_AMQP_NODENAME": "tributary-restart@localhost",
-        "TRIBUTARY_STATE_DIR": FileManager.default.temporaryDirectory.appendingPathComponent("tributary-restart-test").path,
-    ]
+    static let state = repositoryRoot.appendingPathComponent(".state/restart-test")
+
+    static func environment(amqp: String, epmd: String, dist: String) -> [String: String] {
+        ["TRIBUTARY_AMQP_PORT": amqp, "TRIBUTARY_EPMD_PORT": epmd, "TRIBUTARY_AMQP_DIST_PORT": dist,
+         "TRIBUTARY_AMQP_NODENAME": "tributary-restart@localhost", "TRIBUTARY_STATE_DIR": state.path]
+    }
 
     @Test(.timeLimit(.minutes(5)))
     func everyConfirmedMessageIsStillThereAfterTheBrokerIsStoppedAndStarted() async throws {
-        // A fixed state folder, so a broker left by a crashed earlier run is found and stopped first.
-        try brokersScript(["stop", "rabbitmq"], environment: Self.environment)
-        try? FileManager.default.removeItem(atPath: Self.environment["TRIBUTARY_STATE_DIR"]!)
-        try brokersScript(["start", "rabbitmq"], environment: Self.environment)
+        // brokers.sh stop also kills whatever holds the ports: only while the node it recorded is alive.
+        if let old = RecordedPorts.read(in: Self.state), let amqp = old["AMQP_PORT"], let epmd = old["EPMD_PORT"], let dist = old["DIST_PORT"],
+           runningProcess(pidFile: Self.state.appendingPathComponent("rabbitmq/rabbitmq.pid")) != nil {
+            try brokersScript(["stop", "rabbitmq"], environment: Self.environment(amqp: amqp, epmd: epmd, dist: dist))
+        }
+        try? FileManager.default.removeItem(at: Self.state)
+        let ports = try freeLoopbackPorts(3)
+        try RecordedPorts.write(["AMQP_PORT": String(ports[0]), "EPMD_PORT": String(ports[1]), "DIST_PORT": String(ports[2])], in: Self.state)
+        let environment = Self.environment(amqp: String(ports[0]), epmd: String(ports[1]), dist: String(ports[2]))
+        try brokersScript(["start", "rabbitmq"], environment: environment)
         defer {
-            try? brokersScript(["stop", "rabbitmq"], environment: Self.environment)
-            try? FileManager.default.removeItem(atPath: Self.environment["TRIBUTARY_STATE_DIR"]!)
+            try? brokersScript(["stop", "rabbitmq"], environment: environment)
+            try? FileManager.default.removeItem(at: Self.state)
         }
         let queue = "restart.q"
         let topology = Topology(exchanges: [ExchangeSpec("restart.x", kind: .direct)], queues: [QueueSpec(queue, type: .classic)],
                                 bindings: [BindingSpec(queue: queue, exchange: "restart.x", routingKey: "k")])
-        let client = AMQPClient(endpoint: AMQPEndpoint(port: Self.port), topology: topology, name: "restart")
+        let client = AMQPClient(endpoint: AMQPEndpoint(port: ports[0]), topology: topology, name: "restart")
         try await client.connect()
 
         let total = 400
@@ -54,8 +61,8 @@ struct BrokerRestartTests {
             }
         }
         try await waitUntil("some confirmed publishes") { confirmed.withLock { $0.count } >= 60 }
-        try brokersScript(["stop", "rabbitmq"], environment: Self.environment)
-        try brokersScript(["start", "rabbitmq"], environment: Self.environment)
+        try brokersScript(["stop", "rabbitmq"], environment: environment)
+        try brokersScript(["start", "rabbitmq"], environment: environment)
         await publishing.value
 
         let confirmedIDs = confirmed.value

@@ -97,7 +97,9 @@ import Testing
 
     @Test func blockingReadTimesOutThenTheConnectionRecovers() throws {
         let fixture = try RedisFixture()
-        let redis = try fixture.connection { $0.commandTimeout = .milliseconds(200) }
+        // Every command's round trip must fit in the timeout (the block time is added for blocking ones), even on a
+        // loaded 2-core machine: 2 s, while the test waits it out only once, for the BLPOP that never returns.
+        let redis = try fixture.connection { $0.commandTimeout = .seconds(2) }
         // BLPOP ... 0 blocks forever on the server: only the client's read timeout ends it.
         let error = try #require(throws: RedisError.self) {
             try redis.command(["BLPOP", fixture.key("never"), 0])

@@ -36,3 +36,68 @@ public func runCommand(_ argv: [String], environment: [String: String] = [:]) th
     let exitStatus: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     return (exitStatus, output)
 }
+
+public struct NoFreePort: Error, CustomStringConvertible {
+    public var code: Int32
+    public var description: String { "could not get a free port on 127.0.0.1 (errno \(code))" }
+}
+
+/// `count` distinct TCP ports on 127.0.0.1 that nothing listens on now, for the private servers a test starts. Fixed
+/// port numbers would clash with another checkout's tests running at the same time on the same machine (each would stop
+/// the other's server). Drawn from 20000..<32000, below Linux's ephemeral range (32768 and up), so that no outgoing
+/// connection takes one while its server restarts; each is bound to check it is free, and all stay bound until every
+/// port is picked, so they differ.
+public func freeLoopbackPorts(_ count: Int) throws -> [Int] {
+    var sockets: [Int32] = []
+    defer { sockets.forEach { close($0) } }
+    var ports: [Int] = []
+    var attempts = 0
+    while ports.count < count {
+        attempts += 1
+        guard attempts <= 1000 else { throw NoFreePort(code: errno) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw NoFreePort(code: errno) }
+        let port = Int.random(in: 20000..<32000)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound == 0 {
+            sockets.append(fd)
+            ports.append(port)
+        } else {
+            close(fd)
+        }
+    }
+    return ports
+}
+
+/// The pid in `pidFile` if that process is running, else nil.
+public func runningProcess(pidFile: URL) -> pid_t? {
+    guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
+          let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0 else { return nil }
+    return pid
+}
+
+/// Ports a test picked for its private servers, kept as KEY=VALUE lines in `ports.env` of the servers' state folder, so
+/// that the next run finds and stops a server that an interrupted run left behind.
+public enum RecordedPorts {
+    public static func read(in directory: URL) -> [String: String]? {
+        guard let text = try? String(contentsOf: directory.appendingPathComponent("ports.env"), encoding: .utf8) else { return nil }
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return values
+    }
+
+    public static func write(_ values: [String: String], in directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let text = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
+        try Data(text.utf8).write(to: directory.appendingPathComponent("ports.env"))
+    }
+}
