@@ -160,20 +160,17 @@ public enum HuggingFaceConfig: Sendable, Equatable {
         if modelType == "llama", let mlpBias = d["mlp_bias"] as? Bool, mlpBias {
             throw LlamaConfigError(field: "mlp_bias", reason: "MLP biases are not implemented")
         }
-        // rope: transformers 4 writes rope_theta + rope_scaling, transformers 5 a rope_parameters object
-        var theta = 10000.0
+        // rope: transformers 4 writes rope_theta + rope_scaling, transformers 5 a rope_parameters object (which wins)
+        var theta = (d["rope_theta"] as? NSNumber)?.doubleValue ?? 10000.0
         var scaling: [String: Any]? = nil
         var scalingField = "rope_scaling"
         if let params = d["rope_parameters"] as? [String: Any] {
             scalingField = "rope_parameters"
             if let t = (params["rope_theta"] as? NSNumber)?.doubleValue { theta = t }
             scaling = params
-        }
-        if let t = (d["rope_theta"] as? NSNumber)?.doubleValue { theta = t }
-        if let s = d["rope_scaling"], !(s is NSNull) {
+        } else if let s = d["rope_scaling"], !(s is NSNull) {
             guard let s = s as? [String: Any] else { throw LlamaConfigError(field: "rope_scaling", reason: "is not an object") }
             scaling = s
-            scalingField = "rope_scaling"
         }
         var ropeScaling: Llama3RopeScaling? = nil
         if let s = scaling {

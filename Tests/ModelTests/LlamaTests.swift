@@ -5,9 +5,10 @@ import Testing
 // Against transformers: every logit of each fixture architecture and dtype, log-probs and greedy continuations.
 // Two different computations (ours vs torch, cached vs full) are compared with a stated tolerance, never `==`.
 @Suite struct LlamaReferenceTests {
-    /// Logits agree within 1e-4 of max(|ours|, |theirs|, 1e-2): relative for |logit| >= 1e-2, at most 1e-6 absolute below.
+    /// Logits agree within 1e-4 of max(|ours|, |theirs|, 0.1): relative for |logit| >= 0.1, at most 1e-5 absolute below
+    /// (float32 sums of 64-128 products differ by a few 1e-6 absolute between OpenBLAS and torch, whatever the logit).
     static let logitTolerance: Float = 1e-4
-    static let logitFloor: Float = 1e-2
+    static let logitFloor: Float = 0.1
 
     static var cases: [(String, String)] { LlamaFixtures.architectures.flatMap { a in LlamaFixtures.dtypes.map { (a, $0) } } }
 
@@ -51,12 +52,13 @@ import Testing
     }
 
     /// Greedy continuations by the KV-cache sampler equal transformers' up to the first step where the top two logits
-    /// are within 1e-3 (where float rounding may legitimately pick either); at least five steps per prompt are compared.
+    /// are within 1e-4 (20 times the worst logit error measured above, so a closer race may legitimately go either way);
+    /// at least five steps per prompt are compared.
     @Test(arguments: cases) func greedyContinuationsMatch(arch: String, dtype: String) throws {
         let model = try HuggingFaceCheckpoint.load(from: LlamaFixtures.directory(arch, dtype))
         for g in LlamaFixtures.manifest.models[arch]!.dtypes[dtype]!.greedy {
             let ours = model.sample(prompt: g.prompt, count: 1, options: .greedy(maxNewTokens: g.tokens.count, stopAtEOS: false))[0]
-            let safe = g.margins.firstIndex { $0 < 1e-3 } ?? g.margins.count
+            let safe = g.margins.firstIndex { $0 < 1e-4 } ?? g.margins.count
             #expect(safe >= 5, "fixture \(arch) \(dtype) has a near-tie at step \(safe)")
             #expect(Array(ours.tokens.prefix(safe)) == Array(g.tokens.prefix(safe)), "\(arch) \(dtype) prompt \(g.prompt)")
         }
