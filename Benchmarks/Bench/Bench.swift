@@ -22,7 +22,12 @@ struct MessagingSuite: ParsableCommand {
 struct ModelSuite: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "model", abstract: "Transformer training and decoding speed, MFU and memory.")
     @OptionGroup var options: SuiteOptions
-    func run() throws { try runModelBench(json: options.json) }
+    @Option(help: "Architecture: gpt2 (L4 C256 H4, byte vocabulary) or llama (L4 C256 H4 KV2 I688, vocabulary 512, tied).")
+    var arch: String = "gpt2"
+    func run() throws {
+        guard arch == "gpt2" || arch == "llama" else { throw ValidationError("--arch must be gpt2 or llama, got \(arch)") }
+        try runModelBench(json: options.json, arch: arch)
+    }
 }
 
 struct LearningSuite: ParsableCommand {

@@ -2,27 +2,34 @@ import Foundation
 import Model
 
 /// `tributary-bench model`: training and decoding speed of the benchmark config, as MFU against a same-run sgemm peak.
-func runModelBench(json: Bool) throws {
+func runModelBench(json: Bool, arch: String = "gpt2") throws {
     // OpenBLAS picks its kernels when it loads: if it fell back to generic ones, run again with the right core type
     BLAS.relaunchWithNativeKernelsIfNeeded()
     let threads = 2
     BLAS.setThreads(threads)
-    let config = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: 256, layers: 4, heads: 4, channels: 256)
-    let B = 8, T = 256, C = config.channels, L = config.layers, V = config.vocabSize
+    let B = 8, T = 256, C = 256, L = 4, heads = 4
+    let gptConfig = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: T, layers: L, heads: heads, channels: C)
+    // Llama at the same depth and width: GQA 4:2, SwiGLU at ~8/3 C (SmolLM2's ratio), tied embeddings
+    let llamaConfig = LlamaConfig(vocabSize: 512, contextLength: T, layers: L, channels: C, intermediateSize: 688, heads: heads,
+                                  kvHeads: 2, tiedEmbeddings: true, bosToken: 1, eosToken: 2)
+    let V = arch == "llama" ? llamaConfig.vocabSize : gptConfig.vocabSize
     // FLOPs per token (PaLM/nanoGPT convention): 2 per weight in the matrix products (blocks and tied head),
     // plus 4*L*C*T for attention's two products over the context; training is 3x the forward pass.
-    let matmulWeights = Double(L * 12 * C * C + V * C)
+    let blockWeights = arch == "llama"
+        ? 2 * C * C + 2 * C * llamaConfig.kvHeads * llamaConfig.headDim + 3 * C * llamaConfig.intermediateSize
+        : 12 * C * C
+    let matmulWeights = Double(L * blockWeights + V * C)
     func forwardFlopsPerToken(context: Double) -> Double { 2 * matmulWeights + 4 * Double(L * C) * context }
     let trainFlopsPerToken = 3 * forwardFlopsPerToken(context: Double(T))
 
     // the sgemm peak is taken before and after the model runs (the better of the two), so a neighbour's burst
     // during one measurement does not inflate MFU; its matrices are freed before training (VmHWM stays below training's)
     let peakBefore = sgemmPeakGFLOPS()
-    let model = GPT(config: config, seed: 1)
+    let model: any Policy = arch == "llama" ? Llama(config: llamaConfig, seed: 1) : GPT(config: gptConfig, seed: 1)
     let optimizer = AdamW(model: model, learningRate: 3e-4, beta2: 0.95, weightDecay: 0.1)
     var rng = SeededGenerator(seed: 2)
     let tokens = (0..<(B * T)).map { _ in Int32(rng.next() % 256) }
-    let targets = Array(tokens.dropFirst()) + [ByteTokenizer.eos]
+    let targets = Array(tokens.dropFirst()) + [model.eosToken]
     let mask = [Float](repeating: 1, count: B * T)
     let dLogprobs = [Float](repeating: -1 / Float(B * T), count: B * T)
     func trainStep() -> Float {
@@ -84,7 +91,8 @@ func runModelBench(json: Bool) throws {
     let decodeMFU1 = decode1 * decodeFlopsPerToken / (peak * 1e9)
 
     let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
-    print("model benchmark: L=\(L) heads=\(config.heads) C=\(C) context=\(T) batch=\(B) vocab=\(V), \(model.parameterCount) parameters, \(threads) BLAS threads, OpenBLAS core \(BLAS.coreName), load \(load)")
+    let shape = arch == "llama" ? "kv_heads=\(llamaConfig.kvHeads) intermediate=\(llamaConfig.intermediateSize) " : ""
+    print("model benchmark (\(arch)): L=\(L) heads=\(heads) \(shape)C=\(C) context=\(T) batch=\(B) vocab=\(V), \(model.parameterCount) parameters, \(threads) BLAS threads, OpenBLAS core \(BLAS.coreName), load \(load)")
     let rows: [(String, String)] = [
         ("sgemm peak (2048^3)", String(format: "%.1f GFLOP/s (before %.1f, after %.1f)", peak, peakBefore, peakAfter)),
         ("train step (best of 8)", String(format: "%.1f ms (forward %.1f, backward %.1f, AdamW %.1f); median %.1f ms",
@@ -105,7 +113,7 @@ func runModelBench(json: Bool) throws {
             "decode_mfu_batch16": modelBenchRound4(decodeMFU16), "decode_mfu_batch1": modelBenchRound4(decodeMFU1),
             "train_peak_rss_mb": modelBenchRound2(peakRSS), "train_memory_budget_mb": modelBenchRound2(budgetMB),
             "train_memory_ratio": modelBenchRound4(peakRSS / budgetMB), "train_step_ms": modelBenchRound2(1000 * trainTime), "train_step_median_ms": modelBenchRound2(1000 * medianStep),
-            "blas_threads": threads, "openblas_core": BLAS.coreName, "parameters": model.parameterCount, "load_average_1m": Double(load) ?? -1,
+            "blas_threads": threads, "openblas_core": BLAS.coreName, "parameters": model.parameterCount, "arch": arch, "load_average_1m": Double(load) ?? -1,
         ]
         let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

@@ -13,7 +13,7 @@ public final class AdamW: @unchecked Sendable {
     /// 1 where weight decay applies, else 0 (per parameter).
     private let decayMask: UnsafeMutablePointer<Float>
 
-    public init(model: GPT, learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
+    public init(model: any Policy, learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
                 weightDecay: Float = 0.0, maxGradNorm: Float? = 1.0) {
         self.learningRate = learningRate
         self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon; self.weightDecay = weightDecay
@@ -22,15 +22,27 @@ public final class AdamW: @unchecked Sendable {
         m = GPT.allocate(parameterCount); m.update(repeating: 0, count: parameterCount)
         v = GPT.allocate(parameterCount); v.update(repeating: 0, count: parameterCount)
         decayMask = GPT.allocate(parameterCount)
-        for e in model.layout.entries { (decayMask + e.offset).update(repeating: e.decays ? 1 : 0, count: e.count) }
+        var offset = 0
+        for (_, shape) in model.parameterTensors {
+            let n = shape.reduce(1, *)
+            (decayMask + offset).update(repeating: shape.count == 2 ? 1 : 0, count: n)  // matrices and embeddings decay
+            offset += n
+        }
+        precondition(offset == parameterCount, "AdamW: parameter tensors cover \(offset) of \(parameterCount) parameters")
     }
 
     deinit { m.deallocate(); v.deallocate(); decayMask.deallocate() }
 
     /// One step with the model's accumulated gradients, which it then zeroes. Returns the gradient norm before clipping.
-    @discardableResult public func update(_ model: GPT, learningRate lr: Float) -> Float {
+    @discardableResult public func update(_ model: any Policy, learningRate lr: Float) -> Float {
         precondition(model.parameterCount == parameterCount, "AdamW: model has \(model.parameterCount) parameters, optimizer \(parameterCount)")
-        let n = parameterCount, g = model.grads, p = model.params
+        let norm = model.withParameters { p, g in update(params: p.baseAddress!, grads: g.baseAddress!, learningRate: lr) }
+        model.zeroGradients()
+        return norm
+    }
+
+    private func update(params p: UnsafeMutablePointer<Float>, grads g: UnsafeMutablePointer<Float>, learningRate lr: Float) -> Float {
+        let n = parameterCount
         // squared norm in double, per worker chunk of 8-lane blocks, then the tail
         let blocks = n / 8
         var partial = [Double](repeating: 0, count: Parallel.maxPieces)
@@ -74,7 +86,6 @@ public final class AdamW: @unchecked Sendable {
             m[k] = mk; v[k] = vk
             p[k] -= lr * (mk * c1) / ((vk * c2).squareRoot() + eps) + wd * decay[k] * p[k]
         }
-        model.zeroGradients()
         return norm
     }
 

@@ -16,7 +16,7 @@ public enum CheckpointError: Error, Sendable, Equatable, CustomStringConvertible
         switch self {
         case let .truncated(e, f): "safetensors truncated: need \(e) bytes, file has \(f)"
         case let .badHeader(why): "safetensors header invalid: \(why)"
-        case let .unknownDType(t, d): "tensor \(t): unsupported dtype \(d) (only F32)"
+        case let .unknownDType(t, d): "tensor \(t): unsupported dtype \(d) (F32, BF16 and F16 are read)"
         case let .shapeMismatch(t, e, f): "tensor \(t): shape \(f) does not fit the model's \(e)"
         case let .sizeMismatch(t, e, f): "tensor \(t): data holds \(f) bytes, its shape needs \(e)"
         case let .missingTensor(t): "tensor \(t) missing from the file"

@@ -19,61 +19,13 @@ extension GPT {
     /// Result [i][k] is sample k of prompt i, drawn from a generator seeded by (options.seed + i * constant, k),
     /// so it does not depend on which other prompts or how many samples share the batch.
     public func sample(prompts: [[Int32]], count: Int, options: SamplingOptions) -> [[SampledCompletion]] {
-        precondition(count >= 1, "sample: count must be at least 1")
-        var results: [[SampledCompletion]] = []
-        results.reserveCapacity(prompts.count)
-        // batches of about 64 samples keep the caches small (one prompt's group is never split)
-        let promptsPerBatch = max(1, 64 / count)
-        var start = 0
-        while start < prompts.count {
-            let end = min(prompts.count, start + promptsPerBatch)
-            results += sampleBatch(prompts: Array(prompts[start..<end]), firstIndex: start, count: count, options: options)
-            start = end
-        }
-        return results
+        sampler.sample(prompts: prompts, count: count, options: options)
     }
 
-    private func sampleBatch(prompts rawPrompts: [[Int32]], firstIndex: Int, count: Int, options: SamplingOptions) -> [[SampledCompletion]] {
-        let ctx = config.contextLength, V = config.vocabSize
-        let prompts = rawPrompts.map { p -> [Int32] in
-            let p = p.isEmpty ? [ByteTokenizer.bos] : p
-            return p.count > ctx ? Array(p.suffix(ctx)) : p
+    /// The shared batched sampler over this model's KV cache, with the byte tokenizer's bos and eos.
+    var sampler: BatchedSampler {
+        BatchedSampler(contextLength: config.contextLength, vocabSize: config.vocabSize, bos: ByteTokenizer.bos, eos: ByteTokenizer.eos) {
+            DecodeState(model: self, prompts: $0, perGroup: $1, maxSteps: $2)
         }
-        // tokens each prompt may generate: the last one needs no position of its own
-        let limits = prompts.map { max(0, min(options.maxNewTokens, ctx - $0.count + 1)) }
-        let empty = SampledCompletion(tokens: [], logprobs: [], finishedWithEOS: false)
-        var results = prompts.map { _ in [SampledCompletion](repeating: empty, count: count) }
-        let maxNew = limits.max() ?? 0
-        guard maxNew > 0 else { return results }
-
-        let state = DecodeState(model: self, prompts: prompts, perGroup: count, maxSteps: maxNew - 1)
-        var rngs: [SeededGenerator] = []
-        for g in 0..<prompts.count {
-            for k in 0..<count { rngs.append(options.generator(prompt: firstIndex + g, sample: k)) }
-        }
-        var active = (0..<(prompts.count * count)).filter { limits[$0 / count] > 0 }
-        var chooser = TokenChooser(vocabSize: V)
-        // rows of the current logits: all samples in order before the first step, the fed ones after
-        var rowOf = Array(0..<(prompts.count * count))
-        for j in 0..<maxNew {
-            var fed: [Int32] = [], stillActive: [Int] = []
-            for s in active {
-                let g = s / count, k = s % count
-                let (token, logprob) = chooser.choose(state.currentLogits + rowOf[s] * V, options: options, rng: &rngs[s])
-                results[g][k].tokens.append(token)
-                results[g][k].logprobs.append(logprob)
-                if options.stopAtEOS && token == ByteTokenizer.eos {
-                    results[g][k].finishedWithEOS = true
-                } else if j + 1 < limits[g] {
-                    fed.append(token)
-                    stillActive.append(s)
-                }
-            }
-            active = stillActive
-            if active.isEmpty { break }
-            for (row, s) in active.enumerated() { rowOf[s] = row }
-            state.advance(tokens: fed, samples: active)
-        }
-        return results
     }
 }

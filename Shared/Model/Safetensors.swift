@@ -22,15 +22,20 @@ enum Safetensors {
         var data: UnsafePointer<Float>
     }
 
-    /// Serialises tensors in the given order; same input gives the same bytes.
+    /// Serialises tensors in the given order as float32; same input gives the same bytes.
     static func write(_ tensors: [Output], metadata: [String: String]) -> [UInt8] {
+        write(tensors, metadata: metadata, dtype: .float32)
+    }
+
+    /// Serialises tensors in the given order, rounded to `dtype` (nearest even); same input gives the same bytes.
+    static func write(_ tensors: [Output], metadata: [String: String], dtype: SafetensorsDType) -> [UInt8] {
         var header = "{\"__metadata__\":{"
         header += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
         header += "}"
         var offset = 0
         for t in tensors {
-            let n = t.shape.reduce(1, *) * 4
-            header += ",\(jsonString(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + n)]}"
+            let n = t.shape.reduce(1, *) * dtype.byteCount
+            header += ",\(jsonString(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + n)]}"
             offset += n
         }
         header += "}"
@@ -42,7 +47,13 @@ enum Safetensors {
         out.append(contentsOf: headerBytes)
         for t in tensors {
             let n = t.shape.reduce(1, *)
-            UnsafeRawBufferPointer(start: t.data, count: n * 4).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+            if dtype == .float32 {
+                UnsafeRawBufferPointer(start: t.data, count: n * 4).withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) }
+            } else {
+                let start = out.count
+                out.append(contentsOf: repeatElement(0, count: n * dtype.byteCount))
+                out.withUnsafeMutableBytes { dtype.encode(t.data, count: n, into: $0.baseAddress! + start) }
+            }
         }
         return out
     }
@@ -88,20 +99,22 @@ enum Safetensors {
         return file
     }
 
-    /// Copies an F32 tensor's bytes into `destination`, checking dtype, shape and size first.
+    /// Copies a tensor into `destination` as float32 (F32 copied, BF16 and F16 widened exactly), checking dtype, shape
+    /// and size first.
     static func read(_ name: String, from file: File, bytes: [UInt8], expectedShape: [Int], into destination: UnsafeMutablePointer<Float>) throws {
         guard let t = file.tensors[name] else { throw CheckpointError.missingTensor(name) }
         try check(name, t, expectedShape: expectedShape)
         let count = expectedShape.reduce(1, *)
+        let dtype = SafetensorsDType(rawValue: t.dtype)!
         bytes.withUnsafeBytes { raw in
-            UnsafeMutableRawPointer(destination).copyMemory(from: raw.baseAddress! + file.dataStart + t.begin, byteCount: count * 4)
+            dtype.decode(raw.baseAddress! + file.dataStart + t.begin, count: count, into: destination)
         }
     }
 
     static func check(_ name: String, _ t: TensorInfo, expectedShape: [Int]) throws {
-        guard t.dtype == "F32" else { throw CheckpointError.unknownDType(tensor: name, dtype: t.dtype) }
+        guard let dtype = SafetensorsDType(rawValue: t.dtype) else { throw CheckpointError.unknownDType(tensor: name, dtype: t.dtype) }
         guard t.shape == expectedShape else { throw CheckpointError.shapeMismatch(tensor: name, expected: expectedShape, found: t.shape) }
-        let need = expectedShape.reduce(1, *) * 4
+        let need = expectedShape.reduce(1, *) * dtype.byteCount
         guard t.end - t.begin == need else { throw CheckpointError.sizeMismatch(tensor: name, expectedBytes: need, foundBytes: t.end - t.begin) }
     }
 

@@ -27,20 +27,20 @@ public struct DecodeComparison: Sendable {
 /// there on the two may legitimately diverge, so the comparison of that pair stops. `promptIndex(i)` is prompt
 /// i's index in the `sample` call that drew it, which seeds its generators.
 public func compareDecodes(_ a: [[Completion]], _ b: [[Completion]], prompts: [[Int32]], options: SamplingOptions,
-                           model: GPT, promptIndex: (Int) -> Int = { $0 }) -> DecodeComparison {
+                           model: any Policy, promptIndex: (Int) -> Int = { $0 }) -> DecodeComparison {
     var result = DecodeComparison()
     guard a.count == b.count, a.count == prompts.count else {
         result.disagreements.append("prompt counts differ: \(a.count) vs \(b.count) for \(prompts.count) prompts")
         return result
     }
-    let ctx = model.config.contextLength, V = model.config.vocabSize
+    let ctx = model.contextLength, V = model.vocabSize
     for i in prompts.indices {
         guard a[i].count == b[i].count else {
             result.disagreements.append("prompt \(i): \(a[i].count) vs \(b[i].count) samples")
             continue
         }
         // the sampler's view of the prompt: bos for an empty one, the last `ctx` tokens of a long one
-        let prompt = prompts[i].isEmpty ? [ByteTokenizer.bos] : Array(prompts[i].suffix(ctx))
+        let prompt = prompts[i].isEmpty ? [model.bosToken] : Array(prompts[i].suffix(ctx))
         for k in a[i].indices {
             let x = a[i][k], y = b[i][k]
             var generator = options.generator(prompt: promptIndex(i), sample: k)
@@ -76,7 +76,7 @@ public func compareDecodes(_ a: [[Completion]], _ b: [[Completion]], prompts: [[
 
 /// `compareDecodes` for the `SampledCompletion`s of one process.
 public func compareDecodes(_ a: [[SampledCompletion]], _ b: [[SampledCompletion]], prompts: [[Int32]],
-                           options: SamplingOptions, model: GPT, promptIndex: (Int) -> Int = { $0 }) -> DecodeComparison {
+                           options: SamplingOptions, model: any Policy, promptIndex: (Int) -> Int = { $0 }) -> DecodeComparison {
     compareDecodes(a.map { $0.map(Completion.init) }, b.map { $0.map(Completion.init) }, prompts: prompts,
                    options: options, model: model, promptIndex: promptIndex)
 }
