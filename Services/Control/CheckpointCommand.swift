@@ -53,15 +53,21 @@ struct CheckpointCommand: AsyncParsableCommand {
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a checkpoint version as a safetensors file (Hugging Face GPT-2 names), with config.json beside it.",
-            discussion: "Every shard is verified against the manifest's SHA-256 before anything is written.")
+            abstract: "Write a checkpoint version for Hugging Face: a model directory (config.json and model.safetensors), or one safetensors file with config.json beside it.",
+            discussion: """
+                Every shard is verified against the manifest's SHA-256 before anything is written. A PATH ending in \
+                .safetensors gets the verified float32 bytes as they are; any other PATH is a directory that \
+                transformers' AutoModelForCausalLM.from_pretrained opens, in --dtype.
+                """)
         @OptionGroup var options: ControlOptions
         @Argument(help: ArgumentHelp("Version number, or latest.", valueName: "version")) var version: String
-        @Argument(help: ArgumentHelp("Output file, e.g. model.safetensors.", valueName: "file")) var file: String
-        @Flag(help: "Do not write config.json beside the file.") var noConfig = false
+        @Argument(help: ArgumentHelp("Output: a directory, or a file ending in .safetensors.", valueName: "path")) var file: String
+        @Option(help: "Weights' dtype in a directory export: float32, bfloat16 or float16.") var dtype = "float32"
+        @Flag(help: "Do not write config.json beside a .safetensors file.") var noConfig = false
 
         func validate() throws {
             guard version == "latest" || UInt64(version) != nil else { throw ValidationError("VERSION must be a number or latest") }
+            guard SafetensorsDType(torchName: dtype) != nil else { throw ValidationError("--dtype must be float32, bfloat16 or float16, not \(dtype)") }
         }
 
         func run() async throws {
@@ -79,25 +85,36 @@ struct CheckpointCommand: AsyncParsableCommand {
                     throw ControlError("cannot export version \(chosen) of run \(session.names.run): \(error)")
                 }
                 let url = URL(fileURLWithPath: file)
+                let model: any Policy
+                do { model = try Policies.fromSafetensors(checkpoint.bytes) } catch {
+                    throw ControlError("version \(chosen) of run \(session.names.run) is not a model this build reads: \(error)")
+                }
+                let verified = "version \(chosen), sha256 \(checkpoint.manifest.sha256) (verified)"
+                guard file.hasSuffix(".safetensors") else {
+                    do { try model.saveHuggingFace(to: url, dtype: SafetensorsDType(torchName: dtype)!) } catch {
+                        throw ControlError("cannot write \(file): \(error)")
+                    }
+                    print("wrote \(file)/: \(model.architecture) in \(dtype), \(verified)")
+                    return
+                }
                 do { try Data(checkpoint.bytes).write(to: url, options: .atomic) } catch {
                     throw ControlError("cannot write \(file): \(error.localizedDescription)")
                 }
-                print("wrote \(file): version \(chosen), \(Output.bytes(UInt64(checkpoint.bytes.count))), sha256 \(checkpoint.manifest.sha256) (verified)")
+                print("wrote \(file): \(Output.bytes(UInt64(checkpoint.bytes.count))), \(verified)")
                 if !noConfig {
-                    let configURL = url.deletingLastPathComponent().appendingPathComponent(Checkpoint.configFile)
-                    try writeConfig(safetensors: checkpoint.bytes, to: configURL)
+                    let configURL = url.deletingLastPathComponent().appendingPathComponent(HuggingFaceCheckpoint.configFile)
+                    try writeConfig(model, to: configURL)
                     print("wrote \(configURL.path)")
                 }
             }
         }
 
-        /// config.json exactly as Checkpoint.save writes it, for the model the file holds.
-        func writeConfig(safetensors: [UInt8], to destination: URL) throws {
-            let model = try GPT.fromSafetensors(safetensors)
+        /// config.json exactly as a Hugging Face export of `model` writes it.
+        func writeConfig(_ model: any Policy, to destination: URL) throws {
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-export-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: scratch) }
-            try Checkpoint.save(model: model, optimizer: nil, step: 0, to: scratch)
-            let data = try Data(contentsOf: scratch.appendingPathComponent(Checkpoint.configFile))
+            try model.saveHuggingFace(to: scratch, dtype: .float32)
+            let data = try Data(contentsOf: scratch.appendingPathComponent(HuggingFaceCheckpoint.configFile))
             try data.write(to: destination, options: .atomic)
         }
     }

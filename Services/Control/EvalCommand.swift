@@ -67,7 +67,7 @@ struct EvalCommand: AsyncParsableCommand {
             let maxNewTokens = runConfig.maxNewTokens
             let started = ContinuousClock.now
             let outcomes = try await ComputeQueue(label: "control.eval").run {
-                let model = try GPT.fromSafetensors(bytes)
+                let model = try Policies.fromSafetensors(bytes)
                 return Evaluation.run(model: model, environment: environment, tasks: heldOut, maxNewTokens: maxNewTokens)
             }
             let elapsed = ContinuousClock.now - started

@@ -129,7 +129,7 @@ final class Learner {
         environment = try EnvironmentFactory.make(config.environment)
         heldOut = environment.tasks(seed: config.evalSeed, range: 0..<config.evalTasks)
         heldOutPrompts = Set(heldOut.map(\.prompt))
-        let model = GPT(config: config.model, seed: config.seed)
+        let model = try config.makePolicy()
         let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1)
         trainer = Confined(GRPOTrainer(model: model, optimizer: optimizer,
                                        config: GRPOTrainerConfig(learningRate: config.learningRate, loss: config.grpo)))

@@ -22,7 +22,7 @@ let rolloutSettings = [
 /// announced on the checkpoint fanout (one writer: the announcement listener).
 final class PolicyHolder: Sendable {
     let compute = ComputeQueue(label: "rollout.model")
-    let model = Confined<GPT?>(nil)
+    let model = Confined<(any Policy)?>(nil)
     let version = Atomic<Int>(-1)
     let announcedVersion = Atomic<Int>(-1)
 }
@@ -72,7 +72,7 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
                     if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil {
                         return
                     }
-                    policy.model.value = try GPT.fromSafetensors(bytes)
+                    policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
                 }
                 policy.version.store(latest, ordering: .relaxed)
                 context.status.update { $0.policyVersion = latest }
@@ -121,9 +121,9 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
                                       topK: Int(task.sampling.topK), maxNewTokens: Int(task.sampling.maxNewTokens), seed: task.sampling.seed)
         let result: Result<[SampledCompletion], Error> = try await policy.compute.run {
             guard let model = policy.model.value else { throw SettingsError(problem: "no policy loaded") }
-            guard prompt.count + options.maxNewTokens <= model.config.contextLength else {
+            guard prompt.count + options.maxNewTokens <= model.contextLength else {
                 return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
-                                                       reason: "\(prompt.count) tokens + max_new_tokens \(options.maxNewTokens) exceed the context \(model.config.contextLength)"))
+                                                       reason: "\(prompt.count) tokens + max_new_tokens \(options.maxNewTokens) exceed the context \(model.contextLength)"))
             }
             return .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options))
         }

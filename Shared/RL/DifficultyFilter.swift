@@ -20,7 +20,7 @@ public struct DifficultyFilter: Sendable {
     }
 
     /// Each task with `difficulty` set to 1 − its estimated pass rate, and the pass rate itself.
-    public func estimate(model: GPT, environment: any Environment, tasks: [RLTask]) -> [(task: RLTask, passRate: Double)] {
+    public func estimate(model: any Policy, environment: any Environment, tasks: [RLTask]) -> [(task: RLTask, passRate: Double)] {
         tasks.enumerated().map { i, task in
             let options = SamplingOptions(temperature: temperature, maxNewTokens: maxNewTokens, seed: seed &+ UInt64(i) &* 0x9E37_79B9)
             let completions = model.sample(prompt: PromptFormat.promptTokens(task.prompt), count: samplesPerTask, options: options)
@@ -35,7 +35,7 @@ public struct DifficultyFilter: Sendable {
     }
 
     /// The tasks whose estimated pass rate lies within `keep`, difficulty set; and how many were dropped.
-    public func filter(model: GPT, environment: any Environment, tasks: [RLTask]) -> (kept: [RLTask], dropped: Int) {
+    public func filter(model: any Policy, environment: any Environment, tasks: [RLTask]) -> (kept: [RLTask], dropped: Int) {
         let estimated = estimate(model: model, environment: environment, tasks: tasks)
         let kept = estimated.filter { keep.contains($0.passRate) }.map(\.task)
         return (kept, tasks.count - kept.count)

@@ -10,14 +10,14 @@ public enum Evaluation {
     }
 
     /// Share of `tasks` (0...1) whose greedy completion the environment verifies as fully correct.
-    public static func evaluate(model: GPT, environment: any Environment, tasks: [RLTask], maxNewTokens: Int) -> Double {
+    public static func evaluate(model: any Policy, environment: any Environment, tasks: [RLTask], maxNewTokens: Int) -> Double {
         let outcomes = run(model: model, environment: environment, tasks: tasks, maxNewTokens: maxNewTokens)
         guard !outcomes.isEmpty else { return 0 }
         return Double(outcomes.filter { $0.reward.isCorrect }.count) / Double(outcomes.count)
     }
 
     /// Every task's greedy completion and its reward components.
-    public static func run(model: GPT, environment: any Environment, tasks: [RLTask], maxNewTokens: Int) -> [Outcome] {
+    public static func run(model: any Policy, environment: any Environment, tasks: [RLTask], maxNewTokens: Int) -> [Outcome] {
         let completions = model.sample(prompts: tasks.map { PromptFormat.promptTokens($0.prompt) }, options: .greedy(maxNewTokens: maxNewTokens))
         return zip(tasks, completions).map { task, completion in
             let text = PromptFormat.completionText(completion.tokens)

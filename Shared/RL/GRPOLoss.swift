@@ -52,7 +52,7 @@ public struct GRPOLossMetrics: Sendable, Codable, Equatable {
     }
 }
 
-/// The loss value, its gradient with respect to each token's logprob (what `GPT.backward(dLogprobs:mask:)` takes), and metrics.
+/// The loss value, its gradient with respect to each token's logprob (what `Policy.backward(dLogprobs:mask:)` takes), and metrics.
 public struct GRPOLossResult: Sendable {
     public var loss: Double
     public var gradient: [Float]

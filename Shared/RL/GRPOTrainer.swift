@@ -28,13 +28,13 @@ public struct GRPOStepMetrics: Sendable, Codable, Equatable {
 /// optimizer update. The model and optimizer are the caller's; the trainer holds no other state.
 /// Not thread-safe (it drives one model and optimizer): use it from one thread at a time.
 public final class GRPOTrainer: @unchecked Sendable {
-    public let model: GPT
+    public let model: any Policy
     public let optimizer: AdamW
     public var config: GRPOTrainerConfig
     /// Frozen policy for the KL penalty; used when `config.loss.klCoefficient` > 0 and samples carry no reference logprobs.
-    public var referenceModel: GPT?
+    public var referenceModel: (any Policy)?
 
-    public init(model: GPT, optimizer: AdamW, config: GRPOTrainerConfig = GRPOTrainerConfig(), referenceModel: GPT? = nil) {
+    public init(model: any Policy, optimizer: AdamW, config: GRPOTrainerConfig = GRPOTrainerConfig(), referenceModel: (any Policy)? = nil) {
         self.model = model
         self.optimizer = optimizer
         self.config = config
@@ -61,7 +61,7 @@ public final class GRPOTrainer: @unchecked Sendable {
         for start in stride(from: 0, to: samples.count, by: max(1, config.microBatchSize)) {
             let chunk = Array(samples[start..<min(samples.count, start + max(1, config.microBatchSize))])
             let packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
-                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad, firstSampleIndex: start)
+                                         contextLength: model.contextLength, padToken: model.eosToken, firstSampleIndex: start)
             let n = packed.batch * packed.time
             var behaviour = [Float](repeating: 0, count: n)
             var advantages = [Float](repeating: 0, count: n)

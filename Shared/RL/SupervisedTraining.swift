@@ -10,7 +10,7 @@ public struct SupervisedStepMetrics: Sendable, Codable, Equatable {
 
 /// Supervised warm start through the same logprob interface as GRPO: loss = −mean logprob of completion tokens.
 public enum SupervisedTraining {
-    public static func step(model: GPT, optimizer: AdamW, examples: [SupervisedExample], learningRate: Float, microBatchSize: Int = 64) throws -> SupervisedStepMetrics {
+    public static func step(model: any Policy, optimizer: AdamW, examples: [SupervisedExample], learningRate: Float, microBatchSize: Int = 64) throws -> SupervisedStepMetrics {
         guard !examples.isEmpty else { throw TrainingError(sample: 0, problem: "empty batch") }
         let totalTokens = examples.reduce(0) { $0 + $1.completionTokens.count }
         guard totalTokens > 0 else { throw TrainingError(sample: 0, problem: "no completion tokens") }
@@ -20,7 +20,7 @@ public enum SupervisedTraining {
         for start in stride(from: 0, to: examples.count, by: size) {
             let chunk = examples[start..<min(examples.count, start + size)]
             let packed = try PackedBatch(pairs: chunk.map { ($0.promptTokens, $0.completionTokens) },
-                                         contextLength: model.config.contextLength, padToken: ByteTokenizer.pad, firstSampleIndex: start)
+                                         contextLength: model.contextLength, padToken: model.eosToken, firstSampleIndex: start)
             let (logprobs, _) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time)
             let scale = -1 / Float(totalTokens)
             var gradient = [Float](repeating: 0, count: logprobs.count)

@@ -28,6 +28,8 @@ public struct RunConfig: Sendable, Equatable {
     public var warmupBatch: Int
     public var warmupTargetAccuracy: Double
     public var model: GPTConfig
+    /// A Hugging Face model directory (gpt2, llama, qwen2) the run starts from; nil: a GPT initialised from `model`.
+    public var modelPath: String?
 
     public static let settings: [Setting] = [
         Setting("run.id", "default", "run id: names its queues and Redis keys ([A-Za-z0-9_-])"),
@@ -61,6 +63,7 @@ public struct RunConfig: Sendable, Equatable {
         Setting("model.heads", "4", "attention heads"),
         Setting("model.channels", "128", "embedding width"),
         Setting("model.context", "64", "context length"),
+        Setting("model.path", "", "start from this Hugging Face model directory (config.json, safetensors); empty: a new GPT of the shape above"),
     ]
 
     /// Keys `tributary set` may change during a run.
@@ -100,6 +103,8 @@ public struct RunConfig: Sendable, Equatable {
         model = GPTConfig(contextLength: try settings.int("model.context", in: 8...4096), layers: try settings.int("model.layers", in: 1...64),
                           heads: try settings.int("model.heads", in: 1...64), channels: try settings.int("model.channels", in: 8...4096))
         try model.validate()
+        let path = try settings.string("model.path")
+        modelPath = path.isEmpty ? nil : path
         _ = try EnvironmentFactory.make(environment)
         guard temperature >= 0 else { throw SettingsError(problem: "setting 'inference.temperature' must be >= 0") }
     }
@@ -110,6 +115,16 @@ public struct RunConfig: Sendable, Equatable {
 
     public var grpo: GRPOConfig {
         GRPOConfig(epsilonLow: epsilonLow, epsilonHigh: epsilonHigh, delta: delta, klCoefficient: klCoefficient, entropyCoefficient: entropyCoefficient)
+    }
+
+    /// The policy the run starts from: the Hugging Face model at `modelPath`, or a new GPT of shape `model`.
+    public func makePolicy() throws -> any Policy {
+        guard let modelPath else { return GPT(config: model, seed: seed) }
+        do {
+            return try HuggingFaceCheckpoint.load(from: URL(fileURLWithPath: modelPath))
+        } catch {
+            throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': \(error)")
+        }
     }
 
     /// Held-out tasks: a seed no training task uses.
