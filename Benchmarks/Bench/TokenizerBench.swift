@@ -27,7 +27,7 @@ func runTokenizerBench(json: Bool, tokenizerPaths: [String], textPath: String?) 
         precondition(decoded.utf8.count > 0, "decoding gave nothing")
         let bytesPerToken = Double(text.utf8.count) / Double(tokens.count)
         print(name.padding(toLength: 10, withPad: " ", startingAt: 0)
-              + String(format: "encode %.2f MB/s (first pass %.2f), decode %.1f MB/s, %.2f bytes/token, vocab %d, load %.0f ms",
+              + String(format: "encode %.2f MB/s (first pass %.2f), decode %.1f MB/s, %.2f bytes/token, vocab %d, read in %.0f ms",
                        megabytes / warm, megabytes / cold, megabytes / decode, bytesPerToken, tokenizer.vocabSize, 1000 * loadSeconds))
         figures["\(name)_encode_mb_per_s"] = (megabytes / warm * 100).rounded() / 100
         figures["\(name)_encode_first_pass_mb_per_s"] = (megabytes / cold * 100).rounded() / 100

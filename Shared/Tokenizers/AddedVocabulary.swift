@@ -17,6 +17,7 @@ struct AddedTokenMatcher: Sendable {
     private let tokens: [AddedToken]
     private let patterns: [[UInt8]]
     private let byFirstByte: [[Int]]  // indices of patterns by their first byte, longest first
+    private let startsAPattern: [Bool]  // by byte: the scan skips other bytes without touching `byFirstByte`
 
     var isEmpty: Bool { tokens.isEmpty }
 
@@ -29,6 +30,7 @@ struct AddedTokenMatcher: Sendable {
         for (i, p) in bytes.enumerated() where !p.isEmpty { table[Int(p[0])].append(i) }
         for b in 0..<256 { table[b].sort { bytes[$0].count > bytes[$1].count } }
         byFirstByte = table
+        startsAPattern = table.map { !$0.isEmpty }
     }
 
     /// A piece of the text: a byte range, and the id of the added token it is, if it is one.
@@ -44,8 +46,9 @@ struct AddedTokenMatcher: Sendable {
         var pieces: [Piece] = []
         var emitted = 0
         var position = 0
+        let starts = startsAPattern
         while position < n {
-            guard let found = longestMatch(text, at: position) else {
+            guard starts[Int(text[position])], let found = longestMatch(text, at: position) else {
                 position += 1
                 continue
             }

@@ -9,10 +9,13 @@ final class BytePairModel: Sendable {
     let ignoreMerges: Bool
     let unknownID: Int32?
     let fuseUnknown: Bool
-    private let cache = Mutex(WordTable(capacity: 1 << 15))
+    private let cache: Mutex<WordTable>
     private static let cacheBudgetBytes = 8 << 20
 
-    init(byteIDs: [Int32], merges: PairTable, vocabulary: WordTable, ignoreMerges: Bool, unknownID: Int32?, fuseUnknown: Bool) {
+    /// `cacheCapacity` words are kept at most; the cache empties itself when full.
+    init(byteIDs: [Int32], merges: PairTable, vocabulary: WordTable, ignoreMerges: Bool, unknownID: Int32?, fuseUnknown: Bool,
+         cacheCapacity: Int = 1 << 15) {
+        cache = Mutex(WordTable(capacity: cacheCapacity))
         self.byteIDs = byteIDs
         self.merges = merges
         self.vocabulary = vocabulary

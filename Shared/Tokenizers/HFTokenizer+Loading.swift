@@ -3,6 +3,11 @@ import Foundation
 extension HFTokenizer {
     /// Reads a tokenizer.json. Refuses, naming the field, anything but a byte-level BPE this implementation reproduces.
     public init(json data: Data) throws {
+        try self.init(json: data, wordCacheCapacity: 1 << 15)
+    }
+
+    /// `wordCacheCapacity`: encoded words kept for reuse (tests make it tiny to exercise eviction).
+    init(json data: Data, wordCacheCapacity: Int) throws {
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: data) } catch {
             throw TokenizerError.badField(field: "(root)", why: "not JSON: \(error)")
@@ -73,7 +78,7 @@ extension HFTokenizer {
         self.init(
             vocabSize: tokens.count, addedTokens: added.sorted { $0.id < $1.id },
             model: BytePairModel(byteIDs: byteIDs, merges: merges, vocabulary: byBytes, ignoreMerges: modelOptions.ignoreMerges,
-                                 unknownID: unknownID, fuseUnknown: modelOptions.fuseUnknown),
+                                 unknownID: unknownID, fuseUnknown: modelOptions.fuseUnknown, cacheCapacity: wordCacheCapacity),
             normalizer: normalizer, preTokenizer: preTokenizer, postProcessor: postProcessor, decoder: decoder,
             rawMatcher: AddedTokenMatcher(tokens: added.filter { !$0.normalized }, patterns: added.filter { !$0.normalized }.map(\.content)),
             normalizedMatcher: AddedTokenMatcher(tokens: normalizedTokens, patterns: normalizedTokens.map { normalizer?.apply($0.content) ?? $0.content }),

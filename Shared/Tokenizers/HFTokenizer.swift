@@ -82,6 +82,19 @@ public struct HFTokenizer: TextTokenizer {
         }
     }
 
+    /// The words the pre-tokenizer alone cuts `text` into (no added tokens, no normalizer), as UTF-8 bytes.
+    func preTokenizedWords(_ text: String) -> [[UInt8]] {
+        var scratch = EncodeScratch()
+        var text = text
+        var words: [[UInt8]] = []
+        text.withUTF8 { utf8 in
+            scratch.text.load(utf8)
+            preTokenizer.split(&scratch.text, into: &scratch.words, scratch: &scratch.pieces)
+            words = scratch.words.map { Array(scratch.text.bytes[$0]) }
+        }
+        return words
+    }
+
     /// The text of `tokens`: ids nobody holds are skipped, and with `skipSpecialTokens` special tokens too.
     /// Invalid UTF-8 (a multi-byte character cut between tokens) becomes U+FFFD, as in `tokenizers`.
     public func decode(_ tokens: [Int32], skipSpecialTokens: Bool = false) -> String {

@@ -12,7 +12,11 @@ struct JSONField {
 
     func name(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    func isNull(_ key: String) -> Bool { value[key] == nil || value[key] is NSNull }
+    /// Absent or null. (The type is compared rather than cast: on Linux `is NSNull` bridges a whole vocabulary first.)
+    func isNull(_ key: String) -> Bool {
+        guard let found = value[key] else { return true }
+        return type(of: found) == NSNull.self
+    }
 
     func object(_ key: String) throws -> JSONField {
         guard !isNull(key) else { throw TokenizerError.missingField(name(key)) }

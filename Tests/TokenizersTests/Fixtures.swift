@@ -38,6 +38,8 @@ enum Fixtures {
         let decodedSkipSpecial: [String: String]
         /// The first corpus strings encoded with add_special_tokens=True.
         let withSpecialTokens: [[Int32]]
+        /// The UTF-8 byte lengths of the pre-tokenizer's words for the first corpus strings.
+        let preTokenized: [[Int]]
         let randomIds: [[Int32]]
         let randomDecoded: [String]
         let randomDecodedSkipSpecial: [String]

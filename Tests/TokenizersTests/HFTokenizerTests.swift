@@ -29,6 +29,21 @@ import Testing
         #expect(mismatches.isEmpty, "\(mismatches.count) of \(corpus.count) differ:\n\(mismatches.prefix(15).joined(separator: "\n"))")
     }
 
+    /// The split patterns' scanners cut words exactly where the library's regex does (whatever BPE makes of them).
+    @Test(arguments: Fixtures.Flavour.allCases)
+    func preTokenizesLikeTheRegex(_ flavour: Fixtures.Flavour) throws {
+        let tokenizer = try Fixtures.tokenizer(flavour)
+        let reference = try Fixtures.reference(flavour)
+        var mismatches: [String] = []
+        for (i, expected) in reference.preTokenized.enumerated() {
+            let text = Fixtures.corpus[i]
+            let words = tokenizer.preTokenizedWords(text)
+            #expect(words.flatMap { $0 } == Array(text.utf8), "words of #\(i) rebuild the text")
+            if words.map(\.count) != expected { mismatches.append("#\(i) \"\(escaped(text))\": \(words.map(\.count)) expected \(expected)") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differ:\n\(mismatches.prefix(15).joined(separator: "\n"))")
+    }
+
     @Test(arguments: Fixtures.Flavour.allCases)
     func addsThePostProcessorsTokens(_ flavour: Fixtures.Flavour) throws {
         let tokenizer = try Fixtures.tokenizer(flavour)
@@ -91,6 +106,19 @@ import Testing
             #expect(tokenizer.encode(content, addSpecialTokens: false) == [id] || !special, "\(content) alone encodes to its id")
         }
         #expect(tokenizer.specialTokenID("<|no such token|>") == nil)
+    }
+
+    /// A word cache far smaller than the corpus empties itself over and over without changing any encoding.
+    @Test func encodesTheSameWithATinyWordCache() throws {
+        let tokenizer = try HFTokenizer(json: Data(contentsOf: Fixtures.tokenizerURL(.gpt2)), wordCacheCapacity: 8)
+        let reference = try Fixtures.reference(.gpt2)
+        var mismatches = 0
+        for _ in 0..<2 {
+            for (i, text) in Fixtures.corpus.enumerated() where tokenizer.encode(text, addSpecialTokens: false) != reference.encoded[i] {
+                mismatches += 1
+            }
+        }
+        #expect(mismatches == 0)
     }
 
     /// The same tokenizer used from several threads at once (the word cache is shared) gives the same ids.
