@@ -26,7 +26,7 @@ extension HFTokenizer {
             throw TokenizerError.badField(field: "pre_tokenizer", why: "null; byte-level BPE needs a ByteLevel pre-tokenizer")
         }
         let preTokenizer = try Self.readPreTokenizer(preField)
-        let decoder = try root.optionalObject("decoder").map(Self.readDecoder) ?? .none
+        let decoder = try root.optionalObject("decoder").map(Self.readDecoder) ?? .joinedWithSpaces
 
         // ids: the model's vocabulary, then added tokens over it
         let largest = max(vocab.values.max() ?? -1, added.map(\.id).max() ?? -1)

@@ -102,7 +102,7 @@ public struct HFTokenizer: TextTokenizer {
             id >= 0 && Int(id) < self.tokens.count && self.tokens[Int(id)] != nil && !(skipSpecialTokens && specialIDs.contains(id))
         }
         switch decoder {
-        case .none:
+        case .joinedWithSpaces:
             return kept.map { self.tokens[Int($0)]! }.joined(separator: " ")
         case .byteLevel:
             var bytes: [UInt8] = []

@@ -68,17 +68,3 @@ struct PreTokenizer: Sendable, Equatable {
         return ranges
     }
 }
-
-/// tokenizer.json's `post_processor` for a single sequence: the ids put before and after it (Llama 3's bos).
-struct PostProcessor: Sendable, Equatable {
-    var prefix: [Int32] = []
-    var suffix: [Int32] = []
-}
-
-/// tokenizer.json's `decoder`.
-enum TokenDecoder: Sendable, Equatable {
-    /// Undo the byte spelling; a token with a character outside it contributes its own UTF-8 bytes.
-    case byteLevel
-    /// No decoder: tokens joined with spaces, as `tokenizers` does.
-    case none
-}

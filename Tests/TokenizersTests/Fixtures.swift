@@ -49,6 +49,28 @@ enum Fixtures {
         try load(Reference.self, "\(flavour.rawValue)/reference.json")
     }
 
+    /// A flavour with one tokenizer.json component swapped, and what `tokenizers` made of the first corpus strings.
+    struct Variant {
+        let tokenizerJSON: [String: Any]
+        let encoded: [[Int32]]
+        /// Decoded text by corpus index, where it differs from the input.
+        let decoded: [String: String]
+    }
+
+    static let variantNames: [String] = {
+        let all = try! JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("variants.json"))) as! [String: Any]
+        return all.keys.sorted()
+    }()
+
+    static func variant(_ name: String) throws -> Variant {
+        let all = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("variants.json"))) as! [String: Any]
+        let entry = all[name] as! [String: Any]
+        var json = try tokenizerJSON(Flavour(rawValue: entry["flavour"] as! String)!)
+        json[entry["field"] as! String] = entry["value"]
+        return Variant(tokenizerJSON: json, encoded: (entry["encoded"] as! [[Int]]).map { $0.map { Int32($0) } },
+                       decoded: entry["decoded"] as! [String: String])
+    }
+
     struct Chat: Decodable {
         struct Message: Decodable {
             let role: String

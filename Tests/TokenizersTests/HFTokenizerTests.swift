@@ -108,6 +108,24 @@ import Testing
         #expect(tokenizer.specialTokenID("<|no such token|>") == nil)
     }
 
+    /// Options none of the three flavours uses (Digits, add_prefix_space, NFKC, normalizer sequences), each swapped
+    /// into one of them, against `tokenizers` with the same swap.
+    @Test(arguments: Fixtures.variantNames)
+    func encodesVariantsExactly(_ name: String) throws {
+        let variant = try Fixtures.variant(name)
+        let tokenizer = try HFTokenizer(json: JSONSerialization.data(withJSONObject: variant.tokenizerJSON))
+        var mismatches: [String] = []
+        for (i, expected) in variant.encoded.enumerated() {
+            let text = Fixtures.corpus[i]
+            let ids = tokenizer.encode(text, addSpecialTokens: false)
+            if ids != expected { mismatches.append("#\(i) \"\(escaped(text))\": \(ids) expected \(expected)") }
+            let decoded = tokenizer.decode(expected, skipSpecialTokens: false)
+            let expectedText = variant.decoded[String(i)] ?? text
+            if !sameScalars(decoded, expectedText) { mismatches.append("#\(i) decoded \"\(escaped(decoded))\" expected \"\(escaped(expectedText))\"") }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) differ:\n\(mismatches.prefix(15).joined(separator: "\n"))")
+    }
+
     /// A word cache far smaller than the corpus empties itself over and over without changing any encoding.
     @Test func encodesTheSameWithATinyWordCache() throws {
         let tokenizer = try HFTokenizer(json: Data(contentsOf: Fixtures.tokenizerURL(.gpt2)), wordCacheCapacity: 8)

@@ -1,16 +1,3 @@
-/// A token added on top of the BPE vocabulary (special tokens such as "<|eot_id|>" and plain added tokens), matched
-/// in the text before anything else, with the flags of tokenizer.json's `added_tokens`.
-public struct AddedToken: Sendable, Equatable {
-    public var id: Int32
-    public var content: String
-    public var singleWord = false
-    public var leftStrip = false
-    public var rightStrip = false
-    /// Matched in the normalized text (true) or in the raw text (false).
-    public var normalized = true
-    public var special = false
-}
-
 /// Finds added tokens in text the way `tokenizers` does: leftmost-longest, non-overlapping matches, then the
 /// single-word, left-strip and right-strip rules, which can drop a match or widen it over whitespace.
 struct AddedTokenMatcher: Sendable {
