@@ -53,10 +53,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store"], path: "Tests/StoreTests"),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], path: "Tests/TokenizersTests"),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model"], path: "Tests/ModelTests"),
-        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], path: "Tests/TokenizersTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model"], path: "Tests/RLTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "TestSupport"], path: "Tests/EndToEndTests"),
     ]
