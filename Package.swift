@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "Wire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Shared/Wire", exclude: ["Protos"]),
         .target(name: "Model", dependencies: ["COpenBLAS"], path: "Shared/Model"),
         .target(name: "RL", dependencies: ["Model"], path: "Shared/RL"),
+        .target(name: "Tokenizers", path: "Shared/Tokenizers"),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -47,7 +48,7 @@ let package = Package(
         .executableTarget(name: "Control", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
-            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -56,6 +57,7 @@ let package = Package(
         .executableTarget(name: "ModelProbe", dependencies: ["Model", "ModelAgreement"], path: "Tests/ModelProbe"),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "TestSupport"], path: "Tests/MessagingTests"),
         .testTarget(name: "StoreTests", dependencies: ["Store"], path: "Tests/StoreTests"),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"], path: "Tests/TokenizersTests"),
         .testTarget(name: "CompressionTests", dependencies: ["Compression"], path: "Tests/CompressionTests"),
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),

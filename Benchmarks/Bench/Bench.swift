@@ -6,7 +6,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -40,4 +40,13 @@ struct PipelineSuite: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pipeline", abstract: "The distributed loop at async level 0 and 2: learner wait, steps per minute, broadcast time.")
     @OptionGroup var options: SuiteOptions
     func run() throws { try runPipelineBench(json: options.json) }
+}
+
+struct TokenizerSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenizer", abstract: "Hugging Face byte-level BPE encoding and decoding speed on one core (MB/s). Run from the repository root.")
+    @OptionGroup var options: SuiteOptions
+    @Option(name: .customLong("tokenizer"), help: "A tokenizer.json to measure (repeatable); default: the three fixture tokenizers.") var tokenizers: [String] = []
+    @Option(help: "A UTF-8 text file to encode; default: about 4 MB built from the fixture corpus.") var text: String?
+    func run() throws { try runTokenizerBench(json: options.json, tokenizerPaths: tokenizers, textPath: text) }
 }
