@@ -30,13 +30,13 @@ let package = Package(
         .target(name: "Store", dependencies: ["CHiredis"], path: "Shared/Store"),
         .target(name: "Compression", dependencies: ["CZstd"], path: "Shared/Compression"),
         .target(name: "Wire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Shared/Wire", exclude: ["Protos"]),
-        .target(name: "Model", dependencies: ["COpenBLAS"], path: "Shared/Model"),
-        .target(name: "RL", dependencies: ["Model"], path: "Shared/RL"),
+        .target(name: "Model", dependencies: ["COpenBLAS", "Tokenizers"], path: "Shared/Model"),
+        .target(name: "RL", dependencies: ["Model", "Tokenizers"], path: "Shared/RL"),
         .target(name: "Tokenizers", path: "Shared/Tokenizers"),
         .target(
             name: "ServiceKit",
             dependencies: [
-                "Messaging", "Store", "Compression", "Wire", "Model", "RL",
+                "Messaging", "Store", "Compression", "Wire", "Model", "RL", "Tokenizers",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Shared/ServiceKit"),

@@ -111,7 +111,7 @@ func runLearningBench(json: Bool) throws {
     for step in 1...recipe.grpoSteps {
         var samples: [TrainingSample] = []
         for (i, task) in nextTrainingTasks(recipe.prompts).enumerated() {
-            let prompt = PromptFormat.promptTokens(task.prompt)
+            let prompt = PromptFormat.bytes.promptTokens(task.prompt)
             let options = SamplingOptions(temperature: recipe.temperature, maxNewTokens: maxNewTokens, seed: UInt64(step) &* 1_000_003 &+ UInt64(i))
             let group = model.sample(prompt: prompt, count: recipe.groupSize, options: options)
             let scored = GroupScoring.score(task: task, completions: group.map(\.tokens), environment: environment, shaping: shaping)

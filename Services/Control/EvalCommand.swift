@@ -46,6 +46,9 @@ struct EvalCommand: AsyncParsableCommand {
                 }
                 runConfig = stored.config
             }
+            // The run's own prompt format as the learner published it; a run file given here brings its own.
+            let published = config == nil ? try await RunFormatCache().format(names: session.names, redis: session.redis)?.prompt : nil
+            let tokenizerJSON = published == nil ? try runConfig.tokenizerJSON() : nil
             let store = CheckpointStore(names: session.names, redis: session.redis)
             let chosen: UInt64
             if version == "latest" {
@@ -68,7 +71,8 @@ struct EvalCommand: AsyncParsableCommand {
             let started = ContinuousClock.now
             let outcomes = try await ComputeQueue(label: "control.eval").run {
                 let model = try Policies.fromSafetensors(bytes)
-                return Evaluation.run(model: model, environment: environment, tasks: heldOut, maxNewTokens: maxNewTokens)
+                let format = try published ?? runConfig.promptFormat(tokenizerJSON: tokenizerJSON, eos: model.eosToken)
+                return Evaluation.run(model: model, environment: environment, tasks: heldOut, maxNewTokens: maxNewTokens, format: format)
             }
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

@@ -117,6 +117,10 @@ final class Learner {
     /// Held-out prompts never appear in training (2-digit arithmetic has only 10k distinct problems).
     let heldOut: [RLTask]
     let heldOutPrompts: Set<String>
+    /// How text becomes tokens in this run (the model's tokenizer, the run's template), and what the roles read of it.
+    let format: PromptFormat
+    let tokenizerJSON: [UInt8]?
+    let vocabSize: Int, contextLength: Int, eosToken: Int32
 
     init(context: ServiceContext, settings: Settings, inbox: ControlInbox) throws {
         self.context = context
@@ -130,6 +134,9 @@ final class Learner {
         heldOut = environment.tasks(seed: config.evalSeed, range: 0..<config.evalTasks)
         heldOutPrompts = Set(heldOut.map(\.prompt))
         let model = try config.makePolicy()
+        tokenizerJSON = try config.tokenizerJSON()
+        format = try config.promptFormat(tokenizerJSON: tokenizerJSON, eos: model.eosToken)
+        (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
         let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1)
         trainer = Confined(GRPOTrainer(model: model, optimizer: optimizer,
                                        config: GRPOTrainerConfig(learningRate: config.learningRate, loss: config.grpo)))
@@ -140,6 +147,7 @@ final class Learner {
     func run(resuming: Bool) async throws {
         print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)"))
         try await setState(["config": settings.toml(keys: RunConfig.settings.map(\.key)), "status": "starting"])
+        try await publishFormat()
         if resuming {
             try await restore()
         } else {
@@ -334,8 +342,8 @@ final class Learner {
         guard message.policyVersion <= version else { throw bad("policy_version", "\(message.policyVersion) is from the future (learner is at \(version))") }
         guard !message.rolloutMessageID.isEmpty else { throw bad("rollout_message_id", "is empty") }
         guard !message.completions.isEmpty, message.completions.count <= 4096 else { throw bad("completions", "has \(message.completions.count) entries") }
-        let vocabulary = Int32(config.model.vocabSize)
-        let context = config.model.contextLength
+        let vocabulary = Int32(vocabSize)
+        let context = contextLength
         for (index, scored) in message.completions.enumerated() {
             let completion = scored.completion
             guard completion.tokens.count == completion.logprobs.count, !completion.tokens.isEmpty else {
@@ -508,6 +516,16 @@ final class Learner {
         context.logger.notice("restored step \(step), \(applied.count) applied groups")
     }
 
+    /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens.
+    func publishFormat() async throws {
+        if let tokenizerJSON {
+            _ = try await fabric.redis.set(names.tokenizerKey, tokenizerJSON)
+        } else {
+            _ = try await fabric.redis.del([names.tokenizerKey])
+        }
+        try await setState(RunFormat.stateFields(tokenizerJSON: tokenizerJSON, eos: eosToken, vocabSize: vocabSize))
+    }
+
     func setState(_ fields: [String: String]) async throws {
         _ = try await fabric.redis.hset(names.stateKey, fields: fields.mapValues { $0 as any RedisArgument })
     }
@@ -520,6 +538,7 @@ final class Learner {
         let trainer = self.trainer
         let environment = self.environment
         let config = self.config
+        let format = self.format
         let heldOutPrompts = self.heldOutPrompts
         // The probe decides when to stop; it shares no prompt with the held-out set.
         let probe = environment.tasks(seed: config.seed &+ 3, range: 0..<400).filter { !heldOutPrompts.contains($0.prompt) }.prefix(200).map { $0 }
@@ -529,13 +548,13 @@ final class Learner {
             for warmStep in 0..<config.warmupSteps {
                 let tasks = environment.tasks(seed: config.seed &+ 7, range: (warmStep * config.warmupBatch)..<((warmStep + 1) * config.warmupBatch))
                 let examples = tasks.filter { !heldOutPrompts.contains($0.prompt) }.map { task in
-                    SupervisedExample(promptTokens: PromptFormat.promptTokens(task.prompt),
-                                      completionTokens: PromptFormat.completionTokens(environment.referenceSolution(for: task)))
+                    SupervisedExample(promptTokens: format.promptTokens(task.prompt),
+                                      completionTokens: format.completionTokens(environment.referenceSolution(for: task)))
                 }
                 last = try SupervisedTraining.step(model: trainer.value.model, optimizer: trainer.value.optimizer, examples: examples,
                                                    learningRate: config.warmupLearningRate).loss
                 if config.warmupTargetAccuracy > 0, (warmStep + 1) % 25 == 0 {
-                    probeAccuracy = Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: probe, maxNewTokens: config.maxNewTokens)
+                    probeAccuracy = Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: probe, maxNewTokens: config.maxNewTokens, format: format)
                     if probeAccuracy >= config.warmupTargetAccuracy { return (last, warmStep + 1, probeAccuracy) }
                 }
             }
@@ -555,7 +574,8 @@ final class Learner {
         let tasks = heldOut
         let environment = self.environment
         let maxNewTokens = config.maxNewTokens
-        return try await compute.run { Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: tasks, maxNewTokens: maxNewTokens) }
+        let format = self.format
+        return try await compute.run { Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: tasks, maxNewTokens: maxNewTokens, format: format) }
     }
 }
 

@@ -35,6 +35,7 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
     let fabric = context.fabric
     let store = CheckpointStore(names: fabric.names, redis: fabric.redis)
     let environments = EnvironmentCache()
+    let formats = RunFormatCache()
     let meanOnly = try context.settings.bool("reward.mean_only")
     let compute = ComputeQueue(label: "reward.verify")
     let meter = RateMeter()
@@ -44,13 +45,19 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
         let group: RolloutGroup
         do {
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
+            guard let format = try await formats.format(names: fabric.names, redis: fabric.redis) else { throw RunNotPublished() }
             let latest = try await store.latest().map(Int.init) ?? -1
-            try validate(group, run: fabric.names.run, latestVersion: latest)
+            try validate(group, run: fabric.names.run, latestVersion: latest, vocabularySize: format.vocabSize)
         } catch let error as WireError {
             await fabric.deadLetter(delivery, reason: error.reason)
             return
+        } catch is RunNotPublished {
+            try await delivery.nack(requeue: true)
+            try await Task.sleep(for: .seconds(1))
+            return
         }
-        guard let environment = try await environments.environment(fabric: fabric) else {
+        guard let environment = try await environments.environment(fabric: fabric),
+              let format = try await formats.format(names: fabric.names, redis: fabric.redis) else {
             // The run's state is not written yet: hand it back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
@@ -63,7 +70,7 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
         let completions = group.completions.map(\.tokens)
         // Verifiers may run programs (code tasks): off the cooperative pool.
         let scored = try await compute.run {
-            GroupScoring.score(task: task, completions: completions, environment: environment, meanOnly: meanOnly)
+            GroupScoring.score(task: task, completions: completions, environment: environment, format: format.prompt, meanOnly: meanOnly)
         }
         var message = ScoredGroupMessage()
         message.envelope = fabric.envelope()
@@ -99,7 +106,10 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
     }
 }
 
-func validate(_ group: RolloutGroup, run: String, latestVersion: Int) throws {
+/// The learner has not written the run's format yet: the group waits.
+struct RunNotPublished: Error {}
+
+func validate(_ group: RolloutGroup, run: String, latestVersion: Int, vocabularySize: Int) throws {
     func bad(_ field: String, _ reason: String) -> WireError {
         WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: field, reason: reason)
     }
@@ -110,7 +120,7 @@ func validate(_ group: RolloutGroup, run: String, latestVersion: Int) throws {
     guard group.completions.count == Int(group.task.groupSize), !group.completions.isEmpty else {
         throw bad("completions", "has \(group.completions.count) completions for group size \(group.task.groupSize)")
     }
-    let vocabulary = Int32(ByteTokenizer.vocabSize)
+    let vocabulary = Int32(vocabularySize)
     for (index, completion) in group.completions.enumerated() {
         guard !completion.tokens.isEmpty, completion.tokens.count <= 4096 else {
             throw bad("completions[\(index)].tokens", "has \(completion.tokens.count) tokens (1...4096 allowed)")

@@ -38,6 +38,8 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
         context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
     }
     let store = CheckpointStore(names: fabric.names, redis: checkpointRedis)
+    // The run's tokenizer and template, from the same nearby Redis (checked against the SHA-256 in the run state).
+    let formats = RunFormatCache()
     let policy = PolicyHolder()
     let versionWait = try context.settings.double("rollout.version_wait_seconds")
     let maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
@@ -113,7 +115,11 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             return
         }
         let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
-        let prompt = PromptFormat.promptTokens(task.prompt)
+        guard let format = try await formats.format(names: fabric.names, redis: checkpointRedis) else {
+            try await delivery.nack(requeue: true)  // the run is not published yet (a task of an older run): later
+            return
+        }
+        let prompt = format.prompt.promptTokens(task.prompt)
         let version = policy.version.load(ordering: .relaxed)
         context.status.set(state: "generating", detail: task.taskID)
         let generateStarted = ContinuousClock.now

@@ -1,3 +1,4 @@
+import Tokenizers
 /// Byte-level tokenizer: tokens 0...255 are UTF-8 bytes, then the special tokens bos, eos and pad.
 public struct ByteTokenizer: Sendable {
     public static let bos: Int32 = 256
@@ -22,4 +23,27 @@ public struct ByteTokenizer: Sendable {
 
     /// True for bos, eos and pad.
     public static func isSpecial(_ token: Int32) -> Bool { token >= 256 }
+}
+
+extension ByteTokenizer: TextTokenizer {
+    public var vocabSize: Int { Self.vocabSize }
+
+    /// With `addSpecialTokens`, bos first (the framing of a bare prompt).
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int32] {
+        (addSpecialTokens ? [Self.bos] : []) + encode(text)
+    }
+
+    /// Special tokens never decode to text, so both ways are the same.
+    public func decode(_ tokens: [Int32], skipSpecialTokens: Bool) -> String { decode(tokens) }
+
+    public func specialTokenID(_ name: String) -> Int32? {
+        switch name {
+        case "<bos>": Self.bos
+        case "<eos>": Self.eos
+        case "<pad>": Self.pad
+        default: nil
+        }
+    }
+
+    public func isSpecial(_ token: Int32) -> Bool { Self.isSpecial(token) }
 }

@@ -20,12 +20,12 @@ public struct DifficultyFilter: Sendable {
     }
 
     /// Each task with `difficulty` set to 1 − its estimated pass rate, and the pass rate itself.
-    public func estimate(model: any Policy, environment: any Environment, tasks: [RLTask]) -> [(task: RLTask, passRate: Double)] {
+    public func estimate(model: any Policy, environment: any Environment, tasks: [RLTask], format: PromptFormat = .bytes) -> [(task: RLTask, passRate: Double)] {
         tasks.enumerated().map { i, task in
             let options = SamplingOptions(temperature: temperature, maxNewTokens: maxNewTokens, seed: seed &+ UInt64(i) &* 0x9E37_79B9)
-            let completions = model.sample(prompt: PromptFormat.promptTokens(task.prompt), count: samplesPerTask, options: options)
+            let completions = model.sample(prompt: format.promptTokens(task.prompt), count: samplesPerTask, options: options)
             let passed = completions.filter {
-                environment.verify(completion: PromptFormat.completionText($0.tokens), task: task).isCorrect
+                environment.verify(completion: format.completionText($0.tokens), task: task).isCorrect
             }.count
             let rate = Double(passed) / Double(samplesPerTask)
             var scored = task
@@ -35,8 +35,8 @@ public struct DifficultyFilter: Sendable {
     }
 
     /// The tasks whose estimated pass rate lies within `keep`, difficulty set; and how many were dropped.
-    public func filter(model: any Policy, environment: any Environment, tasks: [RLTask]) -> (kept: [RLTask], dropped: Int) {
-        let estimated = estimate(model: model, environment: environment, tasks: tasks)
+    public func filter(model: any Policy, environment: any Environment, tasks: [RLTask], format: PromptFormat = .bytes) -> (kept: [RLTask], dropped: Int) {
+        let estimated = estimate(model: model, environment: environment, tasks: tasks, format: format)
         let kept = estimated.filter { keep.contains($0.passRate) }.map(\.task)
         return (kept, tasks.count - kept.count)
     }

@@ -29,10 +29,10 @@ public struct SupervisedExample: Sendable, Codable, Equatable {
         self.completionTokens = completionTokens
     }
 
-    /// The environment's reference solution for `task`, in `PromptFormat`.
-    public init(task: RLTask, environment: any Environment) {
-        self.init(promptTokens: PromptFormat.promptTokens(task.prompt),
-                  completionTokens: PromptFormat.completionTokens(environment.referenceSolution(for: task)))
+    /// The environment's reference solution for `task`, in `format`.
+    public init(task: RLTask, environment: any Environment, format: PromptFormat = .bytes) {
+        self.init(promptTokens: format.promptTokens(task.prompt),
+                  completionTokens: format.completionTokens(environment.referenceSolution(for: task)))
     }
 }
 

@@ -37,6 +37,8 @@ public struct Names: Sendable {
     public func stagingKey(version: UInt64) -> String { "\(prefix):staging:\(version)" }
     public func heartbeatKey(role: String, instance: String) -> String { "\(prefix):hb:\(role):\(instance)" }
     public var heartbeatPattern: String { "\(prefix):hb:*" }
+    /// The run's tokenizer.json when its model brings one (its SHA-256 is in the run state); every role reads it.
+    public var tokenizerKey: String { "\(prefix):tokenizer" }
     /// The learner's own resumable state: weights, optimizer, step, applied group ids.
     public var learnerStateKey: String { "\(prefix):learner" }
     public var appliedGroupsKey: String { "\(prefix):learner:applied" }

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import RL
+import Tokenizers
 
 /// Every knob that changes learning, in one place, with the same names in the run file, the environment,
 /// flags and `tributary set`. Printed at start by the learner.
@@ -30,6 +31,9 @@ public struct RunConfig: Sendable, Equatable {
     public var model: GPTConfig
     /// A Hugging Face model directory (gpt2, llama, qwen2) the run starts from; nil: a GPT initialised from `model`.
     public var modelPath: String?
+    /// Chat template the prompts are rendered with (nil: bare prompts), and its optional system turn.
+    public var chatTemplate: ChatTemplate?
+    public var systemPrompt: String?
 
     public static let settings: [Setting] = [
         Setting("run.id", "default", "run id: names its queues and Redis keys ([A-Za-z0-9_-])"),
@@ -63,7 +67,9 @@ public struct RunConfig: Sendable, Equatable {
         Setting("model.heads", "4", "attention heads"),
         Setting("model.channels", "128", "embedding width"),
         Setting("model.context", "64", "context length"),
-        Setting("model.path", "", "start from this Hugging Face model directory (config.json, safetensors); empty: a new GPT of the shape above"),
+        Setting("model.path", "", "start from this Hugging Face model directory (config.json, safetensors, tokenizer.json); empty: a new GPT of the shape above with the byte tokenizer"),
+        Setting("prompt.template", "", "chat template for prompts: chatml, llama3, or a template of your own (docs/models.md); empty: bare prompts"),
+        Setting("prompt.system", "", "system turn before each prompt (with a template)"),
     ]
 
     /// Keys `tributary set` may change during a run.
@@ -105,6 +111,15 @@ public struct RunConfig: Sendable, Equatable {
         try model.validate()
         let path = try settings.string("model.path")
         modelPath = path.isEmpty ? nil : path
+        let template = try settings.string("prompt.template")
+        do { chatTemplate = template.isEmpty ? nil : try ChatTemplate.resolve(template) } catch {
+            throw SettingsError(problem: "setting 'prompt.template': \(error)")
+        }
+        let system = try settings.string("prompt.system")
+        systemPrompt = system.isEmpty ? nil : system
+        if systemPrompt != nil && chatTemplate == nil {
+            throw SettingsError(problem: "setting 'prompt.system' needs a 'prompt.template' to put the system turn in")
+        }
         _ = try EnvironmentFactory.make(environment)
         guard temperature >= 0 else { throw SettingsError(problem: "setting 'inference.temperature' must be >= 0") }
     }
@@ -125,6 +140,25 @@ public struct RunConfig: Sendable, Equatable {
         } catch {
             throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': \(error)")
         }
+    }
+
+    /// The tokenizer.json of `modelPath`; nil for the byte tokenizer of a new GPT.
+    public func tokenizerJSON() throws -> [UInt8]? {
+        guard let modelPath else { return nil }
+        let url = URL(fileURLWithPath: modelPath).appendingPathComponent("tokenizer.json")
+        guard let data = try? Data(contentsOf: url) else {
+            throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': no readable tokenizer.json at \(url.path)")
+        }
+        return [UInt8](data)
+    }
+
+    /// How prompts and answers become tokens in this run: the byte tokenizer, or the model's tokenizer.json; the
+    /// run's template; the policy's eos.
+    public func promptFormat(tokenizerJSON: [UInt8]?, eos: Int32) throws -> PromptFormat {
+        guard let tokenizerJSON else {
+            return PromptFormat(tokenizer: ByteTokenizer(), template: chatTemplate, systemPrompt: systemPrompt, eos: eos)
+        }
+        return PromptFormat(tokenizer: try HFTokenizer(json: Data(tokenizerJSON)), template: chatTemplate, systemPrompt: systemPrompt, eos: eos)
     }
 
     /// Held-out tasks: a seed no training task uses.

@@ -27,7 +27,7 @@ func tinyModel(seed: UInt64 = 7) -> GPT {
 
     @Test func sampledLogprobsMatchTheTrainingForward() throws {
         let model = tinyModel()
-        let prompt = PromptFormat.promptTokens("12+34=")
+        let prompt = PromptFormat.bytes.promptTokens("12+34=")
         let group = model.sample(prompt: prompt, count: 3, options: SamplingOptions(temperature: 1, maxNewTokens: 5, seed: 11))
         let packed = try PackedBatch(pairs: group.map { (prompt, $0.tokens) }, contextLength: 16, padToken: ByteTokenizer.pad)
         let (logprobs, _) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time)
@@ -42,8 +42,8 @@ func tinyModel(seed: UInt64 = 7) -> GPT {
 
     @Test(arguments: [1.0, -1.0])
     func advantageSignMovesLikelihood(advantage: Double) throws {
-        let prompt = PromptFormat.promptTokens("7+1=")
-        let completion = PromptFormat.completionTokens("8")
+        let prompt = PromptFormat.bytes.promptTokens("7+1=")
+        let completion = PromptFormat.bytes.completionTokens("8")
         let model = tinyModel()
         func logprobs() throws -> [Float] {
             let packed = try PackedBatch(pairs: [(prompt, completion)], contextLength: 16, padToken: ByteTokenizer.pad)
@@ -94,7 +94,7 @@ func tinyModel(seed: UInt64 = 7) -> GPT {
         // with training only to rounding (~1e-5 in a logit): the answer is only certain to come out if every one of its
         // tokens leads the runner-up by far more than that. Training must give it a lead of a whole logit (it gives
         // about 6 here); then the greedy completion is the answer on any CPU.
-        let prompt = PromptFormat.promptTokens(task.prompt), completion = PromptFormat.completionTokens(task.answer)
+        let prompt = PromptFormat.bytes.promptTokens(task.prompt), completion = PromptFormat.bytes.completionTokens(task.answer)
         let logits = model.logits(tokens: prompt + completion.dropLast())
         let V = model.config.vocabSize
         for (j, token) in completion.enumerated() {
@@ -112,8 +112,8 @@ func tinyModel(seed: UInt64 = 7) -> GPT {
         reference.copyWeights(from: model)
         let trainer = GRPOTrainer(model: model, optimizer: AdamW(model: model, learningRate: 1e-2, weightDecay: 0),
                                   config: GRPOTrainerConfig(learningRate: 1e-2, loss: GRPOConfig(klCoefficient: 1)), referenceModel: reference)
-        let prompt = PromptFormat.promptTokens("1+1=")
-        let completion = PromptFormat.completionTokens("2")
+        let prompt = PromptFormat.bytes.promptTokens("1+1=")
+        let completion = PromptFormat.bytes.completionTokens("2")
         let sample = TrainingSample(promptTokens: prompt, completionTokens: completion, behaviourLogprobs: [-5.6, -5.6], advantage: 0)
         let metrics = try trainer.step(samples: [sample])
         // Same weights, same batch, same kernels: the log-probs agree to rounding at worst (k3 ≈ d²/2 ≈ 1e-8 for d = 1e-4).

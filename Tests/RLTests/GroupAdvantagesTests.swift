@@ -59,7 +59,7 @@ import RL
     @Test func scoresDecodesAndDropsZeroSignalGroups() throws {
         let environment = ArithmeticEnvironment()
         let task = RLTask(id: "t", prompt: "1+2=", answer: "3")
-        let right = PromptFormat.completionTokens("3"), wrong = PromptFormat.completionTokens("4")
+        let right = PromptFormat.bytes.completionTokens("3"), wrong = PromptFormat.bytes.completionTokens("4")
         let scored = GroupScoring.score(task: task, completions: [right, wrong, Array(right.dropLast())], environment: environment)
         #expect(scored.rewards.map(\.total) == [1, 0, 1], "text after eos is ignored; a missing eos still decodes")
         let advantages = try #require(scored.advantages)
