@@ -62,6 +62,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "TestSupport"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "Model", "Tokenizers", "TestSupport"], path: "Tests/EndToEndTests"),
     ]
 )
