@@ -2,7 +2,9 @@
 """Rebuilds every model and tokenizer fixture the Swift tests and the Llama quickstart use, with pinned packages.
 
     scripts/make-model-fixtures.py [--out DIR]        (default: Tests/Fixtures, the committed copy)
-    scripts/make-model-fixtures.py check-export DIR   transformers scores a checkpoint Swift exported (see llama_fixtures.py)
+    scripts/make-model-fixtures.py check-export DIR   transformers recomputes the logits Swift wrote beside an export
+    scripts/make-model-fixtures.py score-export DIR EVAL_JSON   transformers scores an exported run checkpoint on the
+                                                      prompts of `tributary eval --json --show N` (score_export.py)
 
 Nothing is downloaded but the pinned packages from PyPI: models are random, tokenizers are trained here on text the
 script writes. Run it where Python and PyPI are at hand; CI and the tests read the committed fixtures without Python.
@@ -11,8 +13,8 @@ It makes (or reuses) a virtualenv with the pins below in .state/fixtures-venv an
                     encodings and chat-template renderings          (scripts/fixtures/tokenizer_fixtures.py)
   DIR/models/       tiny Llama, Qwen2 and GPT-2 checkpoints in float32/bfloat16/float16 with reference logits,
                     log-probs and greedy continuations              (scripts/fixtures/llama_fixtures.py)
-  DIR/models/llama-arith/   the Llama quickstart's starting model for the Llama 3 style tokenizer
-                                                                    (scripts/fixtures/llama_arith_fixture.py)
+  DIR/models/llama-arith/, DIR/models/qwen2-arith/   the Llama-family quickstarts' starting models for the
+                    Llama 3 and Qwen2 style tokenizers              (scripts/fixtures/llama_arith_fixture.py)
 """
 import os
 import subprocess
@@ -44,6 +46,9 @@ def main():
     if args[:1] == ["check-export"] and len(args) == 2:
         run(python, "llama_fixtures.py", "check-export", args[1])
         return
+    if args[:1] == ["score-export"] and len(args) == 3:
+        run(python, "score_export.py", args[1], args[2])
+        return
     out = os.path.join(ROOT, "Tests", "Fixtures")
     if args[:1] == ["--out"] and len(args) == 2:
         out = os.path.abspath(args[1])
@@ -52,7 +57,9 @@ def main():
     run(python, "tokenizer_fixtures.py", os.path.join(out, "tokenizers"))
     run(python, "llama_fixtures.py", os.path.join(out, "models"))
     run(python, "llama_arith_fixture.py", os.path.join(out, "tokenizers", "llama3", "tokenizer.json"),
-        os.path.join(out, "models", "llama-arith"))
+        os.path.join(out, "models", "llama-arith"), "llama")
+    run(python, "llama_arith_fixture.py", os.path.join(out, "tokenizers", "qwen2", "tokenizer.json"),
+        os.path.join(out, "models", "qwen2-arith"), "qwen2")
 
 
 if __name__ == "__main__":

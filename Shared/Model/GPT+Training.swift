@@ -3,11 +3,7 @@ extension GPT {
     /// Training pass. tokens, targets: (B,T) row-major; returns log p(target) and entropy per position, each (B*T).
     /// A negative target marks a position without a target: its logprob is 0 and it gets no gradient.
     public func forward(tokens: [Int32], targets: [Int32], batch B: Int, time T: Int) -> (logprobs: [Float], entropy: [Float]) {
-        precondition(B >= 1 && T >= 1 && T <= config.contextLength, "forward: need 1 <= T <= contextLength, got B=\(B) T=\(T)")
-        precondition(tokens.count == B * T && targets.count == B * T, "forward: tokens and targets must hold B*T = \(B * T) entries")
-        let V = Int32(config.vocabSize)
-        precondition(tokens.allSatisfy { $0 >= 0 && $0 < V }, "forward: token out of range 0..<\(V)")
-        precondition(targets.allSatisfy { $0 < V }, "forward: target out of range ..<\(V)")
+        checkTrainingBatch(tokens: tokens, targets: targets, B: B, T: T, contextLength: config.contextLength, vocabSize: config.vocabSize)
 
         let a = prepareActivations(B: B, T: T)
         lastTokens = tokens
@@ -15,16 +11,7 @@ extension GPT {
         tokens.withUnsafeBufferPointer { runForward(a, tokens: $0.baseAddress!) }
         // head: logits (B,T,V) = lnf @ wte^T, then log-softmax in place
         lmHeadForward(a.probs, a.lnf, B * T)
-        var logprobs = [Float](repeating: 0, count: B * T)
-        var entropy = [Float](repeating: 0, count: B * T)
-        targets.withUnsafeBufferPointer { tg in
-            logprobs.withUnsafeMutableBufferPointer { lp in
-                entropy.withUnsafeMutableBufferPointer { en in
-                    logprobForward(a.probs, lp.baseAddress!, en.baseAddress!, tg.baseAddress!, B * T, config.vocabSize)
-                }
-            }
-        }
-        return (logprobs, entropy)
+        return logprobsAndEntropy(a.probs, targets: targets, B * T, config.vocabSize)
     }
 
     /// dLogprobs: dLoss/dlogprob per position (B*T); mask 0/1 per position (masked positions contribute nothing).

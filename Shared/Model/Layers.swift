@@ -377,3 +377,27 @@ func logprobBackward(_ dlogits: UnsafeMutablePointer<Float>, _ dlogprobs: Unsafe
     }
     }
 }
+
+/// The shapes and ids a training pass needs, for every architecture (the learner validates messages before this).
+func checkTrainingBatch(tokens: [Int32], targets: [Int32], B: Int, T: Int, contextLength: Int, vocabSize: Int) {
+    precondition(B >= 1 && T >= 1 && T <= contextLength, "forward: need 1 <= T <= contextLength, got B=\(B) T=\(T)")
+    precondition(tokens.count == B * T && targets.count == B * T, "forward: tokens and targets must hold B*T = \(B * T) entries")
+    let V = Int32(vocabSize)
+    precondition(tokens.allSatisfy { $0 >= 0 && $0 < V }, "forward: token out of range 0..<\(V)")
+    precondition(targets.allSatisfy { $0 < V }, "forward: target out of range ..<\(V)")
+}
+
+/// log p(target) and entropy per position of logits (N,V) held in `probs`, which become the probabilities
+/// (what backward starts from).
+func logprobsAndEntropy(_ probs: UnsafeMutablePointer<Float>, targets: [Int32], _ N: Int, _ V: Int) -> (logprobs: [Float], entropy: [Float]) {
+    var logprobs = [Float](repeating: 0, count: N)
+    var entropy = [Float](repeating: 0, count: N)
+    targets.withUnsafeBufferPointer { tg in
+        logprobs.withUnsafeMutableBufferPointer { lp in
+            entropy.withUnsafeMutableBufferPointer { en in
+                logprobForward(probs, lp.baseAddress!, en.baseAddress!, tg.baseAddress!, N, V)
+            }
+        }
+    }
+    return (logprobs, entropy)
+}
