@@ -3,16 +3,36 @@
 
     bench-torch-llama.py [--threads 2] [--json]
 
-Same shapes as the Swift benchmark: LlamaForCausalLM L4 C256 H4 KV2 I688, vocabulary 512, tied, context 256; training
-batch 8 x 256 (forward, backward, AdamW), decoding a 64-token prompt to 192 new tokens at temperature 1 with the KV
-cache, batch 1 and 16. Best of several runs, like the Swift side. Pinned: torch==2.13.0+cpu transformers==5.23.0.
+Same shapes as the Swift benchmark (Benchmarks/Bench/ModelBench.swift): LlamaForCausalLM L4 C256 H4 KV2 I688,
+vocabulary 512, tied, context 256; training batch 8 x 256 (forward, backward, AdamW); decoding a 64-token prompt to 192
+new tokens at temperature 1 with the KV cache, batch 1 and 16. Best of several runs, like the Swift side.
+
+Decoding is measured two ways:
+- decode_tokens_per_s_batchN (the fair figure, used for the ratio): a hand-written KV-cache loop under
+  torch.inference_mode. The prompt is prefilled once (batch 1, logits of the last position only), its cache repeated
+  for the N samples (as the Swift sampler shares one prompt cache per group), then one token per sample per step is fed
+  with past_key_values (a DynamicCache) and use_cache=True, sampled with torch.multinomial from the softmax of the last
+  logits. Prefill, cache copy and sampling are inside the timing, as on the Swift side.
+- generate_tokens_per_s_batchN: model.generate() with the same prompt and lengths (prefilled N times, as generate does),
+  for reference: its per-step Python overhead (logits processors, stopping criteria, cache bookkeeping) dominates at
+  this small size.
+
+Measure on a quiet machine, as the Swift side is: with another process holding one of the 2 cores, torch's 2-thread
+OpenMP regions stall at every barrier (one decode step of this model went from ~5 ms at --threads 1 to ~140 ms at
+--threads 2 at load 6). The 1-minute load average is printed with the figures.
+
+Pinned (PyPI, CPU wheels): torch==2.13.0+cpu transformers==5.23.0; Python 3.11.
+The venv at /root/tributary-fixtures-venv has them.
 """
 import argparse
 import json
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+import transformers
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+PROMPT_LENGTH, NEW_TOKENS = 64, 192
 
 
 def main():
@@ -43,31 +63,68 @@ def main():
         train_step()
         times.append(time.perf_counter() - t0)
     best = min(times)
+    median = sorted(times)[len(times) // 2]
     train_tps = B * T / best
 
     model.eval()
-    prompt = torch.randint(0, 256, (1, 64))
+    prompt = torch.randint(0, 256, (1, PROMPT_LENGTH))
+
+    @torch.inference_mode()
+    def decode_loop(count):
+        """count samples of `prompt`, NEW_TOKENS each, by hand with the KV cache; returns the (count, NEW_TOKENS) tokens."""
+        cache = DynamicCache(config=model.config)
+        out = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :]
+        if count > 1:
+            cache.batch_repeat_interleave(count)
+            logits = logits.expand(count, -1)
+        generated = torch.empty((count, NEW_TOKENS), dtype=torch.long)
+        for step in range(NEW_TOKENS):
+            probs = torch.softmax(logits.float(), dim=-1)
+            next_tokens = torch.multinomial(probs, 1)
+            generated[:, step] = next_tokens[:, 0]
+            if step + 1 == NEW_TOKENS:
+                break  # the last token is sampled, not fed (as the Swift sampler stops at maxNewTokens)
+            out = model(input_ids=next_tokens, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :]
+        return generated
 
     @torch.no_grad()
-    def decode(count):
+    def generate(count):
         ids = prompt.repeat(count, 1)
-        kwargs = dict(max_new_tokens=192, min_new_tokens=192, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, pad_token_id=0)
-        model.generate(ids, **kwargs)
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            model.generate(ids, **kwargs)
-            best = min(best, time.perf_counter() - t0)
-        return count * 192 / best
+        out = model.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True, temperature=1.0,
+                             top_k=None, top_p=None, pad_token_id=0)
+        return out[:, PROMPT_LENGTH:]
 
-    d1, d16 = decode(1), decode(16)
+    def tokens_per_s(fn, count, repeats=3):
+        out = fn(count)  # warm-up
+        assert tuple(out.shape) == (count, NEW_TOKENS), f"{fn.__name__}: got {tuple(out.shape)} new tokens"
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(count)
+            best = min(best, time.perf_counter() - t0)
+        return count * NEW_TOKENS / best
+
+    d1, d16 = tokens_per_s(decode_loop, 1), tokens_per_s(decode_loop, 16)
+    g1, g16 = tokens_per_s(generate, 1), tokens_per_s(generate, 16)
+    with open("/proc/loadavg") as f:
+        load = float(f.read().split()[0])
     figures = {"train_tokens_per_s": round(train_tps, 2), "train_step_ms": round(1000 * best, 2),
+               "train_step_median_ms": round(1000 * median, 2),
                "decode_tokens_per_s_batch1": round(d1, 2), "decode_tokens_per_s_batch16": round(d16, 2),
-               "threads": args.threads, "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
-    print(f"transformers LlamaForCausalLM on PyTorch CPU, {args.threads} threads, {figures['parameters']} parameters")
-    print(f"train tokens/s            {train_tps:.0f} (step {1000 * best:.1f} ms)")
-    print(f"decode tokens/s batch 1   {d1:.0f}")
-    print(f"decode tokens/s batch 16  {d16:.0f}")
+               "generate_tokens_per_s_batch1": round(g1, 2), "generate_tokens_per_s_batch16": round(g16, 2),
+               "threads": args.threads, "torch": torch.__version__, "transformers": transformers.__version__,
+               "parameters": sum(p.numel() for p in model.parameters()), "load_average_1m": load}
+    print(f"transformers {transformers.__version__} LlamaForCausalLM on PyTorch {torch.__version__} CPU, {args.threads} threads, "
+          f"{figures['parameters']} parameters, load {load}")
+    print(f"train tokens/s                 {train_tps:.0f} (step {1000 * best:.1f} ms, median {1000 * median:.1f} ms)")
+    print(f"decode tokens/s batch 1        {d1:.0f} (KV-cache loop)")
+    print(f"decode tokens/s batch 16       {d16:.0f} (KV-cache loop)")
+    print(f"generate() tokens/s batch 1    {g1:.0f}")
+    print(f"generate() tokens/s batch 16   {g16:.0f}")
     if args.json:
         print(json.dumps(figures, sort_keys=True))
 

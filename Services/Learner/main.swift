@@ -139,7 +139,7 @@ final class Learner {
         (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
         let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1)
         trainer = Confined(GRPOTrainer(model: model, optimizer: optimizer,
-                                       config: GRPOTrainerConfig(learningRate: config.learningRate, loss: config.grpo)))
+                                       config: GRPOTrainerConfig(learningRate: config.learningRate, loss: config.grpo, microBatchSize: config.microBatch)))
     }
 
     var version: UInt64 { UInt64(step) }
@@ -552,7 +552,7 @@ final class Learner {
                                       completionTokens: format.completionTokens(environment.referenceSolution(for: task)))
                 }
                 last = try SupervisedTraining.step(model: trainer.value.model, optimizer: trainer.value.optimizer, examples: examples,
-                                                   learningRate: config.warmupLearningRate).loss
+                                                   learningRate: config.warmupLearningRate, microBatchSize: config.microBatch).loss
                 if config.warmupTargetAccuracy > 0, (warmStep + 1) % 25 == 0 {
                     probeAccuracy = Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: probe, maxNewTokens: config.maxNewTokens, format: format)
                     if probeAccuracy >= config.warmupTargetAccuracy { return (last, warmStep + 1, probeAccuracy) }
@@ -565,7 +565,7 @@ final class Learner {
         let model = trainer.value.model
         let learningRate = config.learningRate
         trainer.value = GRPOTrainer(model: model, optimizer: AdamW(model: model, learningRate: learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1),
-                                    config: GRPOTrainerConfig(learningRate: learningRate, loss: config.grpo))
+                                    config: GRPOTrainerConfig(learningRate: learningRate, loss: config.grpo, microBatchSize: config.microBatch))
     }
 
     func evaluate() async throws -> Double {

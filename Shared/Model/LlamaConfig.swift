@@ -17,7 +17,7 @@ public struct LlamaConfig: Sendable, Codable, Equatable, Hashable {
     public var ropeTheta: Double
     public var ropeScaling: Llama3RopeScaling?
     public var tiedEmbeddings: Bool
-    /// q, k and v projections have biases (Qwen2 always; Llama with attention_bias).
+    /// q, k and v projections have biases (Qwen2 always; a Llama with attention_bias is refused: it biases o_proj too).
     public var qkvBias: Bool
     public var bosToken: Int32
     public var eosToken: Int32
@@ -194,7 +194,11 @@ public enum HuggingFaceConfig: Sendable, Equatable {
         let heads = try j.int("num_attention_heads")
         let hidden = try j.int("hidden_size")
         let headDim = j.present("head_dim") ? try j.int("head_dim") : hidden / max(heads, 1)
-        let bias = modelType == "qwen2" ? true : ((d["attention_bias"] as? Bool) ?? false)
+        // Llama's attention_bias biases o_proj as well as q, k and v; only Qwen2's q/k/v biases are implemented
+        if modelType == "llama", (d["attention_bias"] as? Bool) == true {
+            throw LlamaConfigError(field: "attention_bias", reason: "true is not implemented for llama (it also biases o_proj)")
+        }
+        let bias = modelType == "qwen2"
         let c = LlamaConfig(
             modelType: modelType, vocabSize: try j.int("vocab_size"), contextLength: try j.int("max_position_embeddings"),
             layers: try j.int("num_hidden_layers"), channels: hidden, intermediateSize: try j.int("intermediate_size"),
@@ -226,7 +230,7 @@ public enum HuggingFaceConfig: Sendable, Equatable {
         if c.modelType == "qwen2" {
             dict["use_sliding_window"] = false
         } else {
-            dict["attention_bias"] = c.qkvBias
+            dict["attention_bias"] = false
             dict["mlp_bias"] = false
         }
         return try JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted])

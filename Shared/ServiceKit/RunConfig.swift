@@ -28,6 +28,8 @@ public struct RunConfig: Sendable, Equatable {
     public var warmupLearningRate: Float
     public var warmupBatch: Int
     public var warmupTargetAccuracy: Double
+    /// Sequences per forward/backward (gradients accumulate over micro-batches): bounds the learner's activations.
+    public var microBatch: Int
     public var model: GPTConfig
     /// A Hugging Face model directory (gpt2, llama, qwen2) the run starts from; nil: a GPT initialised from `model`.
     public var modelPath: String?
@@ -63,6 +65,7 @@ public struct RunConfig: Sendable, Equatable {
         Setting("trainer.warmup_learning_rate", "0.003", "warm-start learning rate"),
         Setting("trainer.warmup_batch", "32", "warm-start examples per step"),
         Setting("trainer.warmup_target_accuracy", "0", "stop the warm start early once a probe set (not held-out) reaches this accuracy (0: never)"),
+        Setting("trainer.micro_batch", "64", "sequences per forward/backward; gradients accumulate into one step (bounds the learner's activation memory)"),
         Setting("model.layers", "2", "transformer blocks"),
         Setting("model.heads", "4", "attention heads"),
         Setting("model.channels", "128", "embedding width"),
@@ -106,6 +109,7 @@ public struct RunConfig: Sendable, Equatable {
         warmupLearningRate = try settings.float("trainer.warmup_learning_rate")
         warmupBatch = try settings.int("trainer.warmup_batch", in: 1...65_536)
         warmupTargetAccuracy = try settings.double("trainer.warmup_target_accuracy")
+        microBatch = try settings.int("trainer.micro_batch", in: 1...65_536)
         model = GPTConfig(contextLength: try settings.int("model.context", in: 8...4096), layers: try settings.int("model.layers", in: 1...64),
                           heads: try settings.int("model.heads", in: 1...64), channels: try settings.int("model.channels", in: 8...4096))
         try model.validate()
@@ -135,11 +139,17 @@ public struct RunConfig: Sendable, Equatable {
     /// The policy the run starts from: the Hugging Face model at `modelPath`, or a new GPT of shape `model`.
     public func makePolicy() throws -> any Policy {
         guard let modelPath else { return GPT(config: model, seed: seed) }
+        let policy: any Policy
         do {
-            return try HuggingFaceCheckpoint.load(from: URL(fileURLWithPath: modelPath))
+            policy = try HuggingFaceCheckpoint.load(from: URL(fileURLWithPath: modelPath))
         } catch {
             throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': \(error)")
         }
+        // GPT's bos and eos are the byte tokenizer's: a BPE GPT-2 would end completions at an ordinary token
+        if policy.architecture == "gpt2", policy.vocabSize != ByteTokenizer.vocabSize {
+            throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': a gpt2 model with a \(policy.vocabSize)-token vocabulary cannot be trained yet (GPT-2 runs use the byte tokenizer; bring a llama or qwen2 model)")
+        }
+        return policy
     }
 
     /// The tokenizer.json of `modelPath`; nil for the byte tokenizer of a new GPT.
