@@ -116,7 +116,9 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
         }
         let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
         guard let format = try await formats.format(names: fabric.names, redis: checkpointRedis) else {
-            try await delivery.nack(requeue: true)  // the run is not published yet (a task of an older run): later
+            // The run's format is not published yet (a task older than its run): hand it back and look again shortly.
+            try await delivery.nack(requeue: true)
+            try await Task.sleep(for: .seconds(1))
             return
         }
         let prompt = format.prompt.promptTokens(task.prompt)
