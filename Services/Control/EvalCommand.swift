@@ -48,7 +48,6 @@ struct EvalCommand: AsyncParsableCommand {
             }
             // The run's own prompt format as the learner published it; a run file given here brings its own.
             let published = config == nil ? try await RunFormatCache().format(names: session.names, redis: session.redis)?.prompt : nil
-            let tokenizerJSON = published == nil ? try runConfig.tokenizerJSON() : nil
             let store = CheckpointStore(names: session.names, redis: session.redis)
             let chosen: UInt64
             if version == "latest" {
@@ -71,7 +70,7 @@ struct EvalCommand: AsyncParsableCommand {
             let started = ContinuousClock.now
             let outcomes = try await ComputeQueue(label: "control.eval").run {
                 let model = try Policies.fromSafetensors(bytes)
-                let format = try published ?? runConfig.promptFormat(tokenizerJSON: tokenizerJSON, eos: model.eosToken)
+                let format = try published ?? runConfig.promptFormat(tokenizerJSON: try runConfig.tokenizerJSON(for: model), eos: model.eosToken)
                 return Evaluation.run(model: model, environment: environment, tasks: heldOut, maxNewTokens: maxNewTokens, format: format)
             }
             let elapsed = ContinuousClock.now - started

@@ -134,8 +134,12 @@ final class Learner {
         heldOut = environment.tasks(seed: config.evalSeed, range: 0..<config.evalTasks)
         heldOutPrompts = Set(heldOut.map(\.prompt))
         let model = try config.makePolicy()
-        tokenizerJSON = try config.tokenizerJSON()
+        tokenizerJSON = try config.tokenizerJSON(for: model)
         format = try config.promptFormat(tokenizerJSON: tokenizerJSON, eos: model.eosToken)
+        // every id the tokenizer produces must be a row of the model's embedding
+        guard format.tokenizer.vocabSize <= model.vocabSize else {
+            throw SettingsError(problem: "setting 'model.path' = '\(config.modelPath ?? "")': its tokenizer.json has \(format.tokenizer.vocabSize) tokens, more than the model's vocabulary (\(model.vocabSize))")
+        }
         (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
         let optimizer = AdamW(model: model, learningRate: config.learningRate, beta1: 0.9, beta2: 0.999, weightDecay: 0, maxGradNorm: 1)
         trainer = Confined(GRPOTrainer(model: model, optimizer: optimizer,
@@ -146,8 +150,7 @@ final class Learner {
 
     func run(resuming: Bool) async throws {
         print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)"))
-        try await setState(["config": settings.toml(keys: RunConfig.settings.map(\.key)), "status": "starting"])
-        try await publishFormat()
+        try await publishFormat(more: ["config": settings.toml(keys: RunConfig.settings.map(\.key)), "status": "starting"])
         if resuming {
             try await restore()
         } else {
@@ -516,14 +519,16 @@ final class Learner {
         context.logger.notice("restored step \(step), \(applied.count) applied groups")
     }
 
-    /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens.
-    func publishFormat() async throws {
-        if let tokenizerJSON {
-            _ = try await fabric.redis.set(names.tokenizerKey, tokenizerJSON)
-        } else {
-            _ = try await fabric.redis.del([names.tokenizerKey])
-        }
-        try await setState(RunFormat.stateFields(tokenizerJSON: tokenizerJSON, eos: eosToken, vocabSize: vocabSize))
+    /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens, in
+    /// one transaction with `more` state fields, so no reader sees a tokenizer and a SHA-256 from two different runs.
+    func publishFormat(more: [String: String]) async throws {
+        let fields = RunFormat.stateFields(config: config, tokenizerJSON: tokenizerJSON, eos: eosToken, vocabSize: vocabSize).merging(more) { $1 }
+        var hset: [any RedisArgument] = ["HSET", names.stateKey]
+        for (field, value) in fields { hset += [field, value] }
+        let write: [any RedisArgument] = tokenizerJSON.map { ["SET", names.tokenizerKey, $0] } ?? ["DEL", names.tokenizerKey]
+        let replies = try await fabric.redis.pipeline([["MULTI"], write, hset, ["EXEC"]])
+        let errors = replies.compactMap(\.errorMessage) + (replies.last?.array ?? []).compactMap(\.errorMessage)
+        if let error = errors.first { throw RunFormatError(problem: "publishing the run's format: \(error)") }
     }
 
     func setState(_ fields: [String: String]) async throws {

@@ -45,8 +45,13 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
         let group: RolloutGroup
         do {
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
-            guard let format = try await formats.format(names: fabric.names, redis: fabric.redis) else { throw RunNotPublished() }
-            let latest = try await store.latest().map(Int.init) ?? -1
+            let published: RunFormat?
+            do { published = try await formats.format(names: fabric.names, redis: fabric.redis) } catch let error as RunFormatError {
+                context.logger.warning("run format unusable, group handed back: \(error)")
+                published = nil
+            }
+            guard let format = published else { throw RunNotPublished() }
+            let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
             try validate(group, run: fabric.names.run, latestVersion: latest, vocabularySize: format.vocabSize)
         } catch let error as WireError {
             await fabric.deadLetter(delivery, reason: error.reason)
@@ -57,7 +62,7 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
             return
         }
         guard let environment = try await environments.environment(fabric: fabric),
-              let format = try await formats.format(names: fabric.names, redis: fabric.redis) else {
+              let format = (try? await formats.format(names: fabric.names, redis: fabric.redis)) ?? nil else {
             // The run's state is not written yet: hand it back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
@@ -102,7 +107,7 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
         try await delivery.ack()
         meter.record()
         context.metrics.increment("scored_groups_total")
-        context.status.update { $0.throughput = meter.perSecond; $0.policyVersion = Int(group.policyVersion); $0.state = "waiting for rollouts" }
+        context.status.update { $0.throughput = meter.perSecond; $0.policyVersion = Int(clamping: group.policyVersion); $0.state = "waiting for rollouts" }
     }
 }
 
@@ -114,7 +119,7 @@ func validate(_ group: RolloutGroup, run: String, latestVersion: Int, vocabulary
         WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: field, reason: reason)
     }
     guard group.envelope.runID == run else { throw bad("envelope.run_id", "is '\(group.envelope.runID)', not this run '\(run)'") }
-    guard Int(group.policyVersion) <= latestVersion else {
+    guard latestVersion >= 0, group.policyVersion <= UInt64(latestVersion) else {
         throw bad("policy_version", "\(group.policyVersion) is from the future (newest checkpoint is \(latestVersion))")
     }
     guard group.completions.count == Int(group.task.groupSize), !group.completions.isEmpty else {

@@ -109,14 +109,20 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             return
         }
         let fetchStarted = ContinuousClock.now
-        guard try await ensurePolicy(minimum: Int(task.minPolicyVersion)) else {
+        // a version past Int's range can never be reached: it waits like any other future version, then goes back
+        guard try await ensurePolicy(minimum: Int(clamping: task.minPolicyVersion)) else {
             // No fresh enough policy in time (or stopping): hand the task back for later or for another worker.
             try await delivery.nack(requeue: true)
             return
         }
         let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
-        guard let format = try await formats.format(names: fabric.names, redis: checkpointRedis) else {
-            // The run's format is not published yet (a task older than its run): hand it back and look again shortly.
+        let published: RunFormat?
+        do { published = try await formats.format(names: fabric.names, redis: checkpointRedis) } catch let error as RunFormatError {
+            context.logger.warning("run format unusable, task handed back: \(error)")
+            published = nil
+        }
+        guard let format = published else {
+            // The run's format is not published (or is mid-update): hand the task back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
             return
@@ -129,6 +135,11 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
                                       topK: Int(task.sampling.topK), maxNewTokens: Int(task.sampling.maxNewTokens), seed: task.sampling.seed)
         let result: Result<[SampledCompletion], Error> = try await policy.compute.run {
             guard let model = policy.model.value else { throw SettingsError(problem: "no policy loaded") }
+            // the held policy must read every id of the run's tokenizer (a policy of an earlier run under this id may not)
+            if let token = prompt.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+                return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
+                                                       reason: "encodes to token \(token), outside the held policy's vocabulary (\(model.vocabSize))"))
+            }
             guard prompt.count + options.maxNewTokens <= model.contextLength else {
                 return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
                                                        reason: "\(prompt.count) tokens + max_new_tokens \(options.maxNewTokens) exceed the context \(model.contextLength)"))

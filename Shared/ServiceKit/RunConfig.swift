@@ -35,6 +35,8 @@ public struct RunConfig: Sendable, Equatable {
     public var modelPath: String?
     /// Chat template the prompts are rendered with (nil: bare prompts), and its optional system turn.
     public var chatTemplate: ChatTemplate?
+    /// `prompt.template` as given (a built-in name or a template), published for the other roles.
+    public var chatTemplateSource: String?
     public var systemPrompt: String?
 
     public static let settings: [Setting] = [
@@ -116,6 +118,7 @@ public struct RunConfig: Sendable, Equatable {
         let path = try settings.string("model.path")
         modelPath = path.isEmpty ? nil : path
         let template = try settings.string("prompt.template")
+        chatTemplateSource = template.isEmpty ? nil : template
         do { chatTemplate = template.isEmpty ? nil : try ChatTemplate.resolve(template) } catch {
             throw SettingsError(problem: "setting 'prompt.template': \(error)")
         }
@@ -152,9 +155,10 @@ public struct RunConfig: Sendable, Equatable {
         return policy
     }
 
-    /// The tokenizer.json of `modelPath`; nil for the byte tokenizer of a new GPT.
-    public func tokenizerJSON() throws -> [UInt8]? {
-        guard let modelPath else { return nil }
+    /// The tokenizer.json of `modelPath`; nil for the byte tokenizer (a new GPT, or a byte-level gpt2 directory, which
+    /// `makePolicy` only accepts with the byte vocabulary).
+    public func tokenizerJSON(for policy: any Policy) throws -> [UInt8]? {
+        guard let modelPath, policy.architecture != "gpt2" else { return nil }
         let url = URL(fileURLWithPath: modelPath).appendingPathComponent("tokenizer.json")
         guard let data = try? Data(contentsOf: url) else {
             throw SettingsError(problem: "setting 'model.path' = '\(modelPath)': no readable tokenizer.json at \(url.path)")

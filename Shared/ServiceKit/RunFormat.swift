@@ -2,56 +2,75 @@ import Foundation
 import Synchronization
 import RL
 import Store
+import Model
+import Tokenizers
 
-/// What every role needs to turn a run's text into tokens and back, as the learner published it in the run state:
-/// the run config, its prompt format (the byte tokenizer, or the model's tokenizer.json checked against the SHA-256
-/// the learner recorded) and the policy's vocabulary.
+/// What every role needs to turn a run's text into tokens and back, as the learner published it in the run state: the
+/// prompt format (the byte tokenizer, or the model's tokenizer.json checked against the SHA-256 the learner recorded;
+/// the run's chat template and system turn; the policy's eos) and the policy's vocabulary. Only these fields are read,
+/// not the whole run config, so a worker of an older build is not stopped by a run setting it does not know.
 public struct RunFormat: Sendable {
-    public var config: RunConfig
     public var prompt: PromptFormat
     public var vocabSize: Int
 
     /// Run-state fields the learner writes before any task exists.
     public enum Field {
-        public static let config = "config"
+        public static let template = "prompt_template"
+        public static let system = "prompt_system"
         public static let tokenizerSHA256 = "tokenizer_sha256"
         public static let eosToken = "eos_token"
         public static let vocabSize = "vocab_size"
+        static let all = [template, system, tokenizerSHA256, eosToken, vocabSize]
     }
 
-    /// The state fields that describe `format` (the config is written on its own).
-    public static func stateFields(tokenizerJSON: [UInt8]?, eos: Int32, vocabSize: Int) -> [String: String] {
-        [Field.tokenizerSHA256: tokenizerJSON.map { sha256Hex($0) } ?? "", Field.eosToken: String(eos), Field.vocabSize: String(vocabSize)]
+    /// The state fields that describe the run's format.
+    public static func stateFields(config: RunConfig, tokenizerJSON: [UInt8]?, eos: Int32, vocabSize: Int) -> [String: String] {
+        [Field.template: config.chatTemplateSource ?? "", Field.system: config.systemPrompt ?? "",
+         Field.tokenizerSHA256: tokenizerJSON.map { sha256Hex($0) } ?? "", Field.eosToken: String(eos), Field.vocabSize: String(vocabSize)]
     }
 }
 
-/// The run's format, re-read from Redis only when the run state changes (a reused run id may bring another model).
+/// The run's format, re-read from Redis only when the published fields change (a reused run id may bring another model).
 public final class RunFormatCache: Sendable {
     private let cached = Mutex<(key: [String], format: RunFormat)?>(nil)
 
     public init() {}
 
-    /// nil while the learner has not published the run yet.
+    /// nil while the learner has not published the run's format. Throws `RunFormatError`, naming the field, when what is
+    /// published cannot be used (or is mid-update: the caller hands its message back and looks again).
     public func format(names: Names, redis: RedisClient) async throws -> RunFormat? {
-        let fields = [RunFormat.Field.config, RunFormat.Field.tokenizerSHA256, RunFormat.Field.eosToken, RunFormat.Field.vocabSize]
-        let reply = try await redis.command(["HMGET", names.stateKey] + fields)
+        let reply = try await redis.command(["HMGET", names.stateKey] + RunFormat.Field.all)
         let values = (reply.array ?? []).map { $0.string }
-        guard values.count == fields.count, let toml = values[0], let sha = values[1],
-              let eos = values[2].flatMap({ Int32($0) }), let vocab = values[3].flatMap({ Int($0) }) else { return nil }
-        let key = values.map { $0 ?? "" }
+        guard values.count == RunFormat.Field.all.count, let template = values[0], let system = values[1], let sha = values[2],
+              let eosText = values[3], let vocabText = values[4] else { return nil }
+        let key = [template, system, sha, eosText, vocabText]
         if let hit = cached.withLock({ $0 }), hit.key == key { return hit.format }
-        let config = try RunConfig(try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"))
-        var tokenizerJSON: [UInt8]? = nil
-        if !sha.isEmpty {
+        guard let vocab = Int(vocabText), (1...Int(Int32.max)).contains(vocab) else {
+            throw RunFormatError(problem: "run state \(RunFormat.Field.vocabSize) = '\(vocabText.prefix(20))' is not a vocabulary size")
+        }
+        guard let eos = Int32(eosText), eos >= 0, Int(eos) < vocab else {
+            throw RunFormatError(problem: "run state \(RunFormat.Field.eosToken) = '\(eosText.prefix(20))' is not a token of the \(vocab)-token vocabulary")
+        }
+        let tokenizer: any TextTokenizer
+        if sha.isEmpty {
+            tokenizer = ByteTokenizer()
+        } else {
             guard let bytes = try await redis.get(names.tokenizerKey) else {
                 throw RunFormatError(problem: "the run state names tokenizer \(sha.prefix(16)) but \(names.tokenizerKey) is missing")
             }
             guard sha256Hex(bytes) == sha else {
                 throw RunFormatError(problem: "\(names.tokenizerKey) does not match the SHA-256 in the run state (\(sha.prefix(16)))")
             }
-            tokenizerJSON = bytes
+            do { tokenizer = try HFTokenizer(json: Data(bytes)) } catch {
+                throw RunFormatError(problem: "\(names.tokenizerKey): \(error)")
+            }
         }
-        let format = RunFormat(config: config, prompt: try config.promptFormat(tokenizerJSON: tokenizerJSON, eos: eos), vocabSize: vocab)
+        let chatTemplate: ChatTemplate?
+        do { chatTemplate = template.isEmpty ? nil : try ChatTemplate.resolve(template) } catch {
+            throw RunFormatError(problem: "run state \(RunFormat.Field.template): \(error)")
+        }
+        let prompt = PromptFormat(tokenizer: tokenizer, template: chatTemplate, systemPrompt: system.isEmpty ? nil : system, eos: eos)
+        let format = RunFormat(prompt: prompt, vocabSize: vocab)
         cached.withLock { $0 = (key, format) }
         return format
     }
@@ -61,4 +80,6 @@ public final class RunFormatCache: Sendable {
 public struct RunFormatError: Error, Sendable, CustomStringConvertible {
     public var problem: String
     public var description: String { problem }
+
+    public init(problem: String) { self.problem = problem }
 }

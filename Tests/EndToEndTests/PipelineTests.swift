@@ -27,6 +27,12 @@ struct PipelineTests {
             poisoned.promptTokens = [256, 49]
             poisoned.completions = [Completion.with { $0.tokens = [99_999]; $0.logprobs = [-1] }]
             try await amqp.publish(exchange: Names.rolloutsExchange, routingKey: cluster.run, body: try poisoned.encoded(), messageID: "poison-1")
+            // A version past Int's range (a UInt64 that once trapped the scorer): refused, and every scorer lives on.
+            var future = poisoned
+            future.envelope.messageID = "future-1"
+            future.completions = [Completion.with { $0.tokens = [49]; $0.logprobs = [-1] }]
+            future.policyVersion = UInt64.max
+            try await amqp.publish(exchange: Names.rolloutsExchange, routingKey: cluster.run, body: try future.encoded(), messageID: "future-1")
 
             try await cluster.waitForState("the run to finish", within: 240) { $0["status"] == "finished" }
             let state = try await cluster.state()
@@ -54,7 +60,7 @@ struct PipelineTests {
             #expect(Set(loads.compactMap { $0["worker"] }).count == 2, "both workers loaded a policy")
             #expect(loads.allSatisfy { $0["verified"] == "1" })
 
-            // Both bad messages are in the run's dead-letter queue, each with its reason.
+            // Every bad message is in the run's dead-letter queue, each with its reason.
             var reasons: [String: String] = [:]
             let deadLetters = amqp.consume(queue: cluster.names.deadLettersQueue, prefetch: 10)
             let collector = Task {
@@ -62,7 +68,7 @@ struct PipelineTests {
                 for try await delivery in deadLetters {
                     found[delivery.messageID ?? "?"] = delivery.headers["x-tributary-reason"] ?? ""
                     try await delivery.ack()
-                    if found.count == 2 { break }
+                    if found.count == 3 { break }
                 }
                 return found
             }
@@ -75,6 +81,7 @@ struct PipelineTests {
             timeout.cancel()
             #expect(reasons["garbage-1"]?.contains("not a valid tributary.v1.RolloutTask") == true, "reasons: \(reasons)")
             #expect(reasons["poison-1"]?.contains("outside the vocabulary") == true, "reasons: \(reasons)")
+            #expect(reasons["future-1"]?.contains("from the future") == true, "reasons: \(reasons)")
             await amqp.close()
 
             // SIGTERM shuts every role down cleanly.

