@@ -201,37 +201,11 @@ func matmulBackward(_ dinp: UnsafeMutablePointer<Float>, _ dweight: UnsafeMutabl
 /// Rows of queries handled per block: a block only multiplies the keys up to its last row (causal), saving ~40% of the work.
 let attentionBlock = 64
 
-/// out (B,T,C) from qkv (B,T,3C) with causal softmax; att (B,NH,T,T) keeps the probabilities (zero above the diagonal)
+/// out (B,T,C) from qkv (B,T,3C) with causal softmax; att (B,NH,T,T) keeps the probabilities (zero above the diagonal).
+/// Multi-head attention is grouped-query attention with a key/value head per query head (the same [q | k | v] layout).
 func attentionForward(_ out: UnsafeMutablePointer<Float>, _ att: UnsafeMutablePointer<Float>, _ qkv: UnsafePointer<Float>,
                       _ B: Int, _ T: Int, _ C: Int, _ NH: Int, block: Int = attentionBlock) {
-    let hs = C / NH, C3 = 3 * C
-    let scale = 1 / Float(hs).squareRoot()
-    // heads are independent: split them over the workers, each running single-threaded products
-    Parallel.chunksCallingBLAS(B * NH) { _, heads in
-        for bh in heads {
-            let b = bh / NH, h = bh % NH
-            let q = qkv + b * T * C3 + h * hs, k = q + C, v = q + 2 * C
-            let a = att + (b * NH + h) * T * T
-            let o = out + b * T * C + h * hs
-            var r0 = 0
-            while r0 < T {
-                let r1 = min(T, r0 + block), rb = r1 - r0
-                // preatt rows r0..<r1 over keys 0..<r1
-                sgemm(transA: false, transB: true, m: rb, n: r1, k: hs, alpha: scale, a: q + r0 * C3, lda: C3,
-                      b: k, ldb: C3, beta: 0, c: a + r0 * T, ldc: T)
-                for t in r0..<r1 {
-                    let row = a + t * T
-                    let mx = vmax(row, t + 1)
-                    let s = vexpShiftSum(row, t + 1, shift: mx)
-                    vscale(row, t + 1, 1 / s)
-                    if t + 1 < r1 { (row + t + 1).update(repeating: 0, count: r1 - t - 1) }
-                }
-                sgemm(transA: false, transB: false, m: rb, n: hs, k: r1, a: a + r0 * T, lda: T,
-                      b: v, ldb: C3, beta: 0, c: o + r0 * C, ldc: C)
-                r0 = r1
-            }
-        }
-    }
+    gqaAttentionForward(out, att, qkv, B, T, NH, NH, C / NH, block: block)
 }
 
 /// dqkv (B,T,3C) is overwritten (no need to zero it); scratch (Parallel.maxPieces,T,T); dout (B,T,C); qkv, att as saved by the forward pass
