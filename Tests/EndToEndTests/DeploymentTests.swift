@@ -152,6 +152,10 @@ struct DeploymentTests {
         _ = try await learner.hset(names.learnerStateKey, fields: ["step": "1"])
         _ = try await learner.command(["SADD", names.appliedGroupsKey, "group-1"])
         _ = try await learner.command(["XADD", names.batchesLogKey, "*", "step", "0"])
+        // the run's tokenizer.json and its format fields, published in one transaction as the learner does
+        let replies = try await learner.pipeline([["MULTI"], ["SET", names.tokenizerKey, "{\"model\": {}}"],
+                                                 ["HSET", names.stateKey, "tokenizer_sha256", "x"], ["EXEC"]])
+        #expect(replies.allSatisfy { $0.errorMessage == nil } && (replies.last?.array ?? []).allSatisfy { $0.errorMessage == nil })
         try await expectAllowedRoleBasics(learner, role: "learner", names: names)
         try await expectNoPermission(learner, ["SET", names.manifestKey(version: 1), "x"], "learner writing a checkpoint")
         try await expectNoPermission(learner, ["SET", names.heartbeatKey(role: "rollout", instance: "x"), "x"], "learner writing a rollout heartbeat")
@@ -183,6 +187,8 @@ struct DeploymentTests {
         try await expectNoPermission(rollout, ["SET", names.latestCheckpointKey, "99"], "rollout moving ckpt:latest")
         try await expectNoPermission(rollout, ["DEL", names.manifestKey(version: 1)], "rollout deleting a checkpoint")
         try await expectNoPermission(rollout, ["HSET", names.stateKey, "status", "stopped"], "rollout changing the run state")
+        #expect(try await rollout.get(names.tokenizerKey) != nil, "a rollout worker reads the run's tokenizer")
+        try await expectNoPermission(rollout, ["SET", names.tokenizerKey, "forged"], "rollout replacing the run's tokenizer")
         try await expectNoPermission(rollout, ["SET", names.heartbeatKey(role: "learner", instance: "x"), "x"], "rollout forging a learner heartbeat")
         try await expectNoPermission(rollout, ["GET", names.stagingKey(version: 1)], "rollout reading staged policies")
         try await expectNoPermission(rollout, ["FLUSHALL"], "rollout flushing Redis")
@@ -200,6 +206,8 @@ struct DeploymentTests {
         try await expectAllowedRoleBasics(reward, role: "reward", names: names)
         try await expectNoPermission(reward, ["SET", names.latestCheckpointKey, "5"], "reward moving ckpt:latest")
         try await expectNoPermission(reward, ["GET", names.manifestKey(version: 1)], "reward reading checkpoints")
+        #expect(try await reward.get(names.tokenizerKey) != nil, "a reward scorer reads the run's tokenizer")
+        try await expectNoPermission(reward, ["DEL", names.tokenizerKey], "reward deleting the run's tokenizer")
 
         let control = try await stack.redis("control")
         #expect(try await control.hgetall(names.stateKey)["status"] == Array("running".utf8))
