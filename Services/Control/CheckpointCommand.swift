@@ -103,19 +103,10 @@ struct CheckpointCommand: AsyncParsableCommand {
                 print("wrote \(file): \(Output.bytes(UInt64(checkpoint.bytes.count))), \(verified)")
                 if !noConfig {
                     let configURL = url.deletingLastPathComponent().appendingPathComponent(HuggingFaceCheckpoint.configFile)
-                    try writeConfig(model, to: configURL)
+                    try model.huggingFaceConfigJSON(dtype: .float32).write(to: configURL, options: .atomic)
                     print("wrote \(configURL.path)")
                 }
             }
-        }
-
-        /// config.json exactly as a Hugging Face export of `model` writes it.
-        func writeConfig(_ model: any Policy, to destination: URL) throws {
-            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-export-\(UUID().uuidString)")
-            defer { try? FileManager.default.removeItem(at: scratch) }
-            try model.saveHuggingFace(to: scratch, dtype: .float32)
-            let data = try Data(contentsOf: scratch.appendingPathComponent(HuggingFaceCheckpoint.configFile))
-            try data.write(to: destination, options: .atomic)
         }
     }
 }

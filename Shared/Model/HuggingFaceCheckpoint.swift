@@ -34,16 +34,25 @@ public enum HuggingFaceCheckpoint {
     /// Writes config.json and the weights in `dtype`; with `maxShardBytes`, several shards plus the index file.
     public static func save(_ model: Llama, to directory: URL, dtype: SafetensorsDType = .float32, maxShardBytes: Int? = nil) throws {
         try writeWeights(model.layout.entries, params: model.params, to: directory, dtype: dtype, maxShardBytes: maxShardBytes)
-        try HuggingFaceConfig.json(model.config, dtype: dtype).write(to: directory.appendingPathComponent(configFile), options: .atomic)
+        try configJSON(model, dtype: dtype).write(to: directory.appendingPathComponent(configFile), options: .atomic)
+    }
+
+    /// config.json of a Llama-family model saved in `dtype`.
+    public static func configJSON(_ model: Llama, dtype: SafetensorsDType) throws -> Data {
+        try HuggingFaceConfig.json(model.config, dtype: dtype)
     }
 
     /// GPT-2 as GPT2LMHeadModel saves it ("transformer." names, Conv1D (in,out) matrices, tied head).
     public static func save(_ model: GPT, to directory: URL, dtype: SafetensorsDType = .float32, maxShardBytes: Int? = nil) throws {
         try writeWeights(model.layout.entries, params: model.params, to: directory, dtype: dtype, maxShardBytes: maxShardBytes)
+        try configJSON(model, dtype: dtype).write(to: directory.appendingPathComponent(configFile), options: .atomic)
+    }
+
+    /// config.json of GPT-2 saved in `dtype`.
+    public static func configJSON(_ model: GPT, dtype: SafetensorsDType) throws -> Data {
         var dict = try JSONSerialization.jsonObject(with: try Checkpoint.huggingFaceConfig(model.config)) as! [String: Any]
         dict["torch_dtype"] = dtype.torchName
-        try JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted])
-            .write(to: directory.appendingPathComponent(configFile), options: .atomic)
+        return try JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys, .prettyPrinted])
     }
 
     static func readConfig(_ directory: URL) throws -> HuggingFaceConfig {

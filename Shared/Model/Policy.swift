@@ -37,6 +37,8 @@ public protocol Policy: AnyObject, Sendable {
     func loadWeights(safetensors bytes: [UInt8]) throws
     /// A Hugging Face directory (config.json and safetensors in `dtype`) that transformers opens.
     func saveHuggingFace(to directory: URL, dtype: SafetensorsDType) throws
+    /// The config.json that `saveHuggingFace` writes, without the weights.
+    func huggingFaceConfigJSON(dtype: SafetensorsDType) throws -> Data
     /// A new model of the same architecture and config with the same weights (e.g. a frozen reference policy).
     func copy() -> any Policy
     /// Copies the weights of `other`, which must have the same architecture and config.
@@ -76,6 +78,8 @@ extension GPT: Policy {
         try HuggingFaceCheckpoint.save(self, to: directory, dtype: dtype)
     }
 
+    public func huggingFaceConfigJSON(dtype: SafetensorsDType) throws -> Data { try HuggingFaceCheckpoint.configJSON(self, dtype: dtype) }
+
     public func copy() -> any Policy {
         let other = GPT(config: config, seed: 0)
         other.copyWeights(from: self)
@@ -98,6 +102,8 @@ extension Llama: Policy {
     public func saveHuggingFace(to directory: URL, dtype: SafetensorsDType) throws {
         try HuggingFaceCheckpoint.save(self, to: directory, dtype: dtype)
     }
+
+    public func huggingFaceConfigJSON(dtype: SafetensorsDType) throws -> Data { try HuggingFaceCheckpoint.configJSON(self, dtype: dtype) }
 
     public func copy() -> any Policy {
         let other = Llama(config: config, seed: 0)
