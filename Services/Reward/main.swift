@@ -43,14 +43,13 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
 
     try await context.consume(queue: fabric.names.rolloutsQueue, prefetch: try context.settings.int("reward.prefetch", in: 1...1024)) { delivery in
         let group: RolloutGroup
+        let format: RunFormat
         do {
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
-            let published: RunFormat?
-            do { published = try await formats.format(names: fabric.names, redis: fabric.redis) } catch let error as RunFormatError {
-                context.logger.warning("run format unusable, group handed back: \(error)")
-                published = nil
+            guard let published = try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger) else {
+                throw RunNotPublished()
             }
-            guard let format = published else { throw RunNotPublished() }
+            format = published
             let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
             try validate(group, run: fabric.names.run, latestVersion: latest, vocabularySize: format.vocabSize)
         } catch let error as WireError {
@@ -61,8 +60,7 @@ await ServiceRuntime.main(role: "reward", abstract: "Reward scorer: verifies com
             try await Task.sleep(for: .seconds(1))
             return
         }
-        guard let environment = try await environments.environment(fabric: fabric),
-              let format = (try? await formats.format(names: fabric.names, redis: fabric.redis)) ?? nil else {
+        guard let environment = try await environments.environment(fabric: fabric) else {
             // The run's state is not written yet: hand it back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))

@@ -116,12 +116,7 @@ await ServiceRuntime.main(role: "rollout", abstract: "Inference worker: generate
             return
         }
         let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
-        let published: RunFormat?
-        do { published = try await formats.format(names: fabric.names, redis: checkpointRedis) } catch let error as RunFormatError {
-            context.logger.warning("run format unusable, task handed back: \(error)")
-            published = nil
-        }
-        guard let format = published else {
+        guard let format = try await formats.usable(names: fabric.names, redis: checkpointRedis, logger: context.logger) else {
             // The run's format is not published (or is mid-update): hand the task back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))

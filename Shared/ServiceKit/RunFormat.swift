@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import RL
 import Store
@@ -73,6 +74,17 @@ public final class RunFormatCache: Sendable {
         let format = RunFormat(prompt: prompt, vocabSize: vocab)
         cached.withLock { $0 = (key, format) }
         return format
+    }
+}
+
+extension RunFormatCache {
+    /// `format`, for a role handling a message: nil (hand the message back, look again) both while nothing is published
+    /// and while what is published cannot be used, which is logged; a run's format must never stop a role.
+    public func usable(names: Names, redis: RedisClient, logger: Logger) async throws -> RunFormat? {
+        do { return try await format(names: names, redis: redis) } catch let error as RunFormatError {
+            logger.warning("run format unusable, message handed back: \(error)")
+            return nil
+        }
     }
 }
 
