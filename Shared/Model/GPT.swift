@@ -58,21 +58,11 @@ public final class GPT: @unchecked Sendable {
         }
     }
 
-    public func zeroGradients() {
-        grads.update(repeating: 0, count: layout.count)
-    }
-
     /// Copies every parameter of `other` (same config), e.g. to snapshot a reference policy.
     public func copyWeights(from other: GPT) {
         precondition(other.config == config, "copyWeights: config \(other.config) differs from \(config)")
         params.update(from: other.params, count: layout.count)
     }
-
-    /// Parameters as a flat array in checkpoint order (for tests and tools).
-    public var flatParameters: [Float] { Array(UnsafeBufferPointer(start: params, count: layout.count)) }
-
-    /// Gradients as a flat array in checkpoint order.
-    public var flatGradients: [Float] { Array(UnsafeBufferPointer(start: grads, count: layout.count)) }
 
     /// Runs `body` with the parameters and gradients, e.g. for custom optimisers or checks.
     public func withParameters<R>(_ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {

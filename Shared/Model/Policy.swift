@@ -46,6 +46,16 @@ public protocol Policy: AnyObject, Sendable {
 }
 
 extension Policy {
+    public func zeroGradients() {
+        withParameters { _, grads in grads.update(repeating: 0) }
+    }
+
+    /// Parameters as a flat array in checkpoint order (for tests and tools).
+    public var flatParameters: [Float] { withParameters { params, _ in Array(params) } }
+
+    /// Gradients as a flat array in checkpoint order.
+    public var flatGradients: [Float] { withParameters { _, grads in Array(grads) } }
+
     /// `count` samples of one prompt.
     public func sample(prompt: [Int32], count: Int, options: SamplingOptions) -> [SampledCompletion] {
         sample(prompts: [prompt], count: count, options: options)[0]
