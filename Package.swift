@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C at the edge: one system-library target per C library, wrapped by one Swift module each.
@@ -33,22 +36,30 @@ let package = Package(
         .target(name: "Model", dependencies: ["COpenBLAS", "Tokenizers"], path: "Shared/Model"),
         .target(name: "RL", dependencies: ["Model", "Tokenizers"], path: "Shared/RL"),
         .target(name: "Tokenizers", path: "Shared/Tokenizers"),
+        // the config system: TOML run files, layered settings, the run's learning knobs
+        .target(name: "Config", dependencies: ["Model", "RL", "Tokenizers"], path: "Shared/Config"),
+        // checkpoints in Redis: sharded, compressed, hashed, verified
+        .target(name: "Checkpoints", dependencies: ["Store", "Compression", "Wire"], path: "Shared/Checkpoints"),
+        // what every service process shares: lifecycle, connections (Fabric), names, heartbeats, metrics, the run's contracts
         .target(
-            name: "ServiceKit",
+            name: "Runtime",
             dependencies: [
-                "Messaging", "Store", "Compression", "Wire", "Model", "RL", "Tokenizers",
+                "Messaging", "Store", "Wire", "Config", "Checkpoints", "Model", "RL", "Tokenizers",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            path: "Shared/ServiceKit"),
+            path: "Shared/Runtime"),
 
-        .executableTarget(name: "Rollout", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Rollout"),
-        .executableTarget(name: "Reward", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Reward"),
-        .executableTarget(name: "Learner", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Learner"),
-        .executableTarget(name: "Broadcaster", dependencies: ["ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Services/Broadcaster"),
-        .executableTarget(name: "Control", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
+        .executableTarget(name: "Rollout", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Rollout"),
+        .executableTarget(name: "Reward", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Reward"),
+        .executableTarget(name: "Learner", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Learner"),
+        .executableTarget(name: "Broadcaster", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Broadcaster"),
+        .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
-            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
@@ -62,6 +73,11 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"], path: "Tests/WireTests"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["ServiceKit", "Messaging", "Store", "Model", "Tokenizers", "TestSupport"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests"),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Store", "Compression", "TestSupport"], path: "Tests/CheckpointsTests"),
+        // single roles run in process against the real brokers
+        .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Store", "TestSupport"], path: "Tests/ControlTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Model", "Tokenizers", "TestSupport"], path: "Tests/EndToEndTests"),
     ]
 )

@@ -1,7 +1,9 @@
 import Foundation
 import Messaging
 import Model
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Store
 import Synchronization
 

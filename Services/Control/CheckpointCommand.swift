@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Model
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 struct CheckpointCommand: AsyncParsableCommand {

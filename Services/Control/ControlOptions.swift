@@ -2,22 +2,29 @@ import ArgumentParser
 import Foundation
 import Logging
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Store
 import Wire
 
 /// Where the brokers are and which run a command is about; the same names as the services' settings.
 struct ControlOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Run id (default: TRIBUTARY_RUN_ID, else \"default\").", valueName: "id"))
+    // The services' setting names (--run.id, --amqp.url, ...); the short forms are kept as aliases and shown in --help.
+    @Option(name: [.customLong("run.id"), .customLong("run")],
+            help: ArgumentHelp("Run id (default: TRIBUTARY_RUN_ID, else \"default\").", valueName: "id"))
     var run: String?
 
-    @Option(help: ArgumentHelp("RabbitMQ URL (default: TRIBUTARY_AMQP_URL, else \(AMQPEndpoint.defaultURL)).", valueName: "url"))
+    @Option(name: [.customLong("amqp.url"), .customLong("amqp-url")],
+            help: ArgumentHelp("RabbitMQ URL (default: TRIBUTARY_AMQP_URL, else \(AMQPEndpoint.defaultURL)).", valueName: "url"))
     var amqpURL: String?
 
-    @Option(help: ArgumentHelp("Redis URL (default: TRIBUTARY_REDIS_URL, else \(RedisEndpoint.defaultURL)).", valueName: "url"))
+    @Option(name: [.customLong("redis.url"), .customLong("redis-url")],
+            help: ArgumentHelp("Redis URL (default: TRIBUTARY_REDIS_URL, else \(RedisEndpoint.defaultURL)).", valueName: "url"))
     var redisURL: String?
 
-    @Option(help: ArgumentHelp("Queue type the run's services declare: classic or quorum (default: TRIBUTARY_QUEUE_TYPE, else classic).",
+    @Option(name: [.customLong("queue.type"), .customLong("queue-type")],
+            help: ArgumentHelp("Queue type the run's services declare: classic or quorum (default: TRIBUTARY_QUEUE_TYPE, else classic).",
                                valueName: "type"))
     var queueType: String?
 
@@ -29,7 +36,7 @@ struct ControlOptions: ParsableArguments {
 
     func resolvedQueueType() throws -> QueueType {
         let text = queueType ?? Self.environment["TRIBUTARY_QUEUE_TYPE"] ?? "classic"
-        guard let type = QueueType(rawValue: text) else { throw ValidationError("--queue-type '\(text)' must be classic or quorum") }
+        guard let type = QueueType(rawValue: text) else { throw ValidationError("--queue.type '\(text)' must be classic or quorum") }
         return type
     }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 import Synchronization
 

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Model
 import RL
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 struct EvalCommand: AsyncParsableCommand {
@@ -52,7 +54,7 @@ struct EvalCommand: AsyncParsableCommand {
             let chosen: UInt64
             if version == "latest" {
                 guard let latest = try await store.latest() else {
-                    throw ControlError("run \(session.names.run) has no announced checkpoint (\(session.names.latestCheckpointKey) is missing)")
+                    throw ControlError("run \(session.names.run) has no announced checkpoint (\(session.names.checkpoints.latest) is missing)")
                 }
                 chosen = latest
             } else {

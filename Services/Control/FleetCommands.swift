@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 /// What drain and shutdown share: a target, the publish, and optionally waiting for the heartbeats to go.

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 
 struct PlotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

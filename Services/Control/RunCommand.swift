@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 typealias StartRun = Tributary_V1_StartRun
@@ -41,7 +43,7 @@ struct RunCommand: AsyncParsableCommand {
             let run = file.config.runID
             try await withSession(options, run: run, amqp: true) { session in
                 let state = try await session.state()
-                if let status = state["status"], ["starting", "running", "paused"].contains(status), !learner.force {
+                if let status = RunState(hash: state).status, status.isActive, !learner.force {
                     throw ControlError("run \(run) is already \(status) (step \(state["step"] ?? "?")); stop it first (tributary run stop --run \(run)) or use another run id")
                 }
                 let message = try await sendToLearner(session, .startRun(StartRun.with { $0.configToml = file.startText }), learner)

@@ -1,6 +1,8 @@
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 
 /// Everything `status` and `watch` show about a run, read at one moment.
 struct RunSnapshot {
@@ -17,12 +19,18 @@ struct RunSnapshot {
     var fleet: [StatusBoard.Snapshot]
     var queues: [QueueDepth]
     var counters: [String: String]
-    var recent: [MetricsPoint]
+    var recent: [StepMetrics]
     var latestCheckpoint: UInt64?
     var nowMs: Int64
 
-    var status: String? { state["status"] }
-    var latest: MetricsPoint? { recent.last }
+    /// The learner's status, or `lost` when it says it is working but no learner heartbeat is live (killed with -9).
+    var runStatus: RunStatus? {
+        guard let written = RunState(hash: state).status else { return nil }
+        if written.isActive, !fleet.contains(where: { $0.role == "learner" }) { return .lost }
+        return written
+    }
+    var status: String? { runStatus?.rawValue }
+    var latest: StepMetrics? { recent.last }
 
     /// Reads Redis and, when the session has AMQP, the depths of the run's queues. `history` metrics entries are kept.
     static func read(_ session: ControlSession, history: Int = 1) async throws -> RunSnapshot {
@@ -53,7 +61,7 @@ struct RunSnapshot {
         }
         var lines: [String] = []
         let steps = config.map { "/\($0.steps)" } ?? ""
-        var head = "run \(run)  \(status)  step \(state["step"] ?? "?")\(steps)  version \(state["version"] ?? "?")"
+        var head = "run \(run)  \(status)\(runStatus == .lost ? " (no learner heartbeat)" : "")  step \(state["step"] ?? "?")\(steps)  version \(state["version"] ?? "?")"
         if let latestCheckpoint { head += "  checkpoint \(latestCheckpoint)" }
         if let elapsed = elapsedSeconds { head += "  elapsed \(Output.seconds(elapsed))" }
         lines.append(head)
@@ -63,19 +71,18 @@ struct RunSnapshot {
         if !accuracy.isEmpty { lines.append("  " + accuracy.joined(separator: ", ")) }
         if let point = latest {
             var parts = ["step \(point.step)"]
-            func add(_ name: String, _ label: String, _ format: String) {
-                if let value = point[name] { parts.append("\(label) \(String(format: format, value))") }
-            }
-            add("reward_mean", "reward", "%.3f")
-            add("accuracy", "batch accuracy", "%.3f")
-            add("loss", "loss", "%.4f")
-            add("wait_s", "wait", "%.2fs")
-            add("step_s", "step", "%.2fs")
-            add("tokens_per_s", "tokens/s", "%.0f")
-            add("stale_dropped", "stale", "%.0f")
-            add("zero_signal", "zero-signal", "%.0f")
+            func add(_ value: Double, _ label: String, _ format: String) { parts.append("\(label) \(String(format: format, value))") }
+            add(point.rewardMean, "reward", "%.3f")
+            add(point.accuracy, "batch accuracy", "%.3f")
+            add(point.loss, "loss", "%.4f")
+            if point.kl != 0 { add(point.kl, "kl", "%.5f") }
+            add(point.waitSeconds, "wait", "%.2fs")
+            add(point.stepSeconds, "step", "%.2fs")
+            add(point.tokensPerSecond, "tokens/s", "%.0f")
+            add(Double(point.staleDropped), "stale", "%.0f")
+            add(Double(point.zeroSignal), "zero-signal", "%.0f")
             if !point.staleness.isEmpty {
-                parts.append("ages " + point.staleness.keys.sorted().map { "\($0):\(point.staleness[$0]!)" }.joined(separator: " "))
+                parts.append("ages " + point.staleness.keys.sorted { (Int($0) ?? 0) < (Int($1) ?? 0) }.map { "\($0):\(point.staleness[$0]!)" }.joined(separator: " "))
             }
             lines.append("  last step: " + parts.joined(separator: "  "))
         } else if let reward = state["reward_mean"] {
@@ -128,13 +135,11 @@ struct RunSnapshot {
         }
         object["queues"] = Dictionary(uniqueKeysWithValues: queues.map { ($0.role, ["name": $0.name, "messages": $0.messages, "consumers": $0.consumers] as [String: Any]) })
         if let latestCheckpoint { object["latest_checkpoint"] = latestCheckpoint }
-        if let point = latest {
-            var metrics: [String: Any] = point.values
-            metrics["step"] = point.step
-            metrics["version"] = point.version
-            metrics["staleness"] = Dictionary(uniqueKeysWithValues: point.staleness.map { (String($0.key), $0.value) })
-            object["last_step"] = metrics
+        if let point = latest, let data = try? JSONEncoder().encode(point) {
+            object["last_step"] = try? JSONSerialization.jsonObject(with: data)
         }
+        if let status { object["status"] = status }
+        if let reason = state["reason"] { object["reason"] = reason }
         if let config { object["steps"] = config.steps }
         return object
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 struct StatusCommand: AsyncParsableCommand {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Wire
 
 struct WatchCommand: AsyncParsableCommand {
@@ -8,8 +10,8 @@ struct WatchCommand: AsyncParsableCommand {
         commandName: "watch", abstract: "Follow a run live: status every few seconds with a reward sparkline.",
         discussion: """
         On a terminal the screen is redrawn; otherwise one line is printed per new step or status change. \
-        Runs until Ctrl-C, or with --until-finished until the run ends: exit 0 when it finished, 1 when it failed, \
-        3 when it was stopped, 4 on --timeout.
+        Runs until Ctrl-C, or with --until-finished until the run ends: exit 0 when it finished, 1 when it failed \
+        (or its learner stayed lost, with no heartbeat, longer than --lost-after), 3 when it was stopped, 4 on --timeout.
         """)
 
     @OptionGroup var options: ControlOptions
@@ -19,12 +21,15 @@ struct WatchCommand: AsyncParsableCommand {
     var waitForStart = false
     @Option(help: "Give up after this many seconds (0: never); exit code 4.") var timeout: Double = 0
     @Option(help: "Sparkline width in characters.") var width: Int = 60
+    @Option(help: "With --until-finished: exit 1 when the run's learner has had no heartbeat for this many seconds (a crashed or killed learner).")
+    var lostAfter: Double = 30
 
-    static let endStates: [String: Int32] = ["finished": 0, "failed": 1, "stopped": 3]
+    static let endStates: [String: Int32] = [RunStatus.finished.rawValue: 0, RunStatus.failed.rawValue: 1, RunStatus.stopped.rawValue: 3]
 
     func validate() throws {
         guard interval > 0 else { throw ValidationError("--interval must be > 0") }
         guard width > 0 else { throw ValidationError("--width must be > 0") }
+        guard lostAfter >= 0 else { throw ValidationError("--lost-after must be >= 0") }
     }
 
     func run() async throws {
@@ -33,6 +38,7 @@ struct WatchCommand: AsyncParsableCommand {
             var ignoring = waitForStart
             var lastLine = ""
             var first = true
+            var lostSince: ContinuousClock.Instant?
             while true {
                 let snapshot: RunSnapshot
                 do {
@@ -58,8 +64,16 @@ struct WatchCommand: AsyncParsableCommand {
                 }
                 fflush(nil)  // nil flushes every stream; stdout itself is not concurrency-safe to name
                 if untilFinished, !ignoring, let code = Self.endStates[status] {
-                    print("run \(snapshot.run) \(status)" + (snapshot.state["accuracy_after"].flatMap(Double.init).map { String(format: ": held-out accuracy %.1f%%", $0 * 100) } ?? ""))
+                    var end = "run \(snapshot.run) \(status)" + (snapshot.state["accuracy_after"].flatMap(Double.init).map { String(format: ": held-out accuracy %.1f%%", $0 * 100) } ?? "")
+                    if let reason = snapshot.state["reason"], snapshot.runStatus == .failed { end += ": \(reason)" }
+                    print(end)
                     return code
+                }
+                // the heartbeat's TTL (10 s) has already lapsed once a learner shows as lost
+                lostSince = snapshot.runStatus == .lost ? (lostSince ?? ContinuousClock.now) : nil
+                if untilFinished, let lostSince, ContinuousClock.now - lostSince >= .seconds(lostAfter) {
+                    Output.warn("run \(snapshot.run): its learner has been lost (no heartbeat) for \(Output.seconds(lostAfter)); giving up")
+                    return 1
                 }
                 if let deadline, ContinuousClock.now >= deadline {
                     Output.warn("gave up after \(timeout) s; run \(snapshot.run) is \(status.isEmpty ? "not started" : status)")
@@ -71,7 +85,7 @@ struct WatchCommand: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
-    func rewardSeries(_ snapshot: RunSnapshot) -> [Double] { snapshot.recent.map { $0.rewardMean ?? .nan } }
+    func rewardSeries(_ snapshot: RunSnapshot) -> [Double] { snapshot.recent.map(\.rewardMean) }
 
     func screen(_ snapshot: RunSnapshot) -> String {
         var lines = snapshot.summaryLines()
@@ -80,7 +94,7 @@ struct WatchCommand: AsyncParsableCommand {
             let finite = rewards.filter(\.isFinite)
             let range = String(format: "%.2f..%.2f", finite.min() ?? 0, finite.max() ?? 0)
             lines.append("  reward   \(Sparkline.render(rewards, width: width))  \(range) over \(rewards.count) steps")
-            let accuracy = snapshot.recent.map { $0.accuracy ?? .nan }
+            let accuracy = snapshot.recent.map(\.accuracy)
             lines.append("  accuracy \(Sparkline.render(accuracy, width: width, range: 0...1))  0..1")
         }
         lines += snapshot.fleetLines() + snapshot.queueLines() + snapshot.counterLines()
@@ -95,9 +109,7 @@ struct WatchCommand: AsyncParsableCommand {
         let steps = snapshot.config.map { "/\($0.steps)" } ?? ""
         var line = "run \(snapshot.run) \(status) step \(snapshot.state["step"] ?? "?")\(steps) version \(snapshot.state["version"] ?? "?")"
         if let point = snapshot.latest {
-            if let reward = point.rewardMean { line += String(format: " reward %.3f", reward) }
-            if let accuracy = point.accuracy { line += String(format: " acc %.3f", accuracy) }
-            if let wait = point["wait_s"] { line += String(format: " wait %.2fs", wait) }
+            line += String(format: " reward %.3f acc %.3f wait %.2fs", point.rewardMean, point.accuracy, point.waitSeconds)
             line += " " + Sparkline.render(rewardSeries(snapshot), width: min(width, 40))
         }
         if let before = snapshot.state["accuracy_before"].flatMap(Double.init) { line += String(format: " held-out before %.1f%%", before * 100) }

@@ -1,6 +1,8 @@
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Store
 import Synchronization
 import TestSupport

@@ -1,6 +1,8 @@
 import Foundation
 import Messaging
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Store
 import TestSupport
 import Testing
@@ -157,7 +159,7 @@ struct DeploymentTests {
                                                  ["HSET", names.stateKey, "tokenizer_sha256", "x"], ["EXEC"]])
         #expect(replies.allSatisfy { $0.errorMessage == nil } && (replies.last?.array ?? []).allSatisfy { $0.errorMessage == nil })
         try await expectAllowedRoleBasics(learner, role: "learner", names: names)
-        try await expectNoPermission(learner, ["SET", names.manifestKey(version: 1), "x"], "learner writing a checkpoint")
+        try await expectNoPermission(learner, ["SET", names.checkpoints.manifest(version: 1), "x"], "learner writing a checkpoint")
         try await expectNoPermission(learner, ["SET", names.heartbeatKey(role: "rollout", instance: "x"), "x"], "learner writing a rollout heartbeat")
 
         let broadcaster = try await stack.redis("broadcaster")
@@ -182,18 +184,18 @@ struct DeploymentTests {
         _ = try await rollout.command(["XADD", names.loadsLogKey, "MAXLEN", "~", "100000", "*", "worker", "w", "version", "1"])
         try await expectAllowedRoleBasics(rollout, role: "rollout", names: names)
         // The rollout worker cannot write checkpoint keys, nor anything else that is not its own.
-        try await expectNoPermission(rollout, ["SET", names.manifestKey(version: 2), "forged"], "rollout writing a checkpoint manifest")
-        try await expectNoPermission(rollout, ["SET", names.shardKey(version: 1, index: 0), "forged"], "rollout overwriting a shard")
-        try await expectNoPermission(rollout, ["SET", names.latestCheckpointKey, "99"], "rollout moving ckpt:latest")
-        try await expectNoPermission(rollout, ["DEL", names.manifestKey(version: 1)], "rollout deleting a checkpoint")
+        try await expectNoPermission(rollout, ["SET", names.checkpoints.manifest(version: 2), "forged"], "rollout writing a checkpoint manifest")
+        try await expectNoPermission(rollout, ["SET", names.checkpoints.shard(version: 1, index: 0), "forged"], "rollout overwriting a shard")
+        try await expectNoPermission(rollout, ["SET", names.checkpoints.latest, "99"], "rollout moving ckpt:latest")
+        try await expectNoPermission(rollout, ["DEL", names.checkpoints.manifest(version: 1)], "rollout deleting a checkpoint")
         try await expectNoPermission(rollout, ["HSET", names.stateKey, "status", "stopped"], "rollout changing the run state")
         #expect(try await rollout.get(names.tokenizerKey) != nil, "a rollout worker reads the run's tokenizer")
         try await expectNoPermission(rollout, ["SET", names.tokenizerKey, "forged"], "rollout replacing the run's tokenizer")
         try await expectNoPermission(rollout, ["SET", names.heartbeatKey(role: "learner", instance: "x"), "x"], "rollout forging a learner heartbeat")
-        try await expectNoPermission(rollout, ["GET", names.stagingKey(version: 1)], "rollout reading staged policies")
+        try await expectNoPermission(rollout, ["GET", names.checkpoints.staging(version: 1)], "rollout reading staged policies")
         try await expectNoPermission(rollout, ["FLUSHALL"], "rollout flushing Redis")
         try await expectNoPermission(rollout, ["KEYS", "*"], "rollout running KEYS")
-        try await expectNoPermission(rollout, ["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", names.latestCheckpointKey],
+        try await expectNoPermission(rollout, ["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", names.checkpoints.latest],
                                      "rollout writing ckpt:latest from a script")
         await #expect(throws: RedisError.self, "a rollout worker's CheckpointStore cannot publish a version") {
             _ = try await rolloutStore.write(version: 2, safetensors: policy, shardBytes: 4096)
@@ -204,8 +206,8 @@ struct DeploymentTests {
         #expect(try await CheckpointStore(names: names, redis: reward).latest() == 1)
         _ = try await reward.command(["XADD", names.scoredLogKey, "MAXLEN", "~", "100000", "*", "task", "t"])
         try await expectAllowedRoleBasics(reward, role: "reward", names: names)
-        try await expectNoPermission(reward, ["SET", names.latestCheckpointKey, "5"], "reward moving ckpt:latest")
-        try await expectNoPermission(reward, ["GET", names.manifestKey(version: 1)], "reward reading checkpoints")
+        try await expectNoPermission(reward, ["SET", names.checkpoints.latest, "5"], "reward moving ckpt:latest")
+        try await expectNoPermission(reward, ["GET", names.checkpoints.manifest(version: 1)], "reward reading checkpoints")
         #expect(try await reward.get(names.tokenizerKey) != nil, "a reward scorer reads the run's tokenizer")
         try await expectNoPermission(reward, ["DEL", names.tokenizerKey], "reward deleting the run's tokenizer")
 

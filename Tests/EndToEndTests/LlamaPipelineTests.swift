@@ -1,6 +1,8 @@
 import Foundation
 import Model
-import ServiceKit
+import Checkpoints
+import Config
+import Runtime
 import Store
 import TestSupport
 import Testing

@@ -23,13 +23,13 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
 
 /// Checkpoints in Redis: a protobuf manifest plus zstd-compressed shards, each with the SHA-256 of its raw bytes.
 public struct CheckpointStore: Sendable {
-    public let names: Names
+    public let keys: CheckpointKeys
     public let redis: RedisClient
     /// A checkpoint (or a staged policy) is never larger than this when decompressed.
     public static let maxCheckpointBytes = 2 << 30
 
-    public init(names: Names, redis: RedisClient) {
-        self.names = names
+    public init(keys: CheckpointKeys, redis: RedisClient) {
+        self.keys = keys
         self.redis = redis
     }
 
@@ -40,7 +40,7 @@ public struct CheckpointStore: Sendable {
 
     /// The same, for bytes already compressed (zstd) whose raw SHA-256 is known.
     public func stage(version: UInt64, compressed: [UInt8], sha256: String) async throws -> (key: String, sha256: String) {
-        let key = names.stagingKey(version: version)
+        let key = keys.staging(version: version)
         _ = try await redis.command(["SET", key, compressed])
         return (key, sha256)
     }
@@ -56,7 +56,7 @@ public struct CheckpointStore: Sendable {
     /// Broadcaster side: shard, compress, hash and write; the manifest goes last, so a reader never sees a partial version.
     public func write(version: UInt64, safetensors: [UInt8], shardBytes: Int) async throws -> CheckpointManifest {
         var manifest = CheckpointManifest()
-        manifest.runID = names.run
+        manifest.runID = keys.run
         manifest.version = version
         manifest.totalBytes = UInt64(safetensors.count)
         manifest.sha256 = sha256Hex(safetensors)
@@ -67,7 +67,7 @@ public struct CheckpointStore: Sendable {
         for (index, start) in stride(from: 0, to: safetensors.count, by: shardBytes).enumerated() {
             let raw = Array(safetensors[start..<min(start + shardBytes, safetensors.count)])
             let compressed = try Zstd.compress(raw, level: 1)
-            let key = names.shardKey(version: version, index: index)
+            let key = keys.shard(version: version, index: index)
             manifest.shards.append(ShardInfo.with {
                 $0.index = UInt32(index)
                 $0.key = key
@@ -80,12 +80,12 @@ public struct CheckpointStore: Sendable {
         for reply in try await redis.pipeline(commands) {
             if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET shard") }
         }
-        _ = try await redis.command(["SET", names.manifestKey(version: version), try manifest.serializedBytes() as [UInt8]])
+        _ = try await redis.command(["SET", keys.manifest(version: version), try manifest.serializedBytes() as [UInt8]])
         return manifest
     }
 
     public func manifest(version: UInt64) async throws -> CheckpointManifest {
-        let key = names.manifestKey(version: version)
+        let key = keys.manifest(version: version)
         guard let bytes = try await redis.get(key) else { throw CheckpointStoreError.missing(key: key) }
         do { return try CheckpointManifest(serializedBytes: bytes) } catch {
             throw CheckpointStoreError.badManifest(key: key, reason: "\(error)")
@@ -116,24 +116,24 @@ public struct CheckpointStore: Sendable {
     }
 
     public func setLatest(_ version: UInt64) async throws {
-        _ = try await redis.command(["SET", names.latestCheckpointKey, String(version)])
+        _ = try await redis.command(["SET", keys.latest, String(version)])
     }
 
     public func latest() async throws -> UInt64? {
-        guard let bytes = try await redis.get(names.latestCheckpointKey) else { return nil }
+        guard let bytes = try await redis.get(keys.latest) else { return nil }
         return UInt64(String(decoding: bytes, as: UTF8.self))
     }
 
     /// Deletes a version's manifest (first, so nobody starts reading it) and shards.
     public func delete(version: UInt64) async throws {
         let manifest = try? await manifest(version: version)
-        _ = try await redis.del([names.manifestKey(version: version)])
+        _ = try await redis.del([keys.manifest(version: version)])
         if let manifest, !manifest.shards.isEmpty { _ = try await redis.del(manifest.shards.map(\.key)) }
     }
 
     /// Versions that have a manifest.
     public func versions() async throws -> [UInt64] {
-        try await redis.scanKeys(matching: "\(names.prefix):ckpt:*:manifest").compactMap { key in
+        try await redis.scanKeys(matching: keys.manifestPattern).compactMap { key in
             let parts = key.split(separator: ":")
             return parts.count >= 2 ? UInt64(parts[parts.count - 2]) : nil
         }.sorted()

@@ -1,3 +1,4 @@
+import Runtime
 import Foundation
 
 /// The reward and accuracy curves of a run as a self-contained SVG, for `tributary plot`.
@@ -34,10 +35,10 @@ public enum RunPlot {
     }
 
     /// Reward mean per step (raw and smoothed) above, batch accuracy per step below with held-out accuracy before and after.
-    public static func svg(points: [MetricsPoint], title: String, accuracyBefore: Double? = nil, accuracyAfter: Double? = nil) -> String {
+    public static func svg(points: [StepMetrics], title: String, accuracyBefore: Double? = nil, accuracyAfter: Double? = nil) -> String {
         let sorted = points.sorted { $0.step < $1.step }
-        let reward = sorted.compactMap { point in point.rewardMean.map { (x: Double(point.step), y: $0) } }
-        let accuracy = sorted.compactMap { point in point.accuracy.map { (x: Double(point.step), y: $0) } }
+        let reward = sorted.map { (x: Double($0.step), y: $0.rewardMean) }
+        let accuracy = sorted.map { (x: Double($0.step), y: $0.accuracy) }
         var rewardSeries = [Series(name: "reward mean", color: "#9ecae1", points: reward, width: 1)]
         if reward.count >= 5 {
             rewardSeries.append(Series(name: "moving average", color: "#08519c", points: movingAverage(reward, window: max(3, reward.count / 20)), width: 2))

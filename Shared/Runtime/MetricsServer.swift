@@ -5,51 +5,15 @@ import Synchronization
 import Glibc
 #endif
 
-/// Counters and gauges of one process, in Prometheus text format.
-public final class MetricsRegistry: Sendable {
-    private struct Metric {
-        var help: String
-        var kind: String
-        var value: Double
-    }
-
-    private let metrics = Mutex<[String: Metric]>([:])
-    private let labels: String
-
-    public init(labels: [String: String]) {
-        self.labels = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\($0.value)\"" }.joined(separator: ",")
-    }
-
-    public func increment(_ name: String, by amount: Double = 1, help: String = "") {
-        metrics.withLock { $0[name, default: Metric(help: help, kind: "counter", value: 0)].value += amount }
-    }
-
-    public func set(_ name: String, _ value: Double, help: String = "") {
-        metrics.withLock { $0[name] = Metric(help: help, kind: "gauge", value: value) }
-    }
-
-    public func value(_ name: String) -> Double { metrics.withLock { $0[name]?.value ?? 0 } }
-
-    public func render() -> String {
-        metrics.withLock { metrics in
-            metrics.keys.sorted().map { name in
-                let metric = metrics[name]!
-                let full = "tributary_\(name)"
-                return "# HELP \(full) \(metric.help.isEmpty ? name : metric.help)\n# TYPE \(full) \(metric.kind)\n\(full){\(labels)} \(metric.value)\n"
-            }.joined()
-        }
-    }
-}
-
 /// A tiny HTTP server for `GET /metrics`, on a thread of its own (blocking accept never touches the cooperative pool).
 public final class MetricsServer: Sendable {
     public let port: Int
     private let socketDescriptor: Int32
 
     /// Port 0 takes any free port; the chosen one is in `port`.
-    public init(port requested: Int, registry: MetricsRegistry) throws {
+    public init(port requested: Int, render: @escaping @Sendable () -> [UInt8]) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SettingsError(problem: "metrics: socket() failed, errno \(errno)") }
+        guard fd >= 0 else { throw MetricsEndpointError(port: requested, problem: "socket() failed, errno \(errno)") }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -62,7 +26,7 @@ public final class MetricsServer: Sendable {
         guard bound == 0, listen(fd, 16) == 0 else {
             let code = errno
             Glibc.close(fd)
-            throw SettingsError(problem: "metrics: cannot listen on port \(requested): \(String(cString: strerror(code)))")
+            throw MetricsEndpointError(port: requested, problem: String(cString: strerror(code)))
         }
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -73,20 +37,28 @@ public final class MetricsServer: Sendable {
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 { if errno == EINTR { continue } else { return } }
+                // a client that connects and sends nothing may hold the thread for at most 2 s
+                var timeout = timeval(tv_sec: 2, tv_usec: 0)
+                setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 _ = read(client, &buffer, buffer.count)
                 let request = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
-                let body: String
+                let body: [UInt8]
                 let status: String
                 if request.hasPrefix("GET /metrics") || request.hasPrefix("GET / ") {
                     status = "200 OK"
-                    body = registry.render()
+                    body = render()
                 } else {
                     status = "404 Not Found"
-                    body = "try /metrics\n"
+                    body = Array("try /metrics\n".utf8)
                 }
-                let response = "HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-                _ = response.withCString { send(client, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+                let response = Array("HTTP/1.1 \(status)\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8) + body
+                var sent = 0
+                while sent < response.count {
+                    let n = response[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { break }
+                    sent += n
+                }
                 Glibc.close(client)
             }
         }
@@ -95,4 +67,10 @@ public final class MetricsServer: Sendable {
     }
 
     public func close() { shutdown(socketDescriptor, Int32(SHUT_RDWR)) }
+}
+
+public struct MetricsEndpointError: Error, CustomStringConvertible {
+    public var port: Int
+    public var problem: String
+    public var description: String { "metrics endpoint on port \(port): \(problem)" }
 }

@@ -38,6 +38,14 @@ public struct RunConfig: Sendable, Equatable {
     /// `prompt.template` as given (a built-in name or a template), published for the other roles.
     public var chatTemplateSource: String?
     public var systemPrompt: String?
+    /// AdamW's moments, decoupled weight decay and the global gradient-norm clip (0: no clip).
+    public var adamBeta1: Float
+    public var adamBeta2: Float
+    public var weightDecay: Float
+    public var maxGradNorm: Float
+    /// How verifier components become the scalar reward, and whether advantages are r - mean (no division by the std).
+    public var rewardShaping: RewardShaping
+    public var meanOnlyAdvantages: Bool
 
     public static let settings: [Setting] = [
         Setting("run.id", "default", "run id: names its queues and Redis keys ([A-Za-z0-9_-])"),
@@ -61,7 +69,11 @@ public struct RunConfig: Sendable, Equatable {
         Setting("trainer.epsilon_low", "0.2", "ratio clip below 1"),
         Setting("trainer.epsilon_high", "0.2", "ratio clip above 1"),
         Setting("trainer.delta", "4", "INTELLECT-2 cap on the ratio when the advantage is negative"),
-        Setting("trainer.kl_coefficient", "0", "KL penalty against the initial policy (k3)"),
+        Setting("trainer.kl_coefficient", "0", "k3 KL penalty against the reference policy, frozen when the run starts (after the warm start)"),
+        Setting("trainer.adam_beta1", "0.9", "AdamW first-moment decay"),
+        Setting("trainer.adam_beta2", "0.999", "AdamW second-moment decay"),
+        Setting("trainer.weight_decay", "0", "AdamW decoupled weight decay"),
+        Setting("trainer.max_grad_norm", "1", "clip the global gradient norm to this (0: no clip)"),
         Setting("trainer.entropy_coefficient", "0", "entropy bonus"),
         Setting("trainer.warmup_steps", "0", "supervised warm-start steps before GRPO"),
         Setting("trainer.warmup_learning_rate", "0.003", "warm-start learning rate"),
@@ -75,10 +87,31 @@ public struct RunConfig: Sendable, Equatable {
         Setting("model.path", "", "start from this Hugging Face model directory (config.json, safetensors, tokenizer.json); empty: a new GPT of the shape above with the byte tokenizer"),
         Setting("prompt.template", "", "chat template for prompts: chatml, llama3, or a template of your own (docs/models.md); empty: bare prompts"),
         Setting("prompt.system", "", "system turn before each prompt (with a template)"),
+        Setting("reward.correctness_weight", "1", "weight of the verifier's correctness component"),
+        Setting("reward.format_weight", "0", "weight of the verifier's format component"),
+        Setting("reward.target_lengths", "", "length control: comma-separated target lengths in tokens, one drawn per task and written into its prompt (empty: off)"),
+        Setting("reward.length_penalty_per_token", "0.001", "length control: reward lost per token of distance from the target"),
+        Setting("reward.max_length_penalty", "0.5", "length control: the most reward a completion's length can cost"),
+        Setting("reward.length_instruction", "Think for {target} tokens.\n", "length control: written in front of the prompt; {target} becomes the target"),
+        Setting("reward.mean_only", "false", "advantages as r - mean (no division by the group's standard deviation)"),
     ]
 
     /// Keys `tributary set` may change during a run.
-    public static let liveKeys: Set<String> = ["trainer.learning_rate", "run.async_level", "inference.temperature", "inference.group_size"]
+    public static let liveKeys: Set<String> = ["trainer.learning_rate", "run.async_level", "inference.group_size"]
+
+    /// Refuses a live change of `key`, naming it and why.
+    public static func checkLive(key: String) throws {
+        if samplingKeys.contains(key) {
+            throw SettingsError(problem: "'\(key)' cannot change during a run: the trainer scores each group under the distribution that sampled it, and groups in flight were sampled with the current value")
+        }
+        guard liveKeys.contains(key) else {
+            throw SettingsError(problem: "'\(key)' cannot change during a run (live: \(liveKeys.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    /// Keys refused during a run with a reason of their own: the trainer's log-probs use the distribution that sampled
+    /// the groups in flight, so a change would make their recorded behaviour log-probs inconsistent with it.
+    public static let samplingKeys: Set<String> = ["inference.temperature", "inference.top_p", "inference.top_k"]
 
     public init(_ settings: Settings) throws {
         runID = try settings.string("run.id")
@@ -128,7 +161,36 @@ public struct RunConfig: Sendable, Equatable {
             throw SettingsError(problem: "setting 'prompt.system' needs a 'prompt.template' to put the system turn in")
         }
         _ = try EnvironmentFactory.make(environment)
-        guard temperature >= 0 else { throw SettingsError(problem: "setting 'inference.temperature' must be >= 0") }
+        guard temperature >= 0, temperature.isFinite else { throw SettingsError(problem: "setting 'inference.temperature' must be finite and >= 0") }
+        guard topP > 0, topP <= 1 else { throw SettingsError(problem: "setting 'inference.top_p' must be in (0, 1]") }
+        guard learningRate.isFinite, learningRate >= 0 else { throw SettingsError(problem: "setting 'trainer.learning_rate' must be finite and >= 0") }
+        adamBeta1 = try settings.float("trainer.adam_beta1")
+        adamBeta2 = try settings.float("trainer.adam_beta2")
+        weightDecay = try settings.float("trainer.weight_decay")
+        maxGradNorm = try settings.float("trainer.max_grad_norm")
+        for (key, value) in [("trainer.adam_beta1", adamBeta1), ("trainer.adam_beta2", adamBeta2)] where !(value >= 0 && value < 1) {
+            throw SettingsError(problem: "setting '\(key)' = \(value) must be in [0, 1)")
+        }
+        for (key, value) in [("trainer.weight_decay", weightDecay), ("trainer.max_grad_norm", maxGradNorm)] where !(value >= 0 && value.isFinite) {
+            throw SettingsError(problem: "setting '\(key)' = \(value) must be finite and >= 0")
+        }
+        var targets: [Int] = []
+        for item in try settings.list("reward.target_lengths") {
+            guard let target = Int(item), target >= 1 else {
+                throw SettingsError(problem: "setting 'reward.target_lengths': '\(item)' is not a positive number of tokens")
+            }
+            targets.append(target)
+        }
+        rewardShaping = RewardShaping(correctnessWeight: try settings.double("reward.correctness_weight"), formatWeight: try settings.double("reward.format_weight"),
+                                      lengthPenaltyPerToken: try settings.double("reward.length_penalty_per_token"),
+                                      maxLengthPenalty: try settings.double("reward.max_length_penalty"), targetLengths: targets,
+                                      lengthInstruction: try settings.string("reward.length_instruction"))
+        for (key, value) in [("reward.correctness_weight", rewardShaping.correctnessWeight), ("reward.format_weight", rewardShaping.formatWeight),
+                             ("reward.length_penalty_per_token", rewardShaping.lengthPenaltyPerToken), ("reward.max_length_penalty", rewardShaping.maxLengthPenalty)]
+            where !value.isFinite {
+            throw SettingsError(problem: "setting '\(key)' must be a finite number")
+        }
+        meanOnlyAdvantages = try settings.bool("reward.mean_only")
     }
 
     public var samplingOptions: SamplingOptions {
@@ -137,6 +199,16 @@ public struct RunConfig: Sendable, Equatable {
 
     public var grpo: GRPOConfig {
         GRPOConfig(epsilonLow: epsilonLow, epsilonHigh: epsilonHigh, delta: delta, klCoefficient: klCoefficient, entropyCoefficient: entropyCoefficient)
+    }
+
+    /// AdamW with the run's betas, weight decay and clip.
+    public func makeOptimizer(for model: any Policy) -> AdamW {
+        AdamW(model: model, learningRate: learningRate, beta1: adamBeta1, beta2: adamBeta2, weightDecay: weightDecay, maxGradNorm: maxGradNorm)
+    }
+
+    /// The trainer's knobs: its log-probs are taken under the distribution the workers sample from.
+    public var trainerConfig: GRPOTrainerConfig {
+        GRPOTrainerConfig(learningRate: learningRate, loss: grpo, microBatchSize: microBatch)
     }
 
     /// The policy the run starts from: the Hugging Face model at `modelPath`, or a new GPT of shape `model`.
@@ -174,6 +246,9 @@ public struct RunConfig: Sendable, Equatable {
         }
         return PromptFormat(tokenizer: try HFTokenizer(json: Data(tokenizerJSON)), template: chatTemplate, systemPrompt: systemPrompt, eos: eos)
     }
+
+    /// Task metadata key of the target length the learner drew for a task (length control).
+    public static let targetLengthMetadataKey = "target_length"
 
     /// Held-out tasks: a seed no training task uses.
     public var evalSeed: UInt64 { seed &+ 0x5EED_0000_0000 }

@@ -1,3 +1,5 @@
+import Checkpoints
+import Config
 import Foundation
 import Logging
 import Synchronization

@@ -1,4 +1,6 @@
+import Checkpoints
 import Messaging
+import Store
 
 /// Exchange, queue and key names of DESIGN.md. One broker and one Redis can serve several runs:
 /// queues and keys carry the run id.
@@ -31,10 +33,7 @@ public struct Names: Sendable {
     public var stateKey: String { "\(prefix):state" }
     public var metricsKey: String { "\(prefix):metrics" }
     public var countersKey: String { "\(prefix):counters" }
-    public var latestCheckpointKey: String { "\(prefix):ckpt:latest" }
-    public func manifestKey(version: UInt64) -> String { "\(prefix):ckpt:\(version):manifest" }
-    public func shardKey(version: UInt64, index: Int) -> String { "\(prefix):ckpt:\(version):shard:\(index)" }
-    public func stagingKey(version: UInt64) -> String { "\(prefix):staging:\(version)" }
+    public var checkpoints: CheckpointKeys { CheckpointKeys(run: run, prefix: prefix) }
     public func heartbeatKey(role: String, instance: String) -> String { "\(prefix):hb:\(role):\(instance)" }
     public var heartbeatPattern: String { "\(prefix):hb:*" }
     /// The run's tokenizer.json when its model brings one (its SHA-256 is in the run state); every role reads it.
@@ -68,4 +67,8 @@ public struct Names: Sendable {
                        BindingSpec(queue: policiesQueue, exchange: Self.controlExchange, routingKey: policyRoutingKey),
                        BindingSpec(queue: deadLettersQueue, exchange: Self.deadExchange, routingKey: "tributary.\(run).#")])
     }
+}
+
+extension CheckpointStore {
+    public init(names: Names, redis: RedisClient) { self.init(keys: names.checkpoints, redis: redis) }
 }

@@ -3,10 +3,12 @@ import Foundation
 import FoundationXML
 #endif
 import Store
-import ServiceKit
+@testable import Control
+import Config
+import Runtime
 import Testing
 
-/// The control CLI's pure parts (in ServiceKit's Control+*.swift), and its read of the metrics stream against the real Redis.
+/// The control CLI's pure parts (Services/Control), and its read of the metrics stream against the real Redis.
 @Suite("Control CLI")
 struct ControlCLITests {
     // MARK: Sparkline
@@ -41,9 +43,9 @@ struct ControlCLITests {
 
     // MARK: Plot
 
-    func points(_ count: Int) -> [MetricsPoint] {
+    func points(_ count: Int) -> [StepMetrics] {
         (0..<count).map { step in
-            MetricsPoint(step: step, version: step, values: ["reward_mean": Double(step) / Double(count), "accuracy": Double(step) / Double(2 * count)])
+            StepMetrics(step: step, version: step, rewardMean: Double(step) / Double(count), accuracy: Double(step) / Double(2 * count))
         }
     }
 
@@ -91,15 +93,24 @@ struct ControlCLITests {
 
     // MARK: Metrics entries
 
-    @Test func metricsPointReadsAStreamEntry() throws {
-        let point = try #require(MetricsPoint(fields: ["step": "7", "version": "7", "reward_mean": "0.4250", "accuracy": "0.3", "loss": "x",
-                                                       "staleness": #"{"0":5,"2":3}"#]))
-        #expect(point.step == 7 && point.version == 7)
-        #expect(point.rewardMean == 0.425)
-        #expect(point.accuracy == 0.3)
-        #expect(point["loss"] == nil)
-        #expect(point.staleness == [0: 5, 2: 3])
-        #expect(MetricsPoint(fields: ["counter": "1"]) == nil)
+    @Test func stepMetricsRoundTripThroughStreamFields() throws {
+        let metrics = StepMetrics(step: 7, version: 7, rewardMean: 0.425, accuracy: 0.3, loss: -0.0123, kl: 0.002, waitSeconds: 1.5, groups: 8,
+                                  staleDropped: 2, staleness: ["0": 5, "2": 3], asyncLevel: 2)
+        let fields = metrics.streamFields
+        // the stream keeps its field names, so dashboards and older readers still find them
+        #expect(fields["reward_mean"] == "0.425" && fields["wait_s"] == "1.5" && fields["stale_dropped"] == "2")
+        #expect(fields["staleness"] == #"{"0":5,"2":3}"#)
+        #expect(StepMetrics(fields: fields) == metrics)
+        #expect(metrics.stalenessMean == 0.75)
+    }
+
+    @Test func stepMetricsRefuseEntriesThatAreNotWholeSteps() {
+        #expect(StepMetrics(fields: ["counter": "1"]) == nil)
+        var fields = StepMetrics(step: 1, version: 1).streamFields
+        fields["loss"] = "x"
+        #expect(StepMetrics(fields: fields) == nil)
+        fields.removeValue(forKey: "loss")
+        #expect(StepMetrics(fields: fields) == nil)
     }
 
     @Test func metricsAreReadOldestFirstFromTheRealRedis() async throws {
@@ -108,7 +119,7 @@ struct ControlCLITests {
         try await redis.connect()
         defer { redis.close() }
         for step in 1...5 {
-            _ = try await redis.xadd(names.metricsKey, fields: ["step": String(step), "version": String(step), "reward_mean": String(Double(step) / 10)])
+            try await RunMetrics.append(StepMetrics(step: step, version: step, rewardMean: Double(step) / 10), to: redis, names: names)
         }
         let all = try await RunMetrics.read(redis, names: names)
         let lastTwo = try await RunMetrics.read(redis, names: names, count: 2)
@@ -116,6 +127,7 @@ struct ControlCLITests {
         #expect(all.map(\.step) == [1, 2, 3, 4, 5])
         #expect(lastTwo.map(\.step) == [4, 5])
         #expect(all.last?.rewardMean == 0.5)
+        #expect(all.last == StepMetrics(step: 5, version: 5, rewardMean: 0.5))
     }
 
     // MARK: Run files, live settings, targets

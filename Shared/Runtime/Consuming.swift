@@ -1,26 +1,19 @@
 import Messaging
+import ServiceLifecycle
 import Synchronization
 
 extension ServiceContext {
-    /// Handles deliveries one at a time until the stream ends or a stop is requested. What was delivered
-    /// but not handled stays unacknowledged, and goes back to its queue when the connection closes.
+    /// Handles deliveries one at a time. On drain (SIGTERM, `drain`) the one in hand is finished and no more are taken;
+    /// on hand-back (`shutdown`) the one in hand is nacked with requeue at once. Deliveries prefetched but not taken
+    /// stay unacknowledged and go back to their queue when the connection closes.
     public func consume(queue: String, prefetch: Int, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
-        let stream = fabric.amqp.consume(queue: queue, prefetch: prefetch)
         let stop = self.stop
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for try await delivery in stream {
-                    if stop.isRequested { break }
-                    try await handle(delivery)
-                }
-            }
-            group.addTask { await stop.wait() }
-            try await group.next()
-            group.cancelAll()
+        for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
+            if stop.mode != .running { break }
+            _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
         }
     }
 }
-
 /// Events per second over a sliding window, for heartbeats.
 public final class RateMeter: Sendable {
     private let events = Mutex<[(ContinuousClock.Instant, Int)]>([])

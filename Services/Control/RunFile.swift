@@ -1,3 +1,4 @@
+import Config
 import Foundation
 
 /// A run file checked the way the learner will read it, and the TOML text a StartRun carries.
@@ -35,10 +36,10 @@ public enum LiveSetting {
     /// Checks `key` is live and `value` gives a valid RunConfig over `base` (the run's current settings); returns that config.
     @discardableResult
     public static func validate(key: String, value: String, base: Settings) throws -> RunConfig {
-        guard RunConfig.liveKeys.contains(key) else {
-            let known = RunConfig.settings.contains { $0.key == key }
-            throw SettingsError(problem: "'\(key)' \(known ? "cannot change during a run" : "is not a setting"); live settings: \(RunConfig.liveKeys.sorted().joined(separator: ", "))")
+        guard RunConfig.settings.contains(where: { $0.key == key }) else {
+            throw SettingsError(problem: "'\(key)' is not a run setting\(SettingsCatalog.suggestion(for: key, among: RunConfig.settings.map(\.key))); live settings: \(RunConfig.liveKeys.sorted().joined(separator: ", "))")
         }
+        try RunConfig.checkLive(key: key)
         var updated = base
         try updated.set(key, value, origin: "tributary set")
         return try RunConfig(updated)

@@ -13,6 +13,10 @@ public struct Setting: Sendable {
         self.help = help
     }
 
+    /// A setting whose default is true or false: on the command line `--key` alone means true.
+    public var isBoolean: Bool { defaultValue == "true" || defaultValue == "false" }
+    static let booleanWords = ["true": true, "false": false, "1": true, "0": false]
+
     public var environmentName: String { "TRIBUTARY_" + key.uppercased().replacingOccurrences(of: ".", with: "_") }
 }
 
@@ -50,21 +54,31 @@ public struct Settings: Sendable {
             guard argument.hasPrefix("--") else { throw SettingsError(problem: "unexpected argument '\(argument)' (see --help)") }
             var name = String(argument.dropFirst(2))
             if name == "dry-run" { dryRun = true; continue }
-            var value: String
+            var inline: String?
             if let equals = name.firstIndex(of: "=") {
-                value = String(name[name.index(after: equals)...])
+                inline = String(name[name.index(after: equals)...])
                 name = String(name[..<equals])
+            }
+            guard name == "config" || known[name] != nil else {
+                throw SettingsError(problem: "unknown flag --\(name)\(SettingsCatalog.suggestion(for: name, among: specs.map(\.key) + ["config", "dry-run"], flag: true)) (see --help)")
+            }
+            let value: String
+            if let inline {
+                value = inline
+            } else if let spec = known[name], spec.isBoolean, index == arguments.count || Setting.booleanWords[arguments[index].lowercased()] == nil {
+                value = "true"  // a bare boolean flag
             } else {
                 guard index < arguments.count else { throw SettingsError(problem: "flag --\(name) needs a value") }
                 value = arguments[index]
                 index += 1
             }
             if name == "config" { configPath = value; continue }
-            guard known[name] != nil else { throw SettingsError(problem: "unknown flag --\(name) (see --help)") }
             flags.append((name, value))
         }
         if let configPath {
-            for (key, value) in try TOML.parse(contentsOf: configPath) {
+            let parsed = try TOML.parse(contentsOf: configPath)
+            try SettingsCatalog.checkKnown(parsed.keys, source: configPath, specs: specs)
+            for (key, value) in parsed {
                 // A run file carries every role's sections; a role takes the keys it knows.
                 guard known[key] != nil else { continue }
                 values[key] = value.description
@@ -89,7 +103,9 @@ public struct Settings: Sendable {
         var values = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, $0.defaultValue) })
         var origins = Dictionary(uniqueKeysWithValues: specs.map { ($0.key, "default") })
         let known = Set(specs.map(\.key))
-        for (key, value) in try TOML.parse(text, source: source) where known.contains(key) {
+        let parsed = try TOML.parse(text, source: source)
+        try SettingsCatalog.checkKnown(parsed.keys, source: source, specs: specs)
+        for (key, value) in parsed where known.contains(key) {
             values[key] = value.description
             origins[key] = source
         }
@@ -99,7 +115,9 @@ public struct Settings: Sendable {
     public subscript(key: String) -> String? { values[key] }
 
     public mutating func set(_ key: String, _ value: String, origin: String) throws {
-        guard specs.contains(where: { $0.key == key }) else { throw SettingsError(problem: "unknown setting '\(key)'") }
+        guard specs.contains(where: { $0.key == key }) else {
+            throw SettingsError(problem: "unknown setting '\(key)'\(SettingsCatalog.suggestion(for: key, among: specs.map(\.key)))")
+        }
         values[key] = value
         origins[key] = origin
     }
@@ -125,7 +143,7 @@ public struct Settings: Sendable {
         return value
     }
 
-    public func double(_ key: String) throws -> Double { try parsed(key, "a number") { Double($0) } }
+    public func double(_ key: String) throws -> Double { try parsed(key, "a finite number") { Double($0).flatMap { $0.isFinite ? $0 : nil } } }
     public func float(_ key: String) throws -> Float { Float(try double(key)) }
     public func bool(_ key: String) throws -> Bool {
         try parsed(key, "true or false") { ["true": true, "false": false, "1": true, "0": false][$0.lowercased()] }
@@ -136,10 +154,11 @@ public struct Settings: Sendable {
     }
 
     /// Every setting with its value and where it came from; secrets in URLs are masked.
-    public func effectiveDescription(role: String) -> String {
+    public func effectiveDescription(role: String, excluding excluded: Set<String> = []) -> String {
         var lines = ["\(role) effective configuration:"]
-        let width = specs.map(\.key.count).max() ?? 10
-        for spec in specs {
+        let shown = specs.filter { !excluded.contains($0.key) }
+        let width = shown.map(\.key.count).max() ?? 10
+        for spec in shown {
             let value = Self.masked(values[spec.key] ?? "")
             lines.append("  \(spec.key.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)  (\(origins[spec.key] ?? "default"))")
         }
@@ -161,7 +180,8 @@ public struct Settings: Sendable {
     public static func helpText(role: String, abstract: String, specs: [Setting]) -> String {
         var lines = ["USAGE: \(role) [--config run.toml] [--SECTION.KEY VALUE ...] [--dry-run]", "", abstract, "",
                      "Every setting can come from the TOML file ([section] key = value), the environment",
-                     "(TRIBUTARY_SECTION_KEY) or a flag (--section.key VALUE); flags win, then the environment, then the file.",
+                     "(TRIBUTARY_SECTION_KEY) or a flag (--section.key VALUE; a true/false setting also as a bare --section.key);",
+                     "flags win, then the environment, then the file. An unknown key anywhere is an error.",
                      "--dry-run prints the effective configuration and exits.", "", "SETTINGS:"]
         let width = specs.map(\.key.count).max() ?? 10
         for spec in specs {

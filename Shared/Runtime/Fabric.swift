@@ -1,4 +1,5 @@
 import Foundation
+import Config
 import Logging
 import Messaging
 import Store

@@ -1,0 +1,109 @@
+import Checkpoints
+import Config
+import Foundation
+import Messaging
+import Metrics
+import Runtime
+import Wire
+
+/// Takes each PolicySaved, writes the version's manifest and shards, waits for the relays, moves `latest`,
+/// announces the version and deletes versions no step may use any more.
+struct CheckpointBroadcaster: Role {
+    let context: ServiceContext
+    let store: CheckpointStore
+    let shardBytes: Int
+    let replicas: Int
+    let replicaTimeoutMs: Int
+    let keepVersions: Int
+    let broadcast: Counter
+    let relayShortfall: Counter
+    let broadcastTime: Metrics.Timer
+    let versionGauge: Gauge
+
+    init(context: ServiceContext) throws {
+        self.context = context
+        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
+        let settings = context.settings
+        shardBytes = try settings.int("broadcaster.shard_bytes", in: 4096...(256 << 20))
+        replicas = try settings.int("broadcaster.replicas", in: 0...64)
+        replicaTimeoutMs = try settings.int("broadcaster.replica_timeout_ms", in: 0...600_000)
+        keepVersions = try settings.int("broadcaster.keep_versions", in: 1...1000)
+        broadcast = Counter(label: "tributary_checkpoints_broadcast_total", dimensions: context.dimensions)
+        relayShortfall = Counter(label: "tributary_relay_shortfall_total", dimensions: context.dimensions)
+        broadcastTime = Metrics.Timer(label: "tributary_checkpoint_broadcast_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
+        versionGauge = Gauge(label: "tributary_checkpoint_version", dimensions: context.dimensions)
+    }
+
+    func run() async throws {
+        context.status.set(state: "waiting for policies")
+        try await context.consume(queue: context.fabric.names.policiesQueue, prefetch: 1) { delivery in
+            try await handle(delivery)
+        }
+    }
+
+    func handle(_ delivery: Delivery) async throws {
+        let fabric = context.fabric
+        let saved: PolicySaved
+        do {
+            saved = try PolicySaved.decode(delivery.body, deliveredID: delivery.messageID)
+            guard saved.envelope.runID == fabric.names.run else {
+                throw WireError.invalidField(type: "PolicySaved", messageID: saved.messageID, field: "envelope.run_id", reason: "is '\(saved.envelope.runID)', not this run")
+            }
+        } catch {
+            await fabric.deadLetter(delivery, reason: "\(error)")
+            return
+        }
+        let started = ContinuousClock.now
+        context.status.set(state: "broadcasting", detail: "version \(saved.version)")
+        // Redelivered after a crash mid-way: the manifest is written last, so re-doing the version is safe.
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.readStaged(key: saved.stagingKey, expectedSHA256: saved.sha256, version: saved.version)
+        } catch let error as CheckpointStoreError {
+            if case .missing = error, (try? await store.manifest(version: saved.version)) != nil {
+                try await delivery.ack()  // already broadcast, staging cleaned up
+                return
+            }
+            await fabric.deadLetter(delivery, reason: "\(error)")
+            return
+        }
+        let manifest = try await store.write(version: saved.version, safetensors: bytes, shardBytes: shardBytes)
+        if replicas > 0 {
+            let acknowledged = try await fabric.redis.wait(numReplicas: replicas, timeoutMs: replicaTimeoutMs)
+            if acknowledged < replicas {
+                context.logger.warning("only \(acknowledged) of \(replicas) relays confirmed version \(saved.version); announcing anyway")
+                relayShortfall.increment()
+            }
+        }
+        let previous = try await store.latest() ?? 0
+        if saved.version >= previous { try await store.setLatest(saved.version) }
+        var announcement = CheckpointAnnouncement()
+        announcement.envelope = fabric.envelope()
+        announcement.version = saved.version
+        announcement.manifestKey = fabric.names.checkpoints.manifest(version: saved.version)
+        announcement.totalBytes = manifest.totalBytes
+        announcement.sha256 = manifest.sha256
+        announcement.savedAtUnixMs = saved.savedAtUnixMs
+        announcement.announcedAtUnixMs = WallClock.nowMs()
+        // Fanout with no bound queue (no worker yet) is fine: late joiners read `latest`.
+        try await fabric.amqp.publish(exchange: Names.checkpointsExchange, routingKey: "", body: try announcement.encoded(),
+                                      messageID: announcement.messageID, mandatory: false)
+        _ = try await fabric.redis.del([saved.stagingKey])
+        _ = try await fabric.redis.xadd(fabric.names.broadcastLogKey, fields: [
+            "version": String(saved.version), "saved_ms": String(saved.savedAtUnixMs), "announced_ms": String(announcement.announcedAtUnixMs),
+            "bytes": String(manifest.totalBytes), "shards": String(manifest.shards.count)], maxLength: 10_000)
+        // Versions below latest - keep can no longer serve any step (keep >= async level + 1).
+        if saved.version >= UInt64(keepVersions) {
+            for old in try await store.versions() where old + UInt64(keepVersions) < saved.version {
+                try await store.delete(version: old)
+            }
+        }
+        try await delivery.ack()
+        let elapsed = ContinuousClock.now - started
+        broadcast.increment()
+        versionGauge.record(Double(saved.version))
+        broadcastTime.recordNanoseconds(Int64(elapsed.seconds * 1e9))
+        context.status.update { $0.policyVersion = Int(clamping: saved.version); $0.state = "waiting for policies"; $0.detail = "" }
+        context.logger.info("announced version \(saved.version): \(manifest.shards.count) shards, \(manifest.totalBytes) bytes in \(elapsed)")
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Messaging
+import RL
+import Runtime
+import Wire
+
+/// One step's batch as it was collected: the groups taken (with their deliveries, acknowledged once the step is
+/// durable) and what was dropped on the way.
+struct Batch {
+    struct Taken {
+        var delivery: Delivery
+        var message: ScoredGroupMessage
+        var age: Int
+    }
+
+    var groups: [Taken] = []
+    var staleDropped = 0, zeroSignal = 0, duplicates = 0
+    /// Every completion seen, dropped groups included (a zero-signal group still says how often the policy is right).
+    var rewards: [Double] = []
+    var correct = 0
+    var waited = Duration.zero
+    let started = ContinuousClock.now
+
+    var accuracy: Double { rewards.isEmpty ? 0 : Double(correct) / Double(rewards.count) }
+    var rewardMean: Double { rewards.isEmpty ? 0 : rewards.reduce(0, +) / Double(rewards.count) }
+    /// Groups used by age in versions.
+    var staleness: [String: Int] { Dictionary(groups.map { (String($0.age), 1) }, uniquingKeysWith: +) }
+
+    func contains(_ groupID: String) -> Bool { groups.contains { $0.message.rolloutMessageID == groupID } }
+
+    func samples() -> [TrainingSample] {
+        groups.flatMap { taken in
+            taken.message.completions.map { scored in
+                TrainingSample(promptTokens: taken.message.promptTokens, completionTokens: scored.completion.tokens,
+                               behaviourLogprobs: scored.completion.logprobs, advantage: scored.advantage)
+            }
+        }
+    }
+}
+
+extension Learner {
+    /// Takes scored groups until a batch is full; nil when the run is stopped or the process drains or hands back
+    /// (what was taken goes back to the queue).
+    func collectBatch() async throws -> Batch? {
+        var batch = Batch()
+        while batch.groups.count < config.groupsPerStep {
+            guard let delivery = try await nextGroup(waited: &batch.waited) else {
+                await handBack(batch.groups.map(\.delivery))
+                return nil
+            }
+            try await admit(delivery, into: &batch)
+        }
+        return batch
+    }
+
+    /// The next scored group, applying control commands as they come; groups that arrive while paused are held.
+    func nextGroup(waited: inout Duration) async throws -> Delivery? {
+        while !stopRun {
+            if !paused, !heldWhilePaused.isEmpty { return heldWhilePaused.removeFirst() }
+            let started = ContinuousClock.now
+            guard let event = await events.next() else { return nil }
+            if !paused { waited += ContinuousClock.now - started }
+            switch event {
+            case let .group(delivery):
+                if paused { heldWhilePaused.append(delivery) } else { return delivery }
+            case let .control(command):
+                try await apply(command)
+            }
+        }
+        return nil
+    }
+
+    /// Checks a group and decides (GroupAdmission): into the batch, or dropped, counted and (when it used up a task) replaced.
+    func admit(_ delivery: Delivery, into batch: inout Batch) async throws {
+        let message: ScoredGroupMessage
+        do {
+            message = try ScoredGroupMessage.decode(delivery.body, deliveredID: delivery.messageID)
+        } catch let error as WireError {
+            return await fabric.deadLetter(delivery, reason: error.reason)
+        }
+        var problem: String?
+        do { try validate(message) } catch let error as WireError { problem = error.reason }
+        let facts = GroupAdmission.Facts(groupID: message.rolloutMessageID, policyVersion: message.policyVersion,
+                                         advantages: message.completions.map(\.advantage), problem: problem)
+        let verdict = GroupAdmission.decide(facts, step: step, asyncLevel: config.asyncLevel) { applied.contains($0) || batch.contains($0) }
+        if case .invalid = verdict {} else if case .duplicate = verdict {} else {
+            batch.rewards += message.completions.map(\.reward)
+            batch.correct += message.completions.filter(\.correct).count
+        }
+        switch verdict {
+        case let .take(age):
+            batch.groups.append(Batch.Taken(delivery: delivery, message: message, age: age))
+            gauges.staleness.record(age)
+        case .duplicate:
+            // At least once: a group applied before a crash comes back; never apply it twice.
+            batch.duplicates += 1
+            gauges.duplicates.increment()
+            try await fabric.incrementCounter("duplicate_groups")
+            try await delivery.ack()
+        case .stale:
+            // Dropped groups feed no step: replace them, then acknowledge at once (the prefetch window stays open).
+            batch.staleDropped += 1
+            gauges.staleDropped.increment()
+            try await fabric.incrementCounter("stale_groups_dropped")
+            try await publishTasks(count: 1)
+            try await delivery.ack()
+        case .zeroSignal:
+            batch.zeroSignal += 1
+            gauges.zeroSignal.increment()
+            try await publishTasks(count: 1)
+            try await delivery.ack()
+        case let .invalid(reason):
+            await fabric.deadLetter(delivery, reason: reason)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Config
+import Runtime
+import Wire
+
+extension Learner {
+    /// Run commands: pause, resume, stop, and live settings (checked: a refused one is logged with its reason).
+    func apply(_ command: ControlCommand) async throws {
+        switch command.command {
+        case .pause:
+            paused = true
+            try await setState(RunState(status: .paused))
+            context.status.set(state: "paused", detail: "step \(step)")
+        case .resume:
+            paused = false
+            try await setState(RunState(status: .running))
+            context.status.set(state: "training", detail: "step \(step)")
+        case .stop:
+            stopRun = true
+        case let .set(parameter):
+            do {
+                try RunConfig.checkLive(key: parameter.key)
+                var updated = settings
+                try updated.set(parameter.key, parameter.value, origin: "set \(command.messageID)")
+                let newConfig = try RunConfig(updated)
+                settings = updated
+                config = newConfig
+                trainer.value.config.learningRate = newConfig.learningRate
+                try await setState(RunState(config: settings.toml(keys: RunConfig.settings.map(\.key))))
+                context.logger.notice("set \(parameter.key) = \(parameter.value)")
+            } catch {
+                context.logger.error("set \(parameter.key) refused: \(error)")
+            }
+        default:
+            return
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Checkpoints
+import Compression
+import Config
+import Foundation
+import Messaging
+import Runtime
+import Store
+import Wire
+
+extension Learner {
+    /// Durable first (weights, optimizer, reference, step, applied ids, in one MULTI/EXEC), then the groups that fed the step are acknowledged.
+    func commit(_ batch: Batch, snapshot: PolicySnapshot) async throws {
+        let ids = batch.groups.map(\.message.rolloutMessageID)
+        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: ids)
+        applied.formUnion(ids)
+    }
+
+    func snapshotPolicy() async throws -> PolicySnapshot {
+        let trainer = self.trainer
+        return try await compute.run {
+            let raw = trainer.value.model.safetensorsBytes()
+            return PolicySnapshot(rawBytes: raw.count, compressed: try Zstd.compress(raw, level: 1), sha256: sha256Hex(raw))
+        }
+    }
+
+    func publishPolicy(_ snapshot: PolicySnapshot) async throws {
+        let (key, sha) = try await store.stage(version: version, compressed: snapshot.compressed, sha256: snapshot.sha256)
+        var saved = PolicySaved()
+        saved.envelope = fabric.envelope()
+        saved.version = version
+        saved.stagingKey = key
+        saved.bytes = UInt64(snapshot.rawBytes)
+        saved.sha256 = sha
+        saved.savedAtUnixMs = WallClock.nowMs()
+        try await fabric.publish(saved, exchange: Names.controlExchange, routingKey: names.policyRoutingKey)
+    }
+
+    /// Weights, optimizer, reference policy, step and applied group ids in one MULTI/EXEC; then the deliveries are acknowledged.
+    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], newlyApplied: [String] = []) async throws {
+        let trainer = self.trainer
+        let (optimizer, reference) = try await compute.run {
+            (try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1), try trainer.value.referenceSafetensorsBytes().map { try Zstd.compress($0, level: 1) })
+        }
+        var fields: [any RedisArgument] = ["HSET", names.learnerStateKey, "step", String(step), "task_index", String(taskIndex),
+                                           "weights", snapshot.compressed, "optimizer", optimizer]
+        if let reference { fields += ["reference", reference] }
+        var commands: [[any RedisArgument]] = [["MULTI"], fields]
+        if !newlyApplied.isEmpty { commands.append(["SADD", names.appliedGroupsKey] + newlyApplied.map { $0 as any RedisArgument }) }
+        commands.append(["EXEC"])
+        let replies = try await fabric.redis.pipeline(commands)
+        if let failure = replies.compactMap(\.errorMessage).first ?? (replies.last?.array ?? []).compactMap(\.errorMessage).first {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "saving failed: \(failure)")
+        }
+        for delivery in deliveries { try await delivery.ack() }
+    }
+
+    func restore() async throws {
+        let saved = try await fabric.redis.hgetall(names.learnerStateKey)
+        guard let stepText = saved["step"].map({ String(decoding: $0, as: UTF8.self) }), let savedStep = Int(stepText),
+              let weights = saved["weights"], let optimizer = saved["optimizer"] else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "incomplete (step, weights and optimizer are needed)")
+        }
+        let weightBytes = try Zstd.decompress(weights, maxOutputSize: CheckpointStore.maxCheckpointBytes)
+        let optimizerBytes = try Zstd.decompress(optimizer, maxOutputSize: CheckpointStore.maxCheckpointBytes)
+        let referenceBytes = try saved["reference"].map { try Zstd.decompress($0, maxOutputSize: CheckpointStore.maxCheckpointBytes) }
+        if config.klCoefficient != 0, referenceBytes == nil {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "holds no reference policy, which trainer.kl_coefficient = \(config.klCoefficient) needs")
+        }
+        let trainer = self.trainer
+        try await compute.run {
+            try trainer.value.model.loadWeights(safetensors: weightBytes)
+            try trainer.value.optimizer.loadState(optimizerBytes)
+            if let referenceBytes { try trainer.value.loadReference(safetensors: referenceBytes) }
+        }
+        step = savedStep
+        taskIndex = saved["task_index"].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+        let members = try await fabric.redis.command(["SMEMBERS", names.appliedGroupsKey])
+        applied = Set((members.array ?? []).compactMap(\.string))
+        context.logger.notice("restored step \(step), \(applied.count) applied groups\(referenceBytes == nil ? "" : ", the reference policy")")
+    }
+
+    /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens, in
+    /// one transaction with `state`, so no reader sees a tokenizer and a SHA-256 from two different runs.
+    func publishFormat(_ state: RunState) async throws {
+        var state = state
+        state.other.merge(RunFormat.stateFields(config: config, tokenizerJSON: tokenizerJSON, eos: eosToken, vocabSize: vocabSize)) { $1 }
+        var hset: [any RedisArgument] = ["HSET", names.stateKey]
+        for (field, value) in state.hash { hset += [field, value] }
+        let write: [any RedisArgument] = tokenizerJSON.map { ["SET", names.tokenizerKey, $0] } ?? ["DEL", names.tokenizerKey]
+        let replies = try await fabric.redis.pipeline([["MULTI"], write, hset, ["EXEC"]])
+        let errors = replies.compactMap(\.errorMessage) + (replies.last?.array ?? []).compactMap(\.errorMessage)
+        if let error = errors.first { throw RunFormatError(problem: "publishing the run's format: \(error)") }
+    }
+
+    func setState(_ state: RunState) async throws { try await state.write(to: fabric.redis, names: names) }
+}
+
+/// The learner's own resumable state could not be saved or read.
+struct LearnerStateError: Error, CustomStringConvertible {
+    var key: String
+    var problem: String
+    var description: String { "learner state \(key): \(problem)" }
+}

@@ -1,0 +1,180 @@
+import Checkpoints
+import Compression
+import Config
+import Foundation
+import Messaging
+import Metrics
+import Model
+import RL
+import Runtime
+import ServiceLifecycle
+import Wire
+
+/// One run's learner: its config, model, trainer, step and the ids of the groups it applied.
+final class Learner {
+    let context: ServiceContext
+    let fabric: Fabric
+    let names: Names
+    let store: CheckpointStore
+    let events: LearnerEvents
+    var settings: Settings
+    var config: RunConfig
+    let environment: any Environment
+    let compute = ComputeQueue(label: "learner.model")
+    let trainer: Confined<GRPOTrainer>
+    var step = 0
+    var taskIndex = 0
+    var applied: Set<String> = []
+    var paused = false
+    var stopRun = false
+    /// Groups that arrived while paused, taken first on resume.
+    var heldWhilePaused: [Delivery] = []
+    /// Held-out prompts never appear in training (2-digit arithmetic has only 10k distinct problems).
+    let heldOut: [RLTask]
+    let heldOutPrompts: Set<String>
+    /// How text becomes tokens in this run (the model's tokenizer, the run's template), and what the roles read of it.
+    let format: PromptFormat
+    let tokenizerJSON: [UInt8]?
+    let vocabSize: Int, contextLength: Int, eosToken: Int32
+    let gauges: LearnerGauges
+
+    init(context: ServiceContext, settings: Settings, events: LearnerEvents) throws {
+        self.context = context
+        fabric = context.fabric
+        names = fabric.names
+        store = CheckpointStore(names: names, redis: fabric.redis)
+        self.events = events
+        self.settings = settings
+        config = try RunConfig(settings)
+        environment = try EnvironmentFactory.make(config.environment)
+        heldOut = environment.tasks(seed: config.evalSeed, range: 0..<config.evalTasks)
+        heldOutPrompts = Set(heldOut.map(\.prompt))
+        let model = try config.makePolicy()
+        tokenizerJSON = try config.tokenizerJSON(for: model)
+        format = try config.promptFormat(tokenizerJSON: tokenizerJSON, eos: model.eosToken)
+        // every id the tokenizer produces must be a row of the model's embedding
+        guard format.tokenizer.vocabSize <= model.vocabSize else {
+            throw SettingsError(problem: "setting 'model.path' = '\(config.modelPath ?? "")': its tokenizer.json has \(format.tokenizer.vocabSize) tokens, more than the model's vocabulary (\(model.vocabSize))")
+        }
+        (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
+        trainer = Confined(GRPOTrainer(model: model, optimizer: config.makeOptimizer(for: model), config: config.trainerConfig))
+        gauges = LearnerGauges(dimensions: context.dimensions)
+    }
+
+    var version: UInt64 { UInt64(step) }
+
+    /// Scored groups held at once.
+    func prefetch() throws -> Int {
+        let setting = try context.settings.int("learner.prefetch", in: 0...100_000)
+        return setting > 0 ? setting : config.groupsPerStep * (config.asyncLevel + 2)
+    }
+
+    func run(resuming: Bool) async throws {
+        print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)", excluding: ["run.id"]))
+        try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key))))
+        if resuming {
+            try await restore()
+        } else {
+            try await startFresh()
+        }
+        let snapshot = try await snapshotPolicy()
+        if !resuming { try await saveLearnerState(snapshot, ackAfter: []) }
+        try await publishPolicy(snapshot)
+        try await topUpTasks(initial: true)
+        try await setState(RunState(status: .running, step: step, version: version))
+        context.status.set(state: "training", detail: "step \(step)")
+        try await train()
+        guard stopRun || step >= config.steps else { return }  // drained or handed back: the run goes on after a restart
+        try await finish()
+        try? await gracefulShutdown()  // stay visible as finished until told to stop
+    }
+
+    // MARK: The loop
+
+    /// Collect a batch → train → commit durably → publish the policy → feed tasks → record the step.
+    func train() async throws {
+        while step < config.steps {
+            guard let batch = try await collectBatch() else { return }  // stopped, drained or handed back
+            let trained = try await optimize(on: batch)
+            if context.stop.isHandingBack { return await handBack(batch.groups.map(\.delivery)) }
+            step += 1
+            try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, applied ids; then the acks
+            try await publishPolicy(trained.snapshot)
+            try await publishTasks(count: config.groupsPerStep)
+            try await record(trained, batch)
+        }
+    }
+
+    /// The GRPO step, off the cooperative pool, and the new policy serialized for durability and broadcast.
+    func optimize(on batch: Batch) async throws -> TrainedStep {
+        let samples = batch.samples()
+        let learningRate = config.learningRate
+        let trainer = self.trainer
+        let started = ContinuousClock.now
+        let metrics = try await compute.run { try trainer.value.step(samples: samples, learningRate: learningRate) }
+        let trainSeconds = (ContinuousClock.now - started).seconds
+        let tokens = samples.reduce(0) { $0 + $1.promptTokens.count + $1.completionTokens.count }
+        return TrainedStep(metrics: metrics, tokens: tokens, trainSeconds: trainSeconds, snapshot: try await snapshotPolicy())
+    }
+
+    /// Held deliveries go back to the scored queue at once (drain, shutdown, stop).
+    func handBack(_ deliveries: [Delivery]) async {
+        for delivery in deliveries + heldWhilePaused { try? await delivery.nack(requeue: true) }
+        heldWhilePaused = []
+    }
+
+    func startFresh() async throws {
+        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey])
+        // A new run under a reused id starts with empty work queues.
+        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
+        try await setState(RunState(step: 0, version: 0, startedAtMs: WallClock.nowMs()))
+        try await warmStart()
+        freezeReference()
+        let before = try await evaluate()
+        context.logger.notice("held-out accuracy before GRPO: \(String(format: "%.3f", before))")
+        try await setState(RunState(accuracyBefore: before))
+    }
+
+    func finish() async throws {
+        let after = try await evaluate()
+        context.logger.notice("held-out accuracy after \(step) steps: \(String(format: "%.3f", after))")
+        _ = try? await fabric.amqp.purge(queue: names.tasksQueue)  // nobody needs the tasks ahead any more
+        try await setState(RunState(status: stopRun ? .stopped : .finished, finishedAtMs: WallClock.nowMs(), accuracyAfter: after))
+        context.status.set(state: "finished", detail: "step \(step)")
+    }
+}
+
+/// What one optimizer step produced.
+struct TrainedStep: Sendable {
+    var metrics: GRPOStepMetrics
+    var tokens: Int
+    var trainSeconds: Double
+    var snapshot: PolicySnapshot
+}
+
+/// The policy's weights, serialized, compressed and hashed once per version: kept in the learner's state and staged for the broadcaster.
+struct PolicySnapshot: Sendable {
+    var rawBytes: Int
+    var compressed: [UInt8]
+    var sha256: String
+}
+
+/// The learner's Prometheus series.
+struct LearnerGauges {
+    let step: Gauge, rewardMean: Gauge, accuracy: Gauge
+    let stepTime: Metrics.Timer, waitTime: Metrics.Timer
+    let staleness: Recorder
+    let staleDropped: Counter, zeroSignal: Counter, duplicates: Counter
+
+    init(dimensions: [(String, String)]) {
+        step = Gauge(label: "tributary_learner_step", dimensions: dimensions)
+        rewardMean = Gauge(label: "tributary_reward_mean", dimensions: dimensions)
+        accuracy = Gauge(label: "tributary_accuracy", dimensions: dimensions)
+        stepTime = Metrics.Timer(label: "tributary_learner_step_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+        waitTime = Metrics.Timer(label: "tributary_learner_wait_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+        staleness = Recorder(label: "tributary_group_staleness", dimensions: dimensions, aggregate: true)
+        staleDropped = Counter(label: "tributary_stale_groups_dropped_total", dimensions: dimensions)
+        zeroSignal = Counter(label: "tributary_zero_signal_groups_dropped_total", dimensions: dimensions)
+        duplicates = Counter(label: "tributary_duplicate_groups_total", dimensions: dimensions)
+    }
+}

@@ -1,0 +1,123 @@
+import Checkpoints
+import Config
+import Foundation
+import Messaging
+import Metrics
+import RL
+import Runtime
+import Synchronization
+import Wire
+
+/// Takes each rollout group, checks it, verifies every completion with the run's environment, shapes the rewards as
+/// the run file says, normalises advantages within the group and publishes the scored group.
+struct RewardScorer: Role {
+    let context: ServiceContext
+    let store: CheckpointStore
+    let runs = RunCache()
+    let formats = RunFormatCache()
+    let compute = ComputeQueue(label: "reward.verify")
+    let meter = RateMeter()
+    let prefetch: Int
+    let scored: Counter
+    let zeroSignal: Counter
+
+    init(context: ServiceContext) throws {
+        self.context = context
+        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
+        prefetch = try context.settings.int("reward.prefetch", in: 1...1024)
+        scored = Counter(label: "tributary_scored_groups_total", dimensions: context.dimensions)
+        zeroSignal = Counter(label: "tributary_zero_signal_groups_total", dimensions: context.dimensions)
+    }
+
+    func run() async throws {
+        context.status.set(state: "waiting for rollouts")
+        try await context.consume(queue: context.fabric.names.rolloutsQueue, prefetch: prefetch) { delivery in
+            try await score(delivery)
+        }
+    }
+
+    func score(_ delivery: Delivery) async throws {
+        let fabric = context.fabric
+        let group: RolloutGroup
+        let format: RunFormat
+        let run: RunCache.Run
+        do {
+            group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
+            guard let published = try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger),
+                  let known = try await runs.current(fabric: fabric) else {
+                // The learner has not written the run's format or config yet: hand it back and look again shortly.
+                try await delivery.nack(requeue: true)
+                try await Task.sleep(for: .seconds(1))
+                return
+            }
+            (format, run) = (published, known)
+            let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
+            try validate(group, run: fabric.names.run, latestVersion: latest, vocabularySize: format.vocabSize)
+        } catch let error as WireError {
+            await fabric.deadLetter(delivery, reason: error.reason)
+            return
+        }
+        context.status.set(state: "scoring", detail: group.task.taskID)
+        let started = ContinuousClock.now
+        let task = RLTask(id: group.task.taskID, prompt: group.task.prompt, answer: group.task.answer,
+                          metadata: group.task.metadata, difficulty: group.task.difficulty)
+        let completions = group.completions.map(\.tokens)
+        let targetLength = group.task.metadata[RunConfig.targetLengthMetadataKey].flatMap { Int($0) }
+        // Verifiers may run programs (code tasks): off the cooperative pool.
+        let result = try await compute.run {
+            GroupScoring.score(task: task, completions: completions, environment: run.environment, format: format.prompt,
+                               shaping: run.config.rewardShaping, targetLength: targetLength, meanOnly: run.config.meanOnlyAdvantages)
+        }
+        var message = ScoredGroupMessage()
+        message.envelope = fabric.envelope()
+        message.task = group.task
+        message.policyVersion = group.policyVersion
+        message.promptTokens = group.promptTokens
+        message.workerID = group.workerID
+        message.rolloutMessageID = group.messageID
+        message.timings = group.timings
+        message.timings.scoreMs = (ContinuousClock.now - started).milliseconds
+        message.completions = zip(group.completions, result.rewards).enumerated().map { index, pair in
+            ScoredCompletion.with {
+                $0.completion = pair.0
+                $0.reward = pair.1.total
+                $0.components = pair.1.components
+                $0.advantage = result.advantages?[index] ?? 0
+                $0.correct = (pair.1.components["correctness"] ?? 0) >= 1
+            }
+        }
+        // A group with no signal is not trained on, but the learner still counts it (and its accuracy) and replaces it.
+        if !result.hasSignal {
+            try await fabric.incrementCounter("zero_signal_groups")
+            zeroSignal.increment()
+        }
+        try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
+        _ = try await fabric.redis.xadd(fabric.names.scoredLogKey, fields: [
+            "task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
+            "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": result.hasSignal ? "1" : "0"], maxLength: 100_000)
+        try await delivery.ack()
+        meter.record()
+        scored.increment()
+        context.status.update { $0.throughput = meter.perSecond; $0.policyVersion = Int(clamping: group.policyVersion); $0.state = "waiting for rollouts" }
+    }
+}
+
+/// The run's config and environment, built from the run file the learner stored in Redis (rebuilt when it changes).
+final class RunCache: Sendable {
+    struct Run: Sendable {
+        var config: RunConfig
+        var environment: any Environment
+    }
+
+    private let cached = Mutex<(toml: String, run: Run)?>(nil)
+
+    func current(fabric: Fabric) async throws -> Run? {
+        guard let stored = try await fabric.redis.hget(fabric.names.stateKey, field: "config") else { return nil }
+        let toml = String(decoding: stored, as: UTF8.self)
+        if let hit = cached.withLock({ $0 }), hit.toml == toml { return hit.run }
+        let config = try RunConfig(try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"))
+        let run = Run(config: config, environment: try EnvironmentFactory.make(config.environment))
+        cached.withLock { $0 = (toml, run) }
+        return run
+    }
+}

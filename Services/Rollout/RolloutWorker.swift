@@ -1,0 +1,209 @@
+import Checkpoints
+import Config
+import Foundation
+import Messaging
+import Metrics
+import Model
+import RL
+import Runtime
+import Store
+import Synchronization
+import Wire
+
+/// Takes a task, makes sure it holds a policy fresh enough for it, generates the group, publishes it.
+struct RolloutWorker: Role {
+    let context: ServiceContext
+    let policy = PolicyHolder()
+    let formats = RunFormatCache()
+    let meter = RateMeter()
+    /// Checkpoints and the run's format come from the nearest Redis (a read-only relay is enough); heartbeats go to redis.url.
+    let checkpointRedis: RedisClient
+    let store: CheckpointStore
+    let versionWait: Double
+    let maxGroup: Int
+    let groups: Counter
+    let tokens: Counter
+    let loads: Counter
+    let generateTime: Metrics.Timer
+    let fetchTime: Metrics.Timer
+
+    init(context: ServiceContext) throws {
+        self.context = context
+        let relayURL = try context.settings.string("rollout.checkpoint_redis_url")
+        checkpointRedis = relayURL.isEmpty ? context.fabric.redis : RedisClient(endpoint: try RedisEndpoint(url: relayURL))
+        store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis)
+        versionWait = try context.settings.double("rollout.version_wait_seconds")
+        maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
+        groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
+        tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
+        loads = Counter(label: "tributary_checkpoints_loaded_total", dimensions: context.dimensions)
+        generateTime = Metrics.Timer(label: "tributary_generate_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
+        fetchTime = Metrics.Timer(label: "tributary_checkpoint_fetch_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
+    }
+
+    func run() async throws {
+        if checkpointRedis !== context.fabric.redis {
+            try await checkpointRedis.connect()
+            context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
+        }
+        defer { if checkpointRedis !== context.fabric.redis { checkpointRedis.close() } }
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await watchAnnouncements() }
+            context.status.set(state: "waiting for tasks")
+            try await context.consume(queue: context.fabric.names.tasksQueue, prefetch: 1) { delivery in
+                try await serve(delivery)
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Announcements wake a worker waiting for a version; late joiners read `latest` instead.
+    func watchAnnouncements() async throws {
+        let fabric = context.fabric
+        let stream = fabric.amqp.consume(queue: "", prefetch: 8, declare: .exclusiveTemporary,
+                                         bindings: [BindingSpec(queue: "", exchange: Names.checkpointsExchange)])
+        for try await delivery in stream {
+            try await delivery.ack()
+            if let announcement = try? CheckpointAnnouncement.decode(delivery.body, deliveredID: delivery.messageID),
+               announcement.envelope.runID == fabric.names.run {
+                policy.announcedVersion.store(max(policy.announcedVersion.load(ordering: .relaxed), Int(clamping: announcement.version)), ordering: .relaxed)
+            }
+        }
+    }
+
+    /// One task: check it, hold a fresh enough policy, generate, publish the group, then acknowledge the task.
+    func serve(_ delivery: Delivery) async throws {
+        let fabric = context.fabric
+        let task: RolloutTask
+        do {
+            task = try RolloutTask.decode(delivery.body, deliveredID: delivery.messageID)
+            try validate(task, run: fabric.names.run, maxGroup: maxGroup)
+        } catch {
+            await fabric.deadLetter(delivery, reason: "\(error)")
+            return
+        }
+        let fetchStarted = ContinuousClock.now
+        // a version past Int's range can never be reached: it waits like any other future version, then goes back
+        guard try await ensurePolicy(minimum: Int(clamping: task.minPolicyVersion)) else {
+            // No fresh enough policy in time (or stopping): hand the task back for later or for another worker.
+            try await delivery.nack(requeue: true)
+            return
+        }
+        let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
+        guard let format = try await formats.usable(names: fabric.names, redis: checkpointRedis, logger: context.logger) else {
+            // The run's format is not published (or is mid-update): hand the task back and look again shortly.
+            try await delivery.nack(requeue: true)
+            try await Task.sleep(for: .seconds(1))
+            return
+        }
+        let prompt = format.prompt.promptTokens(task.prompt)
+        let version = policy.version.load(ordering: .relaxed)
+        context.status.set(state: "generating", detail: task.taskID)
+        let generateStarted = ContinuousClock.now
+        let options = SamplingOptions(temperature: task.sampling.temperature, topP: task.sampling.topP == 0 ? 1 : task.sampling.topP,
+                                      topK: Int(task.sampling.topK), maxNewTokens: Int(task.sampling.maxNewTokens), seed: task.sampling.seed)
+        let policy = self.policy
+        let result: Result<[SampledCompletion], WireError> = try await policy.compute.run {
+            guard let model = policy.model.value else { throw CheckpointStoreError.missing(key: "policy (none loaded)") }
+            // the held policy must read every id of the run's tokenizer (a policy of an earlier run under this id may not)
+            if let token = prompt.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
+                return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
+                                                       reason: "encodes to token \(token), outside the held policy's vocabulary (\(model.vocabSize))"))
+            }
+            guard prompt.count + options.maxNewTokens <= model.contextLength else {
+                return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
+                                                       reason: "\(prompt.count) tokens + max_new_tokens \(options.maxNewTokens) exceed the context \(model.contextLength)"))
+            }
+            return .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options))
+        }
+        let completions: [SampledCompletion]
+        switch result {
+        case let .success(value): completions = value
+        case let .failure(error):
+            await fabric.deadLetter(delivery, reason: error.reason)
+            return
+        }
+        let generateMs = (ContinuousClock.now - generateStarted).milliseconds
+        var group = RolloutGroup()
+        group.envelope = fabric.envelope()
+        group.task = task
+        group.policyVersion = UInt64(version)
+        group.promptTokens = prompt
+        group.completions = completions.map { sample in
+            Completion.with {
+                $0.tokens = sample.tokens
+                $0.logprobs = sample.logprobs
+                $0.finishedWithEos = sample.finishedWithEOS
+            }
+        }
+        group.workerID = fabric.identity.instance
+        group.taskRedelivered = delivery.redelivered
+        group.timings = Timings.with {
+            $0.checkpointFetchMs = fetchMs
+            $0.generateMs = generateMs
+        }
+        // handed back while generating (`shutdown`): the task is already back in its queue, so publish nothing
+        try Task.checkCancellation()
+        try await fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: fabric.names.run)
+        // Acknowledged only once the group is safely with the broker.
+        try await delivery.ack()
+        let generated = completions.reduce(0) { $0 + $1.tokens.count }
+        meter.record(generated)
+        groups.increment()
+        tokens.increment(by: generated)
+        generateTime.recordNanoseconds(Int64(generateMs * 1e6))
+        context.status.update { $0.throughput = meter.perSecond; $0.state = "waiting for tasks"; $0.detail = "" }
+    }
+
+    /// Loads the newest verified checkpoint if the held one is older than `minimum`; false if none is fresh enough in time.
+    func ensurePolicy(minimum: Int) async throws -> Bool {
+        if policy.version.load(ordering: .relaxed) >= minimum { return true }
+        let deadline = ContinuousClock.now + .seconds(versionWait)
+        while context.stop.mode == .running {
+            if let newest = try await store.latest(), Int(clamping: newest) >= minimum {
+                try await load(version: newest)
+                return true
+            }
+            if ContinuousClock.now > deadline { return false }
+            context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
+            // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
+            let recheck = ContinuousClock.now + .milliseconds(500)
+            while policy.announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, context.stop.mode == .running {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        return false
+    }
+
+    /// Fetches a version (every shard verified against its manifest) and makes it the held policy.
+    func load(version: UInt64) async throws {
+        let fabric = context.fabric
+        context.status.set(state: "fetching checkpoint", detail: "version \(version)")
+        let started = ContinuousClock.now
+        let (bytes, manifest) = try await store.read(version: version)
+        let fetchedMs = (ContinuousClock.now - started).milliseconds
+        let policy = self.policy
+        try await policy.compute.run {
+            if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil { return }
+            policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
+        }
+        let loaded = Int(clamping: version)
+        policy.version.store(loaded, ordering: .relaxed)
+        context.status.update { $0.policyVersion = loaded }
+        _ = try await fabric.redis.xadd(fabric.names.loadsLogKey, fields: [
+            "worker": fabric.identity.instance, "version": String(version), "verified": "1", "shards": String(manifest.shards.count),
+            "sha256": manifest.sha256, "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)], maxLength: 100_000)
+        loads.increment()
+        fetchTime.recordNanoseconds(Int64(fetchedMs * 1e6))
+        context.logger.info("loaded version \(version) (\(manifest.shards.count) shards verified) in \(String(format: "%.0f", fetchedMs)) ms")
+    }
+}
+
+/// The worker's policy: the model and its version, touched only on the compute queue; and the newest version
+/// announced on the checkpoint fanout (one writer: the announcement listener).
+final class PolicyHolder: Sendable {
+    let compute = ComputeQueue(label: "rollout.model")
+    let model = Confined<(any Policy)?>(nil)
+    let version = Atomic<Int>(-1)
+    let announcedVersion = Atomic<Int>(-1)
+}

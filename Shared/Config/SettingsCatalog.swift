@@ -1,0 +1,60 @@
+/// Every role's settings in one place, so a key that no role knows is an error wherever it appears (a run file, a
+/// flag, a StartRun, autostart), while a key of another role in a shared run file is passed over.
+public enum SettingsCatalog {
+    public static let rollout = [
+        Setting("run.id", "default", "run to serve"),
+        Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back"),
+        Setting("rollout.max_group_size", "256", "largest G accepted from a task"),
+        Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
+    ]
+
+    public static let reward = [
+        Setting("run.id", "default", "run to serve"),
+        Setting("reward.prefetch", "4", "rollout groups held at once"),
+    ]
+
+    public static let learner = RunConfig.settings + [
+        Setting("learner.autostart", "false", "start the run from this process's settings (e.g. --config run.toml) without `tributary run start`"),
+        Setting("learner.prefetch", "0", "scored groups held at once (0: groups_per_step * (async_level + 2))"),
+    ]
+
+    public static let broadcaster = [
+        Setting("run.id", "default", "run to serve"),
+        Setting("broadcaster.shard_bytes", "1048576", "raw bytes per shard"),
+        Setting("broadcaster.replicas", "0", "Redis replicas (regional relays) that must hold a checkpoint before it is announced"),
+        Setting("broadcaster.replica_timeout_ms", "5000", "how long to wait for the relays"),
+        Setting("broadcaster.keep_versions", "4", "versions kept besides the newest (at least the run's async level + 1)"),
+    ]
+
+    /// Every key some role or the run knows (each process adds its own connection settings).
+    public static let allKeys: Set<String> = Set((rollout + reward + learner + broadcaster).map(\.key))
+
+    /// Refuses a key that neither this process nor any role knows, naming it and the nearest known key.
+    public static func checkKnown(_ keys: some Sequence<String>, source: String, specs: [Setting]) throws {
+        let known = allKeys.union(specs.map(\.key))
+        for key in keys.sorted() where !known.contains(key) {
+            throw SettingsError(problem: "\(source): unknown setting '\(key)'\(suggestion(for: key, among: Array(known)))")
+        }
+    }
+
+    /// ", did you mean 'x'?" for the nearest key within a few edits, else "".
+    public static func suggestion(for key: String, among candidates: [String], flag: Bool = false) -> String {
+        let scored = candidates.map { ($0, editDistance(key, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        guard let (best, distance) = scored, distance <= max(2, key.count / 3) else { return "" }
+        return flag ? "; did you mean --\(best)?" : "; did you mean '\(best)'?"
+    }
+
+    /// Levenshtein distance over characters.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var current = [i] + [Int](repeating: 0, count: b.count)
+            for j in 1...max(1, b.count) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : (b.isEmpty ? a.count : previous[b.count])
+    }
+}
