@@ -200,5 +200,5 @@ enum Output {
         return "\(count) B"
     }
 
-    static var nowMs: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    static var nowMs: Int64 { WallClock.nowMs() }
 }

@@ -62,7 +62,7 @@ public struct CheckpointStore: Sendable {
         manifest.sha256 = sha256Hex(safetensors)
         manifest.shardBytes = UInt64(shardBytes)
         manifest.compression = "zstd"
-        manifest.createdAtUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
+        manifest.createdAtUnixMs = WallClock.nowMs()
         var commands: [[any RedisArgument]] = []
         for (index, start) in stride(from: 0, to: safetensors.count, by: shardBytes).enumerated() {
             let raw = Array(safetensors[start..<min(start + shardBytes, safetensors.count)])

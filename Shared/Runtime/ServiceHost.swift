@@ -6,11 +6,6 @@ import Model
 import ServiceLifecycle
 import Wire
 
-/// The milliseconds since 1970 that every timestamp Tributary writes uses.
-public enum WallClock {
-    public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-}
-
 /// A role: a Service built from its context. Its `run()` reads as its step of the pipeline.
 public protocol Role: Service {
     init(context: ServiceContext) throws

@@ -65,7 +65,7 @@ extension Envelope {
             $0.role = role
             $0.instance = instance
         }
-        sentAtUnixMs = Int64(now.timeIntervalSince1970 * 1000)
+        sentAtUnixMs = WallClock.milliseconds(now)
     }
 }
 
@@ -95,4 +95,10 @@ extension EnvelopedMessage {
 
     /// The envelope's message id, for logs and errors.
     public var messageID: String { envelope.messageID }
+}
+
+/// The milliseconds since 1970 that every timestamp Tributary writes uses.
+public enum WallClock {
+    public static func nowMs() -> Int64 { milliseconds(Date()) }
+    public static func milliseconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970 * 1000) }
 }

@@ -1,0 +1,114 @@
+import Config
+import Foundation
+@testable import Learner
+import Messaging
+import Runtime
+import Store
+import TestSupport
+import Testing
+import Wire
+
+/// The learner alone, in process, fed scored groups by the test: what it takes, drops, counts and dead-letters.
+@Suite("Learner in process", .serialized)
+struct LearnerRoleTests {
+    static let arguments = ["--learner.autostart", "--run.steps", "3", "--run.groups_per_step", "2", "--run.async_level", "1",
+                            "--run.eval_tasks", "4", "--inference.group_size", "2", "--inference.max_new_tokens", "4",
+                            "--model.layers", "1", "--model.channels", "32", "--model.heads", "2", "--model.context", "32"]
+
+    /// A scored group of two completions whose advantages are `advantages`.
+    func group(_ harness: RoleHarness, id: String, version: UInt64, advantages: [Double] = [1, -1], tokens: [Int32] = [50, 51, 258]) -> ScoredGroupMessage {
+        var message = ScoredGroupMessage()
+        message.envelope = harness.fabric.envelope()
+        message.rolloutMessageID = id
+        message.policyVersion = version
+        message.promptTokens = Array("12+7=".utf8).map(Int32.init)
+        message.workerID = "test"
+        message.completions = advantages.map { advantage in
+            ScoredCompletion.with {
+                $0.completion = Completion.with {
+                    $0.tokens = tokens
+                    $0.logprobs = tokens.map { _ in -1.5 }
+                }
+                $0.advantage = advantage
+                $0.reward = advantage > 0 ? 1 : 0
+                $0.correct = advantage > 0
+            }
+        }
+        return message
+    }
+
+    func publish(_ harness: RoleHarness, _ messages: [ScoredGroupMessage]) async throws {
+        for message in messages { try await harness.fabric.publish(message, exchange: Names.scoredExchange, routingKey: harness.run) }
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func takesFreshGroupsAndDropsDuplicateStaleZeroSignalAndInvalidOnes() async throws {
+        let run = RoleHarness.newRun("learner-role")
+        let harness = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run, arguments: Self.arguments)
+        defer { Task { await harness.cleanUp() } }
+        try await harness.waitFor("the run to start") { try await RunState.read(harness.fabric.redis, names: harness.names).status == .running }
+
+        // step 0 → 1: one duplicate, one zero-signal, one out of the vocabulary, one from the future, two fresh
+        try await publish(harness, [
+            group(harness, id: "a", version: 0), group(harness, id: "a", version: 0), group(harness, id: "z", version: 0, advantages: [0, 0]),
+            group(harness, id: "oov", version: 0, tokens: [50, 9999]), group(harness, id: "future", version: 5), group(harness, id: "b", version: 0),
+        ])
+        try await harness.waitFor("step 1") { try await RunMetrics.read(harness.fabric.redis, names: harness.names).count == 1 }
+        // step 1 → 2 from version 1; then at step 2 (async level 1) a version-0 group is stale
+        try await publish(harness, [group(harness, id: "c", version: 1), group(harness, id: "d", version: 1),
+                                    group(harness, id: "old", version: 0), group(harness, id: "a", version: 0),
+                                    group(harness, id: "e", version: 2), group(harness, id: "f", version: 1)])
+        try await harness.waitFor("the run to finish") { try await RunState.read(harness.fabric.redis, names: harness.names).status == .finished }
+
+        let steps = try await RunMetrics.read(harness.fabric.redis, names: harness.names)
+        #expect(steps.map(\.step) == [1, 2, 3])
+        #expect(steps[0].groups == 2 && steps[0].duplicates == 1 && steps[0].zeroSignal == 1 && steps[0].staleDropped == 0)
+        #expect(steps[0].staleness == ["0": 2])
+        #expect(steps[2].staleDropped == 1 && steps[2].duplicates == 1, "\(steps[2])")
+        #expect(steps[2].staleness == ["0": 1, "1": 1], "\(steps[2])")
+        let applied = try await harness.fabric.redis.command(["SMEMBERS", harness.names.appliedGroupsKey]).array?.compactMap(\.string) ?? []
+        #expect(Set(applied) == ["a", "b", "c", "d", "e", "f"])
+        // the two invalid groups are parked with reasons naming the field
+        try await harness.waitFor("the dead letters") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
+        let counters = try await harness.fabric.counters()
+        #expect(counters["dead_lettered"] == 2 && counters["duplicate_groups"] == 2 && counters["stale_groups_dropped"] == 1)
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aLearnerThatFailsWritesFailedWithTheReasonAndWatchExitsOne() async throws {
+        let run = RoleHarness.newRun("learner-fail")
+        let missing = "/nonexistent/model-\(run)"
+        let harness = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run,
+                                                  arguments: Self.arguments + ["--model.path", missing])
+        defer { Task { await harness.cleanUp() } }
+        let error = try await harness.exit()
+        #expect(error != nil)
+        let state = try await RunState.read(harness.fabric.redis, names: harness.names)
+        #expect(state.status == .failed)
+        #expect(state.reason?.contains("model.path") == true && state.reason?.contains(missing) == true, "\(state)")
+        // the CLI sees it at its first look
+        let started = ContinuousClock.now
+        let watch = try Self.runCLI(["watch", "--run.id", run, "--until-finished", "--timeout", "60"])
+        #expect(watch.status == 1, "\(watch.output)")
+        #expect(watch.output.contains("failed") && watch.output.contains("model.path"))
+        #expect(ContinuousClock.now - started < .seconds(30))
+    }
+
+    static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"].map { URL(fileURLWithPath: $0) }
+            ?? repositoryRoot.appendingPathComponent(".build/release")
+        let binary = directory.appendingPathComponent("tributary").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

@@ -1,0 +1,75 @@
+import Checkpoints
+import Config
+import Foundation
+import Messaging
+import Model
+@testable import Rollout
+import Runtime
+import Store
+import Testing
+import Wire
+
+/// A rollout worker alone, in process: `drain` finishes the group in hand, `shutdown` hands the task back.
+@Suite("Rollout worker in process", .serialized)
+struct RolloutRoleTests {
+    /// A policy slow enough to sample that a command arrives mid-generation, as version 0 with the run's format.
+    func prepare(_ harness: RoleHarness) async throws {
+        let model = GPT(config: GPTConfig(contextLength: 64, layers: 4, heads: 4, channels: 256), seed: 3)
+        let store = CheckpointStore(names: harness.names, redis: harness.fabric.redis)
+        _ = try await store.write(version: 0, safetensors: model.safetensorsBytes(), shardBytes: 1 << 20)
+        try await store.setLatest(0)
+        let config = try RunConfig(Settings.fromTOML("[run]\nid = \"\(harness.run)\"\n", specs: RunConfig.settings, source: "test"))
+        try await RunState(other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: model.eosToken, vocabSize: model.vocabSize))
+            .write(to: harness.fabric.redis, names: harness.names)
+    }
+
+    func task(_ harness: RoleHarness, id: String) -> RolloutTask {
+        var task = RolloutTask()
+        task.envelope = harness.fabric.envelope()
+        task.taskID = id
+        task.prompt = "12+7="
+        task.groupSize = 256
+        task.sampling = SamplingSettings.with {
+            $0.temperature = 1
+            $0.topP = 1
+            $0.maxNewTokens = 48
+            $0.seed = 7
+        }
+        return task
+    }
+
+    func startWorker(_ run: String) async throws -> RoleHarness {
+        try await RoleHarness.start(RolloutWorker.self, name: "rollout", specs: SettingsCatalog.rollout, run: run,
+                                    arguments: ["--service.instance", "rollout-\(run)"])
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func drainFinishesTheGroupInHandAndTakesNoMore() async throws {
+        let harness = try await startWorker(RoleHarness.newRun("rollout-drain"))
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)
+        for id in ["t1", "t2"] { try await harness.fabric.publish(task(harness, id: id), exchange: Names.tasksExchange, routingKey: harness.run) }
+        try await harness.waitFor("generation to start") { harness.host.context.status.current.state == "generating" }
+        try await harness.sendControl(.drain(Tributary_V1_Drain()), to: "rollout.rollout-\(harness.run)")
+        #expect(try await harness.exit() == nil)
+        #expect(harness.host.context.stop.mode == .draining)
+        // the group in hand was finished and published, its task acknowledged; the other task is still there
+        #expect(try await harness.messages(in: harness.names.rolloutsQueue) == 1)
+        try await harness.waitFor("the untaken task back in its queue") { try await harness.messages(in: harness.names.tasksQueue) == 1 }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func shutdownHandsTheTaskInHandBackAtOnce() async throws {
+        let harness = try await startWorker(RoleHarness.newRun("rollout-shutdown"))
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)
+        try await harness.fabric.publish(task(harness, id: "t1"), exchange: Names.tasksExchange, routingKey: harness.run)
+        try await harness.waitFor("generation to start") { harness.host.context.status.current.state == "generating" }
+        try await harness.sendControl(.shutdown(Tributary_V1_Shutdown()), to: "rollout.rollout-\(harness.run)")
+        // back in the queue before the worker has even finished the forward it was in
+        try await harness.waitFor("the task back in its queue", within: 10) { try await harness.messages(in: harness.names.tasksQueue) == 1 }
+        #expect(try await harness.exit() == nil)
+        #expect(harness.host.context.stop.mode == .handingBack)
+        #expect(try await harness.messages(in: harness.names.rolloutsQueue) == 0)
+    }
+}
