@@ -59,7 +59,7 @@ func runLearningBench(json: Bool) throws {
     let maxNewTokens = recipe.digits + 2  // up to digits+1 answer digits, then eos
     let heldOut = environment.tasks(seed: 2, range: 0..<recipe.heldOut)
     let excluded = Set(heldOut.map(\.prompt))
-    let probe = environment.tasks(seed: 3, range: 0..<(recipe.probe * 2)).filter { !excluded.contains($0.prompt) }.prefix(recipe.probe).map { $0 }
+    let probe = WarmStartPlan.probe(environment: environment, seed: 3, candidates: recipe.probe * 2, count: recipe.probe, excluding: excluded)
     var trainIndex = 0
     func nextTrainingTasks(_ count: Int) -> [RLTask] {
         var tasks: [RLTask] = []
@@ -81,19 +81,14 @@ func runLearningBench(json: Bool) throws {
 
     // Warm start: supervised on reference solutions, stopped as soon as the probe accuracy is low but non-zero.
     let warmOptimizer = AdamW(model: model, learningRate: recipe.warmLearningRate, weightDecay: 0, maxGradNorm: 1)
-    var warmSteps = 0
-    var lastLoss = 0.0
-    while warmSteps < recipe.warmMaxSteps {
-        let examples = nextTrainingTasks(recipe.warmBatch).map { SupervisedExample(task: $0, environment: environment) }
-        lastLoss = try SupervisedTraining.step(model: model, optimizer: warmOptimizer, examples: examples, learningRate: recipe.warmLearningRate).loss
-        warmSteps += 1
-        if warmSteps % recipe.warmEvalEvery == 0 {
-            let accuracy = Evaluation.evaluate(model: model, environment: environment, tasks: probe, maxNewTokens: maxNewTokens)
-            if accuracy >= recipe.warmTarget {
-                print(pad("warm start", 12) + pad("\(warmSteps)", 7) + pad(fmt(lastLoss, 3), 9) + pad(fmt(accuracy, 3), 11) + pad("", 14) + fmt(elapsed(), 1))
-                break
-            }
-        }
+    let plan = WarmStartPlan(maxSteps: recipe.warmMaxSteps, batch: recipe.warmBatch, learningRate: recipe.warmLearningRate,
+                             targetAccuracy: recipe.warmTarget, evalEvery: recipe.warmEvalEvery, maxNewTokens: maxNewTokens)
+    // consecutive training tasks, so GRPO goes on where the warm start stopped
+    let warm = try plan.run(model: model, optimizer: warmOptimizer, environment: environment,
+                            tasks: WarmStartTaskSource { _, batch in nextTrainingTasks(batch) }, probe: probe)
+    let warmSteps = warm.steps, lastLoss = warm.finalLoss
+    if warm.reachedTarget {
+        print(pad("warm start", 12) + pad("\(warmSteps)", 7) + pad(fmt(lastLoss, 3), 9) + pad(fmt(warm.probeAccuracy ?? 0, 3), 11) + pad("", 14) + fmt(elapsed(), 1))
     }
     let accuracyBefore = Evaluation.evaluate(model: model, environment: environment, tasks: heldOut, maxNewTokens: maxNewTokens)
     let warmSeconds = elapsed()
@@ -102,7 +97,8 @@ func runLearningBench(json: Bool) throws {
     // GRPO: sample groups at temperature 1, correctness reward, group-normalised advantages, zero-signal groups dropped.
     let trainer = GRPOTrainer(
         model: model, optimizer: AdamW(model: model, learningRate: recipe.grpoLearningRate, weightDecay: 0, maxGradNorm: 1),
-        config: GRPOTrainerConfig(learningRate: recipe.grpoLearningRate, loss: GRPOConfig(), microBatchSize: 256))
+        config: GRPOTrainerConfig(learningRate: recipe.grpoLearningRate, loss: GRPOConfig(), microBatchSize: 256,
+                                  sampling: TokenDistribution(temperature: recipe.temperature)))
     let shaping = RewardShaping.correctnessOnly
     var dropped = 0, kept = 0
     var rewardSum = 0.0, rewardCount = 0

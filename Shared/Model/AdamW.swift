@@ -1,10 +1,59 @@
 import Foundation
 
+/// The optimizer knobs of a run (learning rate aside: it is a schedule's), validated before an optimizer is built.
+public struct AdamWSettings: Sendable, Codable, Equatable {
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    /// Decoupled weight decay per unit learning rate, on matrices and embeddings; 0 = off.
+    public var weightDecay: Float
+    /// Global gradient-norm clip; 0 = no clipping.
+    public var maxGradNorm: Float
+
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0, maxGradNorm: Float = 1) {
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.maxGradNorm = maxGradNorm
+    }
+
+    /// Refuses a value AdamW cannot use, naming the field: betas in [0, 1), epsilon > 0, weight decay >= 0, clip >= 0.
+    public func validate() throws {
+        try AdamWSettings.check(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, maxGradNorm: maxGradNorm)
+    }
+
+    static func check(beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float, maxGradNorm: Float?) throws {
+        // written so that NaN fails every check
+        guard beta1 >= 0, beta1 < 1 else { throw OptimizerSettingError(field: "beta1", value: beta1, expected: "in [0, 1)") }
+        guard beta2 >= 0, beta2 < 1 else { throw OptimizerSettingError(field: "beta2", value: beta2, expected: "in [0, 1)") }
+        guard epsilon > 0, epsilon.isFinite else { throw OptimizerSettingError(field: "epsilon", value: epsilon, expected: "finite and > 0") }
+        guard weightDecay >= 0, weightDecay.isFinite else {
+            throw OptimizerSettingError(field: "weightDecay", value: weightDecay, expected: "finite and >= 0 (0 = off)")
+        }
+        if let maxGradNorm {
+            guard maxGradNorm >= 0, maxGradNorm.isFinite else {
+                throw OptimizerSettingError(field: "maxGradNorm", value: maxGradNorm, expected: "finite and >= 0 (0 = no clipping)")
+            }
+        }
+    }
+}
+
+/// An optimizer knob out of range: which one, its value, what it must be.
+public struct OptimizerSettingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var field: String
+    public var value: Float
+    public var expected: String
+
+    public var description: String { "AdamW \(field) = \(value): must be \(expected)" }
+}
+
 /// AdamW with decoupled weight decay (matrices and embeddings only) and global gradient-norm clipping.
 /// Not thread-safe, like the model it updates; `@unchecked Sendable` only so its owner can move it to a compute thread.
 public final class AdamW: @unchecked Sendable {
     public let learningRate: Float
     public let beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    /// Global gradient-norm clip; nil or 0 = no clipping.
     public let maxGradNorm: Float?
     public let parameterCount: Int
     public private(set) var step: Int = 0
@@ -13,8 +62,14 @@ public final class AdamW: @unchecked Sendable {
     /// 1 where weight decay applies, else 0 (per parameter).
     private let decayMask: UnsafeMutablePointer<Float>
 
+    /// The knobs must be valid (`AdamWSettings.validate`); `init(model:learningRate:settings:)` throws instead of trapping.
     public init(model: any Policy, learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
                 weightDecay: Float = 0.0, maxGradNorm: Float? = 1.0) {
+        do {
+            try AdamWSettings.check(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, maxGradNorm: maxGradNorm)
+        } catch {
+            preconditionFailure("\(error)")
+        }
         self.learningRate = learningRate
         self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon; self.weightDecay = weightDecay
         self.maxGradNorm = maxGradNorm
@@ -29,6 +84,18 @@ public final class AdamW: @unchecked Sendable {
             offset += n
         }
         precondition(offset == parameterCount, "AdamW: parameter tensors cover \(offset) of \(parameterCount) parameters")
+    }
+
+    /// An optimizer with a run's knobs; throws, naming the field, when one is out of range.
+    public convenience init(model: any Policy, learningRate: Float, settings: AdamWSettings) throws {
+        try settings.validate()
+        self.init(model: model, learningRate: learningRate, beta1: settings.beta1, beta2: settings.beta2, epsilon: settings.epsilon,
+                  weightDecay: settings.weightDecay, maxGradNorm: settings.maxGradNorm)
+    }
+
+    /// The knobs this optimizer runs with.
+    public var settings: AdamWSettings {
+        AdamWSettings(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, maxGradNorm: maxGradNorm ?? 0)
     }
 
     deinit { m.deallocate(); v.deallocate(); decayMask.deallocate() }
@@ -58,7 +125,7 @@ public final class AdamW: @unchecked Sendable {
         for i in (8 * blocks)..<n { sq += Double(g[i]) * Double(g[i]) }
         let norm = Float(sq.squareRoot())
         var clip: Float = 1
-        if let maxNorm = maxGradNorm, norm > maxNorm, norm.isFinite { clip = maxNorm / norm }
+        if let maxNorm = maxGradNorm, maxNorm > 0, norm > maxNorm, norm.isFinite { clip = maxNorm / norm }
 
         step += 1
         let b1 = beta1, b2 = beta2, eps = epsilon

@@ -56,6 +56,10 @@ public enum Checkpoint {
             let optURL = directory.appendingPathComponent(optimizerFile)
             if let s = state.optimizer {
                 guard let optData = try? Data(contentsOf: optURL) else { throw CheckpointError.missingFile(optURL.path) }
+                // a file's knobs are refused, not trapped on, when out of range
+                do {
+                    try AdamWSettings.check(beta1: s.beta1, beta2: s.beta2, epsilon: s.epsilon, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm)
+                } catch { throw CheckpointError.badConfig("\(trainerStateFile): \(error)") }
                 let o = AdamW(model: model, learningRate: s.learningRate, beta1: s.beta1, beta2: s.beta2, epsilon: s.epsilon,
                               weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm)
                 try o.loadState([UInt8](optData))

@@ -1,17 +1,20 @@
 // The training pass: forward to per-token log-probabilities, backward from their gradients.
 extension GPT {
-    /// Training pass. tokens, targets: (B,T) row-major; returns log p(target) and entropy per position, each (B*T).
+    /// Training pass. tokens, targets: (B,T) row-major; returns log q(target) and entropy per position, each (B*T), where q
+    /// is `distribution` over the logits (the sampler's: tempered, top-k/top-p cut, renormalised).
     /// A negative target marks a position without a target: its logprob is 0 and it gets no gradient.
-    public func forward(tokens: [Int32], targets: [Int32], batch B: Int, time T: Int) -> (logprobs: [Float], entropy: [Float]) {
+    public func forward(tokens: [Int32], targets: [Int32], batch B: Int, time T: Int, distribution: TokenDistribution) -> (logprobs: [Float], entropy: [Float]) {
         checkTrainingBatch(tokens: tokens, targets: targets, B: B, T: T, contextLength: config.contextLength, vocabSize: config.vocabSize)
 
         let a = prepareActivations(B: B, T: T)
         lastTokens = tokens
         lastTargets = targets
         tokens.withUnsafeBufferPointer { runForward(a, tokens: $0.baseAddress!) }
-        // head: logits (B,T,V) = lnf @ wte^T, then log-softmax in place
+        // head: logits (B,T,V) = lnf @ wte^T, then log-softmax of the sampling distribution in place
         lmHeadForward(a.probs, a.lnf, B * T)
-        return logprobsAndEntropy(a.probs, targets: targets, B * T, config.vocabSize)
+        let head = logprobsAndEntropy(a.probs, targets: targets, B * T, config.vocabSize, distribution: distribution)
+        lastLogitScale = head.logitScale
+        return (head.logprobs, head.entropy)
     }
 
     /// dLogprobs: dLoss/dlogprob per position (B*T); mask 0/1 per position (masked positions contribute nothing).
@@ -29,7 +32,7 @@ extension GPT {
         dLogprobs.withUnsafeBufferPointer { dl in
             mask.withUnsafeBufferPointer { mk in
                 lastTargets.withUnsafeBufferPointer { tg in
-                    logprobBackward(a.probs, dl.baseAddress!, mk.baseAddress!, tg.baseAddress!, BT, V)
+                    logprobBackward(a.probs, dl.baseAddress!, mk.baseAddress!, tg.baseAddress!, BT, V, scale: lastLogitScale)
                 }
             }
         }

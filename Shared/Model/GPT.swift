@@ -18,6 +18,8 @@ public final class GPT: @unchecked Sendable {
     var lastBatch = 0, lastTime = 0
     var lastTokens: [Int32] = []
     var lastTargets: [Int32] = []
+    /// d logit / d raw logit of the last forward: 1 / temperature when it trained under a tempered distribution.
+    var lastLogitScale: Float = 1
     var acts: Activations?
 
     public init(config: GPTConfig, seed: UInt64) {

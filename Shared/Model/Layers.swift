@@ -334,13 +334,51 @@ func logprobForward(_ probs: UnsafeMutablePointer<Float>, _ logprobs: UnsafeMuta
     }
 }
 
-/// dlogits (N,V) overwrites probs in place: d logprob[target] / d logits = onehot(target) - probs, times dlogprobs * mask
+/// probs (N,V) overwrites the logits with the sampling distribution q of `distribution` (tempered, cut to the sampler's
+/// support, renormalised; 0 outside the support); logprobs, entropy (N) under q; targets (N), a negative target gives
+/// logprob 0. A target outside the support (a token an older policy sampled) joins it, so it keeps a finite log-prob
+/// and a gradient; on-policy that never happens, as the sampler only draws from the support. Needs temperature > 0.
+func distributionLogprobForward(_ probs: UnsafeMutablePointer<Float>, _ logprobs: UnsafeMutablePointer<Float>,
+                                _ entropy: UnsafeMutablePointer<Float>, _ targets: UnsafePointer<Int32>, _ N: Int, _ V: Int,
+                                _ distribution: TokenDistribution) {
+    let invT = 1 / distribution.temperature
+    Parallel.chunks(N, minPerWorker: 16) { _, rows in
+        let order = UnsafeMutablePointer<Int>.allocate(capacity: V)
+        defer { order.deallocate() }
+        for n in rows {
+            let z = probs + n * V
+            let target = Int(targets[n])
+            let zt = target >= 0 ? z[target] : 0
+            var (kept, total, ranked, mx) = distribution.weights(z, V, probs: z, order: order)
+            if ranked {
+                if target >= 0, let r = (kept..<V).first(where: { order[$0] == target }) {
+                    order[r] = order[kept]; order[kept] = target
+                    total += Double(z[target]); kept += 1
+                }
+                for r in kept..<V { z[order[r]] = 0 }
+            }
+            // log q(target) from the logit itself, not log(weight): finite even where the weight underflows to 0
+            logprobs[n] = target >= 0 ? Float(Double((zt - mx) * invT) - log(total)) : 0
+            var h = 0.0
+            for i in 0..<V {
+                guard z[i] > 0 else { continue }
+                let q = Double(z[i]) / total
+                h -= q * log(q)
+                z[i] = Float(q)
+            }
+            entropy[n] = Float(h)
+        }
+    }
+}
+
+/// dlogits (N,V) overwrites probs in place: d logprob[target] / d logits = scale * (onehot(target) - probs), times
+/// dlogprobs * mask; scale is 1 / temperature when the logits were tempered (probs are 0 outside a truncated support)
 func logprobBackward(_ dlogits: UnsafeMutablePointer<Float>, _ dlogprobs: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
-                     _ targets: UnsafePointer<Int32>, _ N: Int, _ V: Int) {
+                     _ targets: UnsafePointer<Int32>, _ N: Int, _ V: Int, scale: Float = 1) {
     Parallel.chunks(N, minPerWorker: 64) { _, rows in
     for n in rows {
         let row = dlogits + n * V
-        let g = dlogprobs[n] * mask[n]
+        let g = dlogprobs[n] * mask[n] * scale
         let target = Int(targets[n])
         if g == 0 || target < 0 {
             row.update(repeating: 0, count: V)
@@ -361,17 +399,24 @@ func checkTrainingBatch(tokens: [Int32], targets: [Int32], B: Int, T: Int, conte
     precondition(targets.allSatisfy { $0 < V }, "forward: target out of range ..<\(V)")
 }
 
-/// log p(target) and entropy per position of logits (N,V) held in `probs`, which become the probabilities
-/// (what backward starts from).
-func logprobsAndEntropy(_ probs: UnsafeMutablePointer<Float>, targets: [Int32], _ N: Int, _ V: Int) -> (logprobs: [Float], entropy: [Float]) {
+/// log q(target) and entropy per position of logits (N,V) held in `probs`, which become the probabilities q of
+/// `distribution` (what backward starts from); the plain log-softmax when the distribution is plain.
+/// Returns the scale backward must apply to the logits' gradient (1 / temperature).
+func logprobsAndEntropy(_ probs: UnsafeMutablePointer<Float>, targets: [Int32], _ N: Int, _ V: Int,
+                        distribution: TokenDistribution = .plain) -> (logprobs: [Float], entropy: [Float], logitScale: Float) {
     var logprobs = [Float](repeating: 0, count: N)
     var entropy = [Float](repeating: 0, count: N)
+    let plain = distribution.isPlain(vocabSize: V)
     targets.withUnsafeBufferPointer { tg in
         logprobs.withUnsafeMutableBufferPointer { lp in
             entropy.withUnsafeMutableBufferPointer { en in
-                logprobForward(probs, lp.baseAddress!, en.baseAddress!, tg.baseAddress!, N, V)
+                if plain {
+                    logprobForward(probs, lp.baseAddress!, en.baseAddress!, tg.baseAddress!, N, V)
+                } else {
+                    distributionLogprobForward(probs, lp.baseAddress!, en.baseAddress!, tg.baseAddress!, N, V, distribution)
+                }
             }
         }
     }
-    return (logprobs, entropy)
+    return (logprobs, entropy, plain ? 1 : 1 / distribution.temperature)
 }

@@ -1,8 +1,9 @@
 // The Llama training pass: forward to per-token log-probabilities, backward from their gradients.
 extension Llama {
-    /// Training pass. tokens, targets: (B,T) row-major; returns log p(target) and entropy per position, each (B*T).
+    /// Training pass. tokens, targets: (B,T) row-major; returns log q(target) and entropy per position, each (B*T), where q
+    /// is `distribution` over the logits (the sampler's: tempered, top-k/top-p cut, renormalised).
     /// A negative target marks a position without a target: its logprob is 0 and it gets no gradient.
-    public func forward(tokens: [Int32], targets: [Int32], batch B: Int, time T: Int) -> (logprobs: [Float], entropy: [Float]) {
+    public func forward(tokens: [Int32], targets: [Int32], batch B: Int, time T: Int, distribution: TokenDistribution) -> (logprobs: [Float], entropy: [Float]) {
         checkTrainingBatch(tokens: tokens, targets: targets, B: B, T: T, contextLength: config.contextLength, vocabSize: config.vocabSize)
 
         let a = prepareActivations(B: B, T: T)
@@ -10,7 +11,9 @@ extension Llama {
         lastTargets = targets
         tokens.withUnsafeBufferPointer { runForward(a, tokens: $0.baseAddress!) }
         lmHeadForward(a.probs, a.lnf, B * T)
-        return logprobsAndEntropy(a.probs, targets: targets, B * T, config.vocabSize)
+        let head = logprobsAndEntropy(a.probs, targets: targets, B * T, config.vocabSize, distribution: distribution)
+        lastLogitScale = head.logitScale
+        return (head.logprobs, head.entropy)
     }
 
     /// dLogprobs: dLoss/dlogprob per position (B*T); mask 0/1 per position (masked positions contribute nothing).
@@ -28,7 +31,7 @@ extension Llama {
         dLogprobs.withUnsafeBufferPointer { dl in
             mask.withUnsafeBufferPointer { mk in
                 lastTargets.withUnsafeBufferPointer { tg in
-                    logprobBackward(a.probs, dl.baseAddress!, mk.baseAddress!, tg.baseAddress!, BT, V)
+                    logprobBackward(a.probs, dl.baseAddress!, mk.baseAddress!, tg.baseAddress!, BT, V, scale: lastLogitScale)
                 }
             }
         }

@@ -20,6 +20,8 @@ public final class Llama: @unchecked Sendable {
     /// Saved by `forward` for `backward`.
     var lastTokens: [Int32] = []
     var lastTargets: [Int32] = []
+    /// d logit / d raw logit of the last forward: 1 / temperature when it trained under a tempered distribution.
+    var lastLogitScale: Float = 1
     var acts: LlamaActivations?
 
     /// Random weights: N(0, 0.02) matrices and embeddings, unit RMSNorm weights, zero biases.

@@ -17,8 +17,10 @@ public protocol Policy: AnyObject, Sendable {
     /// Names and shapes of the parameter tensors, in the order of `withParameters`' flat buffers.
     var parameterTensors: [(name: String, shape: [Int])] { get }
 
-    /// Training pass over (B,T) tokens and targets: log p(target) and entropy per position; a negative target gets 0.
-    func forward(tokens: [Int32], targets: [Int32], batch: Int, time: Int) -> (logprobs: [Float], entropy: [Float])
+    /// Training pass over (B,T) tokens and targets: log q(target) and entropy per position under `distribution` (the
+    /// sampler's: tempered, top-k/top-p cut, renormalised), so they compare with sampled log-probs; a negative target gets 0.
+    /// The gradient flows through the logits of the support; which tokens are in it counts as constant.
+    func forward(tokens: [Int32], targets: [Int32], batch: Int, time: Int, distribution: TokenDistribution) -> (logprobs: [Float], entropy: [Float])
     /// Adds the gradients of sum(dLogprobs * mask * logprobs) from the last `forward`.
     func backward(dLogprobs: [Float], mask: [Float])
     func zeroGradients()
@@ -46,6 +48,11 @@ public protocol Policy: AnyObject, Sendable {
 }
 
 extension Policy {
+    /// Training pass under the model's plain distribution (temperature 1, nothing cut).
+    public func forward(tokens: [Int32], targets: [Int32], batch: Int, time: Int) -> (logprobs: [Float], entropy: [Float]) {
+        forward(tokens: tokens, targets: targets, batch: batch, time: time, distribution: .plain)
+    }
+
     public func zeroGradients() {
         withParameters { _, grads in grads.update(repeating: 0) }
     }

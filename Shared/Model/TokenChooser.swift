@@ -22,32 +22,8 @@ struct TokenChooser {
             for i in 0..<V { s += exp(Double(logits[i] - mx)) }
             return (Int32(best), Float(-log(s)))
         }
-        let invT = 1 / options.temperature
-        var mx = -Float.infinity
-        for i in 0..<V { mx = max(mx, logits[i]) }
-        var total: Double = 0
-        for i in 0..<V {
-            let p = Float(exp(Double((logits[i] - mx) * invT)))
-            probs[i] = p
-            total += Double(p)
-        }
-        let truncate = (options.topK > 0 && options.topK < V) || options.topP < 1
-        var kept = V
-        if truncate {
-            // descending probability, ties by token id so the order is deterministic
-            for i in 0..<V { order[i] = i }
-            let pr = probs
-            order.sort { pr[$0] > pr[$1] || (pr[$0] == pr[$1] && $0 < $1) }
-            if options.topK > 0 { kept = min(kept, options.topK) }
-            if options.topP < 1 {
-                var cum: Double = 0
-                for r in 0..<kept {
-                    cum += Double(probs[order[r]]) / total
-                    if cum >= Double(options.topP) { kept = r + 1; break }
-                }
-            }
-            total = 0
-            for r in 0..<kept { total += Double(probs[order[r]]) }
+        let (kept, total, truncate, _) = probs.withUnsafeMutableBufferPointer { p in
+            order.withUnsafeMutableBufferPointer { o in options.distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
         }
         let u = Double(rng.nextUniform()) * total
         var acc: Double = 0

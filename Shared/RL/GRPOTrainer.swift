@@ -6,11 +6,38 @@ public struct GRPOTrainerConfig: Sendable, Codable, Equatable {
     public var loss: GRPOConfig
     /// Sequences per forward/backward; gradients accumulate over micro-batches into one optimizer step.
     public var microBatchSize: Int
+    /// The distribution the rollouts were sampled from (the run's inference temperature, top-k, top-p): new and reference
+    /// log-probs are computed under it, so that they compare with the behaviour log-probs the sampler recorded.
+    public var sampling: TokenDistribution
 
-    public init(learningRate: Float = 1e-3, loss: GRPOConfig = GRPOConfig(), microBatchSize: Int = 64) {
+    public init(learningRate: Float = 1e-3, loss: GRPOConfig = GRPOConfig(), microBatchSize: Int = 64, sampling: TokenDistribution = .plain) {
         self.learningRate = learningRate
         self.loss = loss
         self.microBatchSize = microBatchSize
+        self.sampling = sampling
+    }
+
+    enum CodingKeys: String, CodingKey { case learningRate, loss, microBatchSize, sampling }
+
+    // A config saved before `sampling` existed decodes to the plain distribution it trained with.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        loss = try c.decode(GRPOConfig.self, forKey: .loss)
+        microBatchSize = try c.decode(Int.self, forKey: .microBatchSize)
+        sampling = try c.decodeIfPresent(TokenDistribution.self, forKey: .sampling) ?? .plain
+    }
+}
+
+/// A KL penalty was asked for with nothing to measure it against.
+public struct MissingReferencePolicy: Error, Sendable, Equatable, CustomStringConvertible {
+    public var klCoefficient: Double
+    /// Index in the step's batch of the first sample without reference logprobs.
+    public var sample: Int
+
+    public var description: String {
+        "kl_coefficient \(klCoefficient) needs a reference policy, and training sample \(sample) carries no reference logprobs: "
+            + "call GRPOTrainer.freezeReference() or loadReference(safetensors:) first"
     }
 }
 
@@ -32,6 +59,7 @@ public final class GRPOTrainer: @unchecked Sendable {
     public let optimizer: AdamW
     public var config: GRPOTrainerConfig
     /// Frozen policy for the KL penalty; used when `config.loss.klCoefficient` > 0 and samples carry no reference logprobs.
+    /// Set it with `freezeReference()` (or `loadReference(safetensors:)` after a restart); never trained.
     public var referenceModel: (any Policy)?
 
     public init(model: any Policy, optimizer: AdamW, config: GRPOTrainerConfig = GRPOTrainerConfig(), referenceModel: (any Policy)? = nil) {
@@ -39,6 +67,25 @@ public final class GRPOTrainer: @unchecked Sendable {
         self.optimizer = optimizer
         self.config = config
         self.referenceModel = referenceModel
+    }
+
+    /// Snapshots the model's current weights as the frozen reference of the KL penalty: call it once, on the initial
+    /// policy (after any warm start), before the first GRPO step.
+    public func freezeReference() {
+        referenceModel = model.copy()
+    }
+
+    /// The reference's weights (the model's safetensors blob), for the learner to save beside its checkpoint; nil when none is set.
+    public func referenceSafetensorsBytes() -> [UInt8]? {
+        referenceModel?.safetensorsBytes()
+    }
+
+    /// Restores a reference saved by `referenceSafetensorsBytes()`. It must fit the model's architecture and config;
+    /// on error the reference is left as it was.
+    public func loadReference(safetensors bytes: [UInt8]) throws {
+        let reference = referenceModel ?? model.copy()
+        try reference.loadWeights(safetensors: bytes)
+        referenceModel = reference
     }
 
     /// One optimizer step on `samples` (all groups of the step together: token-level normalisation spans the batch).
@@ -53,8 +100,12 @@ public final class GRPOTrainer: @unchecked Sendable {
                 throw TrainingError(sample: i, problem: "\(reference.count) reference logprobs for \(sample.completionTokens.count) completion tokens")
             }
         }
-        let totalTokens = Double(samples.reduce(0) { $0 + $1.completionTokens.count })
         let useKL = config.loss.klCoefficient != 0
+        if useKL, referenceModel == nil, let i = samples.firstIndex(where: { $0.referenceLogprobs == nil }) {
+            throw MissingReferencePolicy(klCoefficient: config.loss.klCoefficient, sample: i)
+        }
+        let totalTokens = Double(samples.reduce(0) { $0 + $1.completionTokens.count })
+        let distribution = config.sampling
         model.zeroGradients()
         var loss = 0.0
         var sums = MetricSums()
@@ -68,7 +119,8 @@ public final class GRPOTrainer: @unchecked Sendable {
             var reference: [Float]? = useKL ? [Float](repeating: 0, count: n) : nil
             var referenceFromModel: [Float]? = nil
             if useKL, chunk.contains(where: { $0.referenceLogprobs == nil }), let referenceModel {
-                referenceFromModel = referenceModel.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time).logprobs
+                referenceFromModel = referenceModel.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time,
+                                                            distribution: distribution).logprobs
             }
             for (b, sample) in chunk.enumerated() {
                 let s = packed.completionStarts[b]
@@ -80,14 +132,8 @@ public final class GRPOTrainer: @unchecked Sendable {
                     }
                 }
             }
-            let (logprobs, entropy) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time)
-            if useKL, referenceModel == nil, chunk.contains(where: { $0.referenceLogprobs == nil }) {
-                // No reference available for these tokens: compare with themselves, i.e. no penalty.
-                for (b, sample) in chunk.enumerated() where sample.referenceLogprobs == nil {
-                    let s = packed.completionStarts[b]
-                    for j in 0..<sample.completionTokens.count { reference![s + j] = logprobs[s + j] }
-                }
-            }
+            let (logprobs, entropy) = model.forward(tokens: packed.tokens, targets: packed.targets, batch: packed.batch, time: packed.time,
+                                                    distribution: distribution)
             let result = GRPOLoss.compute(
                 logprobs: logprobs, behaviourLogprobs: behaviour, advantages: advantages, mask: packed.mask,
                 referenceLogprobs: reference, entropy: entropy, config: config.loss, normalizer: totalTokens)

@@ -7,7 +7,8 @@ public struct TrainingSample: Sendable, Codable, Equatable {
     /// Log-prob of each completion token under the policy that sampled it (same count as `completionTokens`).
     public var behaviourLogprobs: [Float]
     public var advantage: Double
-    /// Log-probs under a reference policy, for the KL penalty (optional; the trainer can compute them instead).
+    /// Log-probs under a reference policy, for the KL penalty (optional; the trainer can compute them instead), under the
+    /// same sampling distribution as the trainer's (`GRPOTrainerConfig.sampling`).
     public var referenceLogprobs: [Float]?
 
     public init(promptTokens: [Int32], completionTokens: [Int32], behaviourLogprobs: [Float], advantage: Double, referenceLogprobs: [Float]? = nil) {

@@ -66,3 +66,49 @@ import Testing
         #expect(!BLAS.coreName.isEmpty)
     }
 }
+
+@Suite struct OptimizerSettingsTests {
+    @Test func defaultsAreTodaysAndValid() throws {
+        let settings = AdamWSettings()
+        #expect(settings.beta1 == 0.9 && settings.beta2 == 0.999 && settings.weightDecay == 0 && settings.maxGradNorm == 1)
+        try settings.validate()
+        let model = GPT(config: tinyConfig, seed: 1)
+        let opt = try AdamW(model: model, learningRate: 1e-3, settings: AdamWSettings(beta1: 0.8, beta2: 0.95, weightDecay: 0.1, maxGradNorm: 0.5))
+        #expect(opt.beta1 == 0.8 && opt.beta2 == 0.95 && opt.weightDecay == 0.1 && opt.maxGradNorm == 0.5)
+        #expect(opt.settings == AdamWSettings(beta1: 0.8, beta2: 0.95, weightDecay: 0.1, maxGradNorm: 0.5))
+        #expect(AdamW(model: model, learningRate: 1e-3).settings == AdamWSettings())
+    }
+
+    @Test(arguments: [
+        (AdamWSettings(beta1: 1), "beta1"), (AdamWSettings(beta1: -0.1), "beta1"), (AdamWSettings(beta2: 1.5), "beta2"),
+        (AdamWSettings(beta2: .nan), "beta2"), (AdamWSettings(epsilon: 0), "epsilon"), (AdamWSettings(weightDecay: -1), "weightDecay"),
+        (AdamWSettings(maxGradNorm: -1), "maxGradNorm"), (AdamWSettings(maxGradNorm: .infinity), "maxGradNorm"),
+    ])
+    func outOfRangeKnobsAreRefusedByName(settings: AdamWSettings, field: String) {
+        let model = GPT(config: tinyConfig, seed: 1)
+        do {
+            _ = try AdamW(model: model, learningRate: 1e-3, settings: settings)
+            Issue.record("\(field) out of range was accepted")
+        } catch let error as OptimizerSettingError {
+            #expect(error.field == field)
+            #expect(error.description.contains(field))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    /// A clip of 0 means no clipping, the same as nil.
+    @Test func zeroClipIsNoClip() throws {
+        func stepped(_ maxGradNorm: Float?) -> [Float] {
+            let model = GPT(config: tinyConfig, seed: 1)
+            let opt = AdamW(model: model, learningRate: 1e-2, weightDecay: 0, maxGradNorm: maxGradNorm)
+            _ = model.forward(tokens: randomTokens(8, seed: 1), targets: randomTokens(8, seed: 2), batch: 1, time: 8)
+            model.backward(dLogprobs: [Float](repeating: 100, count: 8), mask: [Float](repeating: 1, count: 8))
+            let norm = opt.update(model, learningRate: 1e-2)
+            #expect(norm > 1e-3, "the gradient is large enough for a small clip to act")
+            return model.flatParameters
+        }
+        #expect(stepped(0) == stepped(nil))
+        #expect(stepped(1e-3) != stepped(nil))
+    }
+}
