@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(name: "Control", dependencies: ["ServiceKit", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
-            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", "Tokenizers", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "ServiceKit", "Tokenizers", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
