@@ -6,6 +6,7 @@ import Config
 import Runtime
 import Store
 import Synchronization
+import TestSupport
 
 /// `tributary-bench pipeline`: the real executables (learner, broadcaster, reward, rollout workers) launched as child
 /// processes against the brokers of scripts/brokers.sh, the same short training at async level 0 and at 2.
@@ -145,11 +146,14 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     let redis = try RedisConnection(endpoint: .fromEnvironment())
     let names = Names(run: run)
     try pipelineBenchDeleteKeys(redis, names: names)
-    var environment = ProcessInfo.processInfo.environment
+    var environment: [String: String] = [:]
     if recipe.nativeBLAS, let core = BLAS.suggestedCoreType { environment["OPENBLAS_CORETYPE"] = core }
-    let fleet = PipelineFleet(binaries: binaries, logs: logs, environment: environment)
+    let fleet = try ServiceFleet(binaries: binaries, logs: logs, environment: environment)
     defer {
-        fleet.stopAll()
+        for exit in fleet.stopAll(gracePeriod: 30) {
+            if exit.forced { print("  \(exit.process.name) ignored SIGTERM for 30 s: SIGKILL") }
+            if exit.code != 0 { print("  \(exit.process.name) exited with \(exit.code) (see its log)") }
+        }
         try? pipelineBenchDeleteKeys(redis, names: names)
         try? pipelineBenchDeleteQueues(names)
     }
@@ -173,7 +177,9 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     var state: [String: String] = [:]
     while true {
         if pipelineBenchStopRequested.load(ordering: .relaxed) { throw PipelineBenchError(problem: "interrupted") }
-        try fleet.checkAlive()
+        if let dead = fleet.firstExited() {
+            throw PipelineBenchError(problem: "\(dead.name) (pid \(dead.pid)) exited early with \(dead.poll()!); log tail:\n\(dead.logTail())")
+        }
         state = try redis.hgetall(names.stateKey).mapValues { String(decoding: $0, as: UTF8.self) }
         if state["status"] == "finished", state["accuracy_after"] != nil { break }
         if let step = state["step"], step != lastStep, let number = Int(step), number % 10 == 0 {
@@ -186,7 +192,7 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
         usleep(200_000)
     }
     let wall = (ContinuousClock.now - launched)
-    let cpu = fleet.cpuSeconds()
+    let cpu = pipelineBenchCPUSeconds(fleet.processes)
     let loadAverage = pipelineBenchLoadAverage()
 
     // Learner steps: wait and step time, excluding step 1 (pipeline fill and the workers' first load).
@@ -241,93 +247,16 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
         wallSeconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18, cpuSeconds: cpu, loadAverage: loadAverage)
 }
 
-/// The bench's child processes: posix_spawn (Foundation's Process has missed exits here), output to log files,
-/// SIGTERM then reap on every path out.
-private final class PipelineFleet {
-    struct Child {
-        var name: String
-        var pid: pid_t
-        var exited: Int32?
-    }
-
-    let binaries: URL
-    let logs: URL
-    let environment: [String: String]
-    private var children: [Child] = []
-
-    init(binaries: URL, logs: URL, environment: [String: String]) {
-        self.binaries = binaries
-        self.logs = logs
-        self.environment = environment
-    }
-
-    func launch(_ executable: String, name: String, arguments: [String]) throws {
-        let path = binaries.appendingPathComponent(executable).path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw PipelineBenchError(problem: "\(path) is missing: build the services in release next to the bench (swift build -c release)")
-        }
-        let logPath = logs.appendingPathComponent("\(name).log").path
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
-        guard spawned == 0 else { throw PipelineBenchError(problem: "posix_spawn \(path) failed: \(String(cString: strerror(spawned)))") }
-        children.append(Child(name: name, pid: pid, exited: nil))
-    }
-
-    /// Throws if a child exited before it was told to (with the tail of its log).
-    func checkAlive() throws {
-        for index in children.indices where children[index].exited == nil {
-            var status: Int32 = 0
-            if waitpid(children[index].pid, &status, WNOHANG) == children[index].pid {
-                children[index].exited = status
-                let log = (try? String(contentsOfFile: logs.appendingPathComponent("\(children[index].name).log").path, encoding: .utf8)) ?? ""
-                throw PipelineBenchError(problem: "\(children[index].name) (pid \(children[index].pid)) exited early with status \(status); log tail:\n"
-                                         + log.split(separator: "\n").suffix(15).joined(separator: "\n"))
-            }
-        }
-    }
-
-    /// User + system CPU seconds of every running child, from /proc.
-    func cpuSeconds() -> [(name: String, seconds: Double)] {
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        return children.filter { $0.exited == nil }.compactMap { child in
-            guard let stat = try? String(contentsOfFile: "/proc/\(child.pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            // After the command: state is field 3 of the man page, utime 14 and stime 15.
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-            return (child.name, (user + system) / ticks)
-        }
-    }
-
-    /// SIGTERM to every child still running, reap them all; SIGKILL whoever is not gone after 30 s.
-    func stopAll() {
-        for child in children where child.exited == nil { kill(child.pid, SIGTERM) }
-        let deadline = ContinuousClock.now + .seconds(30)
-        for index in children.indices where children[index].exited == nil {
-            var status: Int32 = 0
-            while true {
-                let reaped = waitpid(children[index].pid, &status, WNOHANG)
-                if reaped == children[index].pid || (reaped < 0 && errno != EINTR) { break }
-                if ContinuousClock.now > deadline {
-                    print("  \(children[index].name) ignored SIGTERM for 30 s: SIGKILL")
-                    kill(children[index].pid, SIGKILL)
-                    while waitpid(children[index].pid, &status, 0) < 0 && errno == EINTR {}
-                    break
-                }
-                usleep(50_000)
-            }
-            children[index].exited = status
-            if status != 0 { print("  \(children[index].name) exited with status \(status) (see its log)") }
-        }
+/// User + system CPU seconds of every child still running, from /proc.
+private func pipelineBenchCPUSeconds(_ processes: [LaunchedProcess]) -> [(name: String, seconds: Double)] {
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return processes.filter { $0.poll() == nil }.compactMap { child in
+        guard let stat = try? String(contentsOfFile: "/proc/\(child.pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3 of the man page, utime 14 and stime 15.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (child.name, (user + system) / ticks)
     }
 }
 

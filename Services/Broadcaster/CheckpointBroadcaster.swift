@@ -46,9 +46,7 @@ struct CheckpointBroadcaster: Role {
         let saved: PolicySaved
         do {
             saved = try PolicySaved.decode(delivery.body, deliveredID: delivery.messageID)
-            guard saved.envelope.runID == fabric.names.run else {
-                throw WireError.invalidField(type: "PolicySaved", messageID: saved.messageID, field: "envelope.run_id", reason: "is '\(saved.envelope.runID)', not this run")
-            }
+            try saved.validate(PolicySaved.Limits(run: fabric.names.run))
         } catch {
             await fabric.deadLetter(delivery, reason: "\(error)")
             return

@@ -79,7 +79,11 @@ extension Learner {
             return await fabric.deadLetter(delivery, reason: error.reason)
         }
         var problem: String?
-        do { try validate(message) } catch let error as WireError { problem = error.reason }
+        do {
+            try message.validate(ScoredGroupMessage.Limits(run: names.run, learnerVersion: version, vocabularySize: vocabSize, contextLength: contextLength))
+        } catch let error as WireError {
+            problem = error.reason
+        }
         let facts = GroupAdmission.Facts(groupID: message.rolloutMessageID, policyVersion: message.policyVersion,
                                          advantages: message.completions.map(\.advantage), problem: problem)
         let verdict = GroupAdmission.decide(facts, step: step, asyncLevel: config.asyncLevel) { applied.contains($0) || batch.contains($0) }

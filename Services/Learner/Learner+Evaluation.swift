@@ -5,38 +5,21 @@ import RL
 import Runtime
 
 extension Learner {
+    /// Supervised steps on reference solutions until a probe set (no held-out prompt) reaches the target, then fresh
+    /// optimizer moments for GRPO, as the learning check does.
     func warmStart() async throws {
-        guard config.warmupSteps > 0 else { return }
-        context.status.set(state: "warm start", detail: "\(config.warmupSteps) supervised steps")
-        let trainer = self.trainer
-        let environment = self.environment
-        let config = self.config
-        let format = self.format
-        let heldOutPrompts = self.heldOutPrompts
-        // The probe decides when to stop; it shares no prompt with the held-out set.
-        let probe = environment.tasks(seed: config.seed &+ 3, range: 0..<400).filter { !heldOutPrompts.contains($0.prompt) }.prefix(200).map { $0 }
-        let (loss, stepsTaken, probeAccuracy) = try await compute.run { () -> (Double, Int, Double) in
-            var last = 0.0
-            var probeAccuracy = 0.0
-            for warmStep in 0..<config.warmupSteps {
-                let tasks = environment.tasks(seed: config.seed &+ 7, range: (warmStep * config.warmupBatch)..<((warmStep + 1) * config.warmupBatch))
-                let examples = tasks.filter { !heldOutPrompts.contains($0.prompt) }.map { task in
-                    SupervisedExample(promptTokens: format.promptTokens(task.prompt),
-                                      completionTokens: format.completionTokens(environment.referenceSolution(for: task)))
-                }
-                last = try SupervisedTraining.step(model: trainer.value.model, optimizer: trainer.value.optimizer, examples: examples,
-                                                   learningRate: config.warmupLearningRate, microBatchSize: config.microBatch).loss
-                if config.warmupTargetAccuracy > 0, (warmStep + 1) % 25 == 0 {
-                    probeAccuracy = Evaluation.evaluate(model: trainer.value.model, environment: environment, tasks: probe, maxNewTokens: config.maxNewTokens, format: format)
-                    if probeAccuracy >= config.warmupTargetAccuracy { return (last, warmStep + 1, probeAccuracy) }
-                }
-            }
-            return (last, config.warmupSteps, probeAccuracy)
+        let plan = config.warmStartPlan
+        guard plan.maxSteps > 0 else { return }
+        context.status.set(state: "warm start", detail: "up to \(plan.maxSteps) supervised steps")
+        let (trainer, environment, format, seed, heldOut) = (self.trainer, self.environment, self.format, config.seed, heldOutPrompts)
+        let summary = try await compute.run {
+            try plan.run(model: trainer.value.model, optimizer: trainer.value.optimizer, environment: environment, format: format,
+                         tasks: .window(environment: environment, seed: seed &+ 7, excluding: heldOut),
+                         probe: WarmStartPlan.probe(environment: environment, seed: seed &+ 3, candidates: 400, count: 200, excluding: heldOut))
         }
-        context.logger.notice("warm start: \(stepsTaken) supervised steps, final loss \(String(format: "%.4f", loss)), probe accuracy \(String(format: "%.3f", probeAccuracy))")
-        // GRPO starts with fresh optimizer moments, as the learning check does.
+        context.logger.notice("warm start: \(summary.steps) supervised steps, final loss \(String(format: "%.4f", summary.finalLoss)), probe accuracy \(summary.probeAccuracy.map { String(format: "%.3f", $0) } ?? "not measured")")
         let model = trainer.value.model
-        trainer.value = GRPOTrainer(model: model, optimizer: config.makeOptimizer(for: model), config: config.trainerConfig)
+        trainer.value = GRPOTrainer(model: model, optimizer: try config.makeOptimizer(for: model), config: config.trainerConfig)
     }
 
     func evaluate() async throws -> Double {

@@ -57,7 +57,7 @@ final class Learner {
             throw SettingsError(problem: "setting 'model.path' = '\(config.modelPath ?? "")': its tokenizer.json has \(format.tokenizer.vocabSize) tokens, more than the model's vocabulary (\(model.vocabSize))")
         }
         (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
-        trainer = Confined(GRPOTrainer(model: model, optimizer: config.makeOptimizer(for: model), config: config.trainerConfig))
+        trainer = Confined(GRPOTrainer(model: model, optimizer: try config.makeOptimizer(for: model), config: config.trainerConfig))
         gauges = LearnerGauges(dimensions: context.dimensions)
     }
 

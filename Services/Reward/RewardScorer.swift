@@ -52,7 +52,7 @@ struct RewardScorer: Role {
             }
             (format, run) = (published, known)
             let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
-            try validate(group, run: fabric.names.run, latestVersion: latest, vocabularySize: format.vocabSize)
+            try group.validate(RolloutGroup.Limits(run: fabric.names.run, newestVersion: latest, vocabularySize: format.vocabSize))
         } catch let error as WireError {
             await fabric.deadLetter(delivery, reason: error.reason)
             return

@@ -77,13 +77,12 @@ struct RolloutWorker: Role {
         let task: RolloutTask
         do {
             task = try RolloutTask.decode(delivery.body, deliveredID: delivery.messageID)
-            try validate(task, run: fabric.names.run, maxGroup: maxGroup)
+            try task.validate(RolloutTask.Limits(run: fabric.names.run, maxGroupSize: maxGroup))
         } catch {
             await fabric.deadLetter(delivery, reason: "\(error)")
             return
         }
         let fetchStarted = ContinuousClock.now
-        // a version past Int's range can never be reached: it waits like any other future version, then goes back
         guard try await ensurePolicy(minimum: Int(clamping: task.minPolicyVersion)) else {
             // No fresh enough policy in time (or stopping): hand the task back for later or for another worker.
             try await delivery.nack(requeue: true)
@@ -106,13 +105,10 @@ struct RolloutWorker: Role {
         let result: Result<[SampledCompletion], WireError> = try await policy.compute.run {
             guard let model = policy.model.value else { throw CheckpointStoreError.missing(key: "policy (none loaded)") }
             // the held policy must read every id of the run's tokenizer (a policy of an earlier run under this id may not)
-            if let token = prompt.first(where: { $0 < 0 || Int($0) >= model.vocabSize }) {
-                return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
-                                                       reason: "encodes to token \(token), outside the held policy's vocabulary (\(model.vocabSize))"))
-            }
-            guard prompt.count + options.maxNewTokens <= model.contextLength else {
-                return .failure(WireError.invalidField(type: "RolloutTask", messageID: task.messageID, field: "prompt",
-                                                       reason: "\(prompt.count) tokens + max_new_tokens \(options.maxNewTokens) exceed the context \(model.contextLength)"))
+            do {
+                try task.validateGeneration(promptTokens: prompt, vocabularySize: model.vocabSize, contextLength: model.contextLength)
+            } catch let error as WireError {
+                return .failure(error)
             }
             return .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options))
         }

@@ -163,6 +163,7 @@ public struct RunConfig: Sendable, Equatable {
         _ = try EnvironmentFactory.make(environment)
         guard temperature >= 0, temperature.isFinite else { throw SettingsError(problem: "setting 'inference.temperature' must be finite and >= 0") }
         guard topP > 0, topP <= 1 else { throw SettingsError(problem: "setting 'inference.top_p' must be in (0, 1]") }
+        guard klCoefficient >= 0 else { throw SettingsError(problem: "setting 'trainer.kl_coefficient' must be >= 0") }
         guard learningRate.isFinite, learningRate >= 0 else { throw SettingsError(problem: "setting 'trainer.learning_rate' must be finite and >= 0") }
         adamBeta1 = try settings.float("trainer.adam_beta1")
         adamBeta2 = try settings.float("trainer.adam_beta2")
@@ -201,14 +202,25 @@ public struct RunConfig: Sendable, Equatable {
         GRPOConfig(epsilonLow: epsilonLow, epsilonHigh: epsilonHigh, delta: delta, klCoefficient: klCoefficient, entropyCoefficient: entropyCoefficient)
     }
 
-    /// AdamW with the run's betas, weight decay and clip.
-    public func makeOptimizer(for model: any Policy) -> AdamW {
-        AdamW(model: model, learningRate: learningRate, beta1: adamBeta1, beta2: adamBeta2, weightDecay: weightDecay, maxGradNorm: maxGradNorm)
+    /// AdamW's settings from the run's betas, weight decay and clip (checked when the config is read).
+    public var optimizerSettings: AdamWSettings {
+        AdamWSettings(beta1: adamBeta1, beta2: adamBeta2, weightDecay: weightDecay, maxGradNorm: maxGradNorm)
     }
 
-    /// The trainer's knobs: its log-probs are taken under the distribution the workers sample from.
+    public func makeOptimizer(for model: any Policy) throws -> AdamW {
+        try AdamW(model: model, learningRate: learningRate, settings: optimizerSettings)
+    }
+
+    /// The trainer's knobs: its log-probs (new and reference) are taken under the distribution the workers sample from.
     public var trainerConfig: GRPOTrainerConfig {
-        GRPOTrainerConfig(learningRate: learningRate, loss: grpo, microBatchSize: microBatch)
+        GRPOTrainerConfig(learningRate: learningRate, loss: grpo, microBatchSize: microBatch,
+                          sampling: TokenDistribution(temperature: temperature, topK: topK, topP: topP))
+    }
+
+    /// The supervised warm start before GRPO.
+    public var warmStartPlan: WarmStartPlan {
+        WarmStartPlan(maxSteps: warmupSteps, batch: warmupBatch, learningRate: warmupLearningRate, targetAccuracy: warmupTargetAccuracy,
+                      evalEvery: 25, maxNewTokens: maxNewTokens, microBatchSize: microBatch)
     }
 
     /// The policy the run starts from: the Hugging Face model at `modelPath`, or a new GPT of shape `model`.

@@ -4,7 +4,6 @@ import Checkpoints
 import Config
 import Runtime
 import Store
-import Synchronization
 import TestSupport
 
 /// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
@@ -17,63 +16,9 @@ struct EndToEndFailure: Error, CustomStringConvertible {
     var description: String
 }
 
-/// One service process, launched with posix_spawn, its output in a log file.
-final class ServiceProcess: Sendable {
-    let role: String
-    let pid: pid_t
-    let logPath: String
-    private let exitStatus = Mutex<Int32?>(nil)
-
-    init(role: String, arguments: [String], logPath: String) throws {
-        let executable = binaryDirectory.appendingPathComponent("tributary-\(role)").path
-        guard FileManager.default.isExecutableFile(atPath: executable) else {
-            throw EndToEndFailure(description: "\(executable) is missing: build with `swift build -c release` (scripts/test.sh does)")
-        }
-        self.role = role
-        self.logPath = logPath
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        var environment = ProcessInfo.processInfo.environment
-        environment["TRIBUTARY_BLAS_THREADS"] = "1"
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        guard result == 0 else { throw EndToEndFailure(description: "posix_spawn \(executable) failed: \(result)") }
-        self.pid = pid
-    }
-
-    func signal(_ number: Int32) { kill(pid, number) }
-
-    /// Exit code (or 128 + signal) once the process has ended; nil while it runs.
-    func poll() -> Int32? {
-        if let status = exitStatus.withLock({ $0 }) { return status }
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        guard result == pid else { return nil }
-        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        exitStatus.withLock { $0 = code }
-        return code
-    }
-
-    func waitForExit(within seconds: Double) async throws -> Int32 {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if let code = poll() { return code }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw EndToEndFailure(description: "\(role) (pid \(pid)) did not exit within \(seconds) s; log: \(logPath)")
-    }
-
-    var logTail: String {
-        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").suffix(15).joined(separator: "\n")
-    }
+extension LaunchedProcess {
+    /// "rollout" for tributary-rollout.
+    var role: String { String(executable.dropFirst("tributary-".count)) }
 }
 
 /// A run of the real executables against the real brokers, under its own run id.
@@ -82,7 +27,9 @@ final class Cluster: @unchecked Sendable {
     let directory: URL
     let redis: RedisClient
     let names: Names
-    private(set) var processes: [ServiceProcess] = []
+    /// Every service started, killed on teardown if still running.
+    let fleet: ServiceFleet
+    var processes: [LaunchedProcess] { fleet.processes }
     private let common: [String]
     /// Run settings only the learner takes (other roles refuse flags they do not know).
     private let learnerOverrides: [String]
@@ -91,7 +38,7 @@ final class Cluster: @unchecked Sendable {
         run = "\(prefix)-\(UUID().uuidString.prefix(6).lowercased())"
         names = Names(run: run)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-e2e-\(run)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        fleet = try ServiceFleet(binaries: binaryDirectory, logs: directory, environment: ["TRIBUTARY_BLAS_THREADS": "1"])
         common = ["--config", repositoryRoot.appendingPathComponent(config).path, "--run.id", run, "--service.connect_timeout", "30"]
         learnerOverrides = overrides
         redis = RedisClient(endpoint: try RedisEndpoint.fromEnvironment())
@@ -99,12 +46,10 @@ final class Cluster: @unchecked Sendable {
     }
 
     @discardableResult
-    func launch(_ role: String, name: String? = nil, extra: [String] = []) throws -> ServiceProcess {
+    func launch(_ role: String, name: String? = nil, extra: [String] = []) throws -> LaunchedProcess {
         let instance = name ?? "\(role)-\(processes.filter { $0.role == role }.count)"
-        let process = try ServiceProcess(role: role, arguments: common + ["--service.instance", instance] + (role == "learner" ? learnerOverrides : []) + extra,
-                                         logPath: directory.appendingPathComponent("\(instance).log").path)
-        processes.append(process)
-        return process
+        return try fleet.launch("tributary-\(role)", name: instance,
+                                arguments: common + ["--service.instance", instance] + (role == "learner" ? learnerOverrides : []) + extra)
     }
 
     /// A step count no test reaches: a test that must act while the run goes on (stop a worker, kill the learner) runs
@@ -152,8 +97,8 @@ final class Cluster: @unchecked Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while ContinuousClock.now < deadline {
             if try await condition() { return }
-            if let dead = processes.first(where: { !allowDead.contains($0.pid) && $0.poll() != nil }) {
-                throw EndToEndFailure(description: "\(dead.role) exited with \(dead.poll()!) while waiting for \(what):\n\(dead.logTail)")
+            if let dead = fleet.firstExited(except: allowDead) {
+                throw EndToEndFailure(description: "\(dead.role) exited with \(dead.poll()!) while waiting for \(what):\n\(dead.logTail())")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -163,18 +108,12 @@ final class Cluster: @unchecked Sendable {
 
     /// SIGTERM to every live process; returns each one's exit code.
     func terminateAll(within seconds: Double = 60) async throws -> [(role: String, code: Int32)] {
-        for process in processes where process.poll() == nil { process.signal(SIGTERM) }
-        var codes: [(String, Int32)] = []
-        for process in processes { codes.append((process.role, try await process.waitForExit(within: seconds))) }
-        return codes
+        try await fleet.terminateAll(within: seconds).map { ($0.process.role, $0.code) }
     }
 
     /// Kills anything left and deletes the run's keys; the log folder stays for inspection on failure.
     func tearDown() async {
-        for process in processes where process.poll() == nil {
-            process.signal(SIGKILL)
-            _ = try? await process.waitForExit(within: 10)
-        }
+        fleet.stopAll(gracePeriod: 0)
         if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await redis.del(keys) }
         let amqp = AMQPClient(endpoint: (try? AMQPEndpoint.fromEnvironment()) ?? AMQPEndpoint(), name: "e2e-cleanup")
         if (try? await amqp.connect()) != nil {
