@@ -4,6 +4,7 @@ import Checkpoints
 import Config
 import Runtime
 import Store
+import TestSupport
 import Testing
 import Wire
 
@@ -146,7 +147,8 @@ struct PipelineTests {
     @Test(.timeLimit(.minutes(6)))
     func restartedLearnerResumesWithoutApplyingAGroupTwice() async throws {
         // A run that outlasts the test (Cluster.endlessSteps): the kill lands mid-run on any machine.
-        let cluster = try await Cluster(run: "e2e-resume", overrides: ["--run.steps", String(Cluster.endlessSteps)])
+        // With a KL penalty: the frozen reference must survive the restart too.
+        let cluster = try await Cluster(run: "e2e-resume", overrides: ["--run.steps", String(Cluster.endlessSteps), "--trainer.kl_coefficient", "0.05"])
         do {
             try await cluster.startAll(rollouts: 2)
             let first = try #require(cluster.processes.first { $0.role == "learner" })
@@ -156,6 +158,11 @@ struct PipelineTests {
             let stateAtCrash = try await cluster.state()
             let stepAtCrash = Int(stateAtCrash["step"] ?? "") ?? 0
             #expect(stepAtCrash >= 3 && stateAtCrash["status"] == "running", "\(stateAtCrash)")
+            // A learner killed with -9 writes nothing: the CLI sees it lost once its heartbeat lapses.
+            let cli = binaryDirectory.appendingPathComponent("tributary").path
+            let watch = try runCommand([cli, "watch", "--run.id", cluster.names.run, "--until-finished", "--lost-after", "0", "--interval", "0.5",
+                                        "--timeout", "60"])
+            #expect(watch.status == 1 && watch.output.contains("lost"), "\(watch.output)")
 
             // A new learner with no autostart finds the run in progress and resumes it from its saved state.
             let second = try cluster.launch("learner", name: "learner-restarted")
@@ -163,7 +170,12 @@ struct PipelineTests {
                 Int($0["step"] ?? "") ?? 0 >= stepAtCrash + 3
             }
             let log = try String(contentsOfFile: second.logPath, encoding: .utf8)
-            #expect(log.contains("resuming run"))
+            #expect(log.contains("resuming run") && log.contains("the reference policy"))
+            let status = try runCommand([cli, "status", "--run.id", cluster.names.run, "--json"])
+            #expect(status.output.contains(#""status":"running""#) || status.output.contains(#""status" : "running""#), "\(status.output)")
+            // The penalty is live: once the policy has moved from the reference, every step reports a positive KL.
+            let metrics = try await cluster.stream(cluster.names.metricsKey).compactMap { StepMetrics(fields: $0) }
+            #expect(metrics.count >= 4 && metrics.dropFirst().allSatisfy { $0.kl > 0 }, "\(metrics.map(\.kl))")
 
             let batches = try await cluster.stream(cluster.names.batchesLogKey)
             let groups = batches.flatMap { ($0["groups"] ?? "").split(separator: ",").map(String.init) }
