@@ -196,25 +196,28 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     let loadAverage = pipelineBenchLoadAverage()
 
     // Learner steps: wait and step time, excluding step 1 (pipeline fill and the workers' first load).
-    let metrics = try redis.xrange(names.metricsKey)
-    guard metrics.count >= 3 else { throw PipelineBenchError(problem: "run \(run) wrote \(metrics.count) metrics entries") }
+    let entries = try redis.xrange(names.metricsKey)
+    let metrics = entries.compactMap { StepMetrics(entry: $0) }
+    guard metrics.count >= 3, metrics.count == entries.count else {
+        throw PipelineBenchError(problem: "run \(run) wrote \(entries.count) metrics entries, \(metrics.count) of them whole steps")
+    }
     func number(_ entry: RedisStreamEntry, _ field: String) -> Double { entry.fields[field].flatMap { Double(String(decoding: $0, as: UTF8.self)) } ?? 0 }
     let steady = Array(metrics.dropFirst())
-    let waitSteady = steady.reduce(0) { $0 + number($1, "wait_s") }
-    let stepSteady = steady.reduce(0) { $0 + number($1, "step_s") }
-    let waitAll = metrics.reduce(0) { $0 + number($1, "wait_s") }
-    let stepAll = metrics.reduce(0) { $0 + number($1, "step_s") }
-    let spanMs = pipelineBenchEntryMs(metrics.last!.id) - pipelineBenchEntryMs(metrics.first!.id)
+    let waitSteady = steady.reduce(0) { $0 + $1.waitSeconds }
+    let stepSteady = steady.reduce(0) { $0 + $1.stepSeconds }
+    let waitAll = metrics.reduce(0) { $0 + $1.waitSeconds }
+    let stepAll = metrics.reduce(0) { $0 + $1.stepSeconds }
+    let spanMs = pipelineBenchEntryMs(entries.last!.id) - pipelineBenchEntryMs(entries.first!.id)
     // The per-step figures, kept beside the service logs for a closer look.
-    let columns = ["step", "wait_s", "train_s", "step_s", "groups", "zero_signal", "stale_dropped", "staleness", "accuracy"]
-    let table = ([(["ms"] + columns).joined(separator: "\t")] + metrics.map { entry in
-        ([String(Int(pipelineBenchEntryMs(entry.id)))] + columns.map { entry.fields[$0].map { String(decoding: $0, as: UTF8.self) } ?? "" }).joined(separator: "\t")
+    let columns = ["step", "wait_s", "train_s", "step_s", "groups", "zero_signal", "stale_dropped", "staleness", "accuracy", "kl"]
+    let table = ([(["ms"] + columns).joined(separator: "\t")] + zip(entries, metrics).map { entry, step in
+        let fields = step.streamFields
+        return ([String(Int(pipelineBenchEntryMs(entry.id)))] + columns.map { fields[$0] ?? "" }).joined(separator: "\t")
     }).joined(separator: "\n") + "\n"
     try? table.write(to: logs.appendingPathComponent("metrics-a\(asyncLevel).tsv"), atomically: true, encoding: .utf8)
     var staleness: [Int: Int] = [:]
-    for entry in metrics {
-        guard let text = entry.fields["staleness"], let object = try? JSONSerialization.jsonObject(with: Data(text)) as? [String: Int] else { continue }
-        for (key, count) in object { staleness[Int(key) ?? -1, default: 0] += count }
+    for step in metrics {
+        for (key, count) in step.staleness { staleness[Int(key) ?? -1, default: 0] += count }
     }
 
     // Checkpoints: saved -> announced per version; saved -> loaded by every worker for versions all of them loaded.
@@ -239,8 +242,8 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     return PipelineRunResult(
         asyncLevel: asyncLevel, steps: metrics.count, waitFraction: waitSteady / max(stepSteady, 1e-9),
         waitFractionAllSteps: waitAll / max(stepAll, 1e-9), stepsPerMinute: Double(metrics.count - 1) / max(spanMs / 60_000, 1e-9),
-        meanTrainSeconds: steady.reduce(0) { $0 + number($1, "train_s") } / Double(steady.count), meanStepSeconds: stepSteady / Double(steady.count),
-        staleDropped: Int(metrics.reduce(0) { $0 + number($1, "stale_dropped") }), zeroSignal: Int(metrics.reduce(0) { $0 + number($1, "zero_signal") }),
+        meanTrainSeconds: steady.reduce(0) { $0 + $1.trainSeconds } / Double(steady.count), meanStepSeconds: stepSteady / Double(steady.count),
+        staleDropped: metrics.reduce(0) { $0 + $1.staleDropped }, zeroSignal: metrics.reduce(0) { $0 + $1.zeroSignal },
         staleness: staleness, broadcastMs: broadcastMs, loadedMs: loadedMs, loadedVersions: loadedMs.count,
         accuracyBefore: state["accuracy_before"].map { String(format: "%.3f", Double($0) ?? 0) } ?? "?",
         accuracyAfter: state["accuracy_after"].map { String(format: "%.3f", Double($0) ?? 0) } ?? "?",
