@@ -79,15 +79,15 @@ echo "quickstart: launched broadcaster, learner, $REWARDS reward scorer(s), $ROL
 CLI="$BIN/tributary"
 # The learner needs a moment to connect and listen for control commands.
 for _ in $(seq 1 100); do
-    "$CLI" run start --run "$RUN" --config "$CONFIG" >/dev/null 2>&1 && break
+    "$CLI" run start --run.id "$RUN" --config "$CONFIG" >/dev/null 2>&1 && break
     sleep 0.3
 done
 echo "quickstart: run '$RUN' started from $CONFIG"
-"$CLI" watch --run "$RUN" --until-finished --wait-for-start
+"$CLI" watch --run.id "$RUN" --until-finished --wait-for-start
 
-"$CLI" plot --run "$RUN" --out "$OUT/reward.svg"
-latest="$("$CLI" checkpoint list --run "$RUN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latest"])')"
-"$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run "$RUN"
+"$CLI" plot --run.id "$RUN" --out "$OUT/reward.svg"
+latest="$("$CLI" checkpoint list --run.id "$RUN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latest"])')"
+"$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run.id "$RUN"
 before="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_before)"
 after="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_after)"
 wall=$(( $(date +%s) - started_at ))
@@ -111,4 +111,4 @@ print(f"plot:        {summary['plot']}")
 print(f"checkpoint:  {summary['checkpoints']['exported']} (and every kept version in Redis)")
 print(f"summary:     {out}/summary.json")
 EOF
-"$CLI" shutdown all --run "$RUN" --wait --timeout 30 >/dev/null || true
+"$CLI" shutdown all --run.id "$RUN" --wait --timeout 30 >/dev/null || true

@@ -167,7 +167,7 @@ struct LearnerGauges {
     let staleDropped: Counter, zeroSignal: Counter, duplicates: Counter
 
     init(dimensions: [(String, String)]) {
-        step = Gauge(label: "tributary_learner_step", dimensions: dimensions)
+        step = Gauge(label: "tributary_step", dimensions: dimensions)
         rewardMean = Gauge(label: "tributary_reward_mean", dimensions: dimensions)
         accuracy = Gauge(label: "tributary_accuracy", dimensions: dimensions)
         stepTime = Metrics.Timer(label: "tributary_learner_step_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)

@@ -42,6 +42,16 @@ struct PipelineTests {
             #expect(state["version"] == "6")
             #expect(state["accuracy_before"] != nil && state["accuracy_after"] != nil)
 
+            // The learner's /metrics (swift-prometheus): its gauges and the step-time and staleness histograms.
+            let beats = try await cluster.redis.scanKeys(matching: cluster.names.heartbeatKey(role: "learner", instance: "*"))
+            let beatKey = try #require(beats.first)
+            let beat = try #require(try await cluster.redis.get(beatKey))
+            let port = try #require((try JSONSerialization.jsonObject(with: Data(beat)) as? [String: Any])?["metricsPort"] as? Int)
+            let exposition = try httpGet(port: port, path: "/metrics")
+            for series in ["tributary_step{", "tributary_learner_step_seconds_bucket{", "tributary_group_staleness_bucket{", "tributary_learner_wait_seconds_count{"] {
+                #expect(exposition.contains(series), "no \(series) in /metrics")
+            }
+
             // Policy versions advance: every version 0...6 was broadcast, in order.
             let broadcast = try await cluster.stream(cluster.names.broadcastLogKey).compactMap { Int($0["version"] ?? "") }
             #expect(Set(broadcast).isSuperset(of: Set(0...6)), "broadcast versions: \(broadcast)")
@@ -190,4 +200,27 @@ struct PipelineTests {
         }
         await cluster.tearDown()
     }
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (the metrics endpoint closes the connection after its answer).
+func httpGet(port: Int, path: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw EndToEndFailure(description: "socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
+    let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else { throw EndToEndFailure(description: "cannot connect to 127.0.0.1:\(port)") }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
 }

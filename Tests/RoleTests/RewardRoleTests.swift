@@ -1,0 +1,64 @@
+import Checkpoints
+import Config
+import Foundation
+import Messaging
+import Model
+@testable import Reward
+import RL
+import Runtime
+import Store
+import Testing
+import Wire
+
+/// A reward scorer alone, in process: it shapes rewards and normalises advantages as the run file says.
+@Suite("Reward scorer in process", .serialized)
+struct RewardRoleTests {
+    @Test(.timeLimit(.minutes(2)))
+    func rewardShapingAndMeanOnlyAdvantagesComeFromTheRunFile() async throws {
+        let harness = try await RoleHarness.start(RewardScorer.self, name: "reward", specs: SettingsCatalog.reward, run: RoleHarness.newRun("reward-role"),
+                                                  arguments: [])
+        defer { Task { await harness.cleanUp() } }
+        // The run as the learner would publish it: length control at 4 tokens, 0.1 per token, advantages r - mean.
+        let toml = "[run]\nid = \"\(harness.run)\"\n[reward]\ntarget_lengths = \"4\"\nlength_penalty_per_token = 0.1\nmean_only = true\n"
+        let config = try RunConfig(Settings.fromTOML(toml, specs: RunConfig.settings, source: "test"))
+        let settings = try Settings.fromTOML(toml, specs: RunConfig.settings, source: "test")
+        try await RunState(config: settings.toml(keys: RunConfig.settings.map(\.key)),
+                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
+            .write(to: harness.fabric.redis, names: harness.names)
+        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(0)
+
+        let format = PromptFormat.bytes
+        var group = RolloutGroup()
+        group.envelope = harness.fabric.envelope()
+        group.task = RolloutTask.with {
+            $0.taskID = "t-1"
+            $0.prompt = "12+7="
+            $0.answer = "19"
+            $0.groupSize = 2
+            $0.metadata = [RunConfig.targetLengthMetadataKey: "4"]
+        }
+        group.promptTokens = format.promptTokens("12+7=")
+        group.workerID = "test"
+        // "19" + eos is right and 3 tokens long (1 from the target); "1" + eos is wrong and 2 long (2 from it)
+        group.completions = ["19", "1"].map { text in
+            let tokens = format.completionTokens(text)
+            return Completion.with {
+                $0.tokens = tokens
+                $0.logprobs = tokens.map { _ in -1 }
+            }
+        }
+        try await harness.fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: harness.run)
+
+        let stream = harness.fabric.amqp.consume(queue: harness.names.scoredQueue, prefetch: 1)
+        var iterator = stream.makeAsyncIterator()
+        let delivery = try #require(try await iterator.next())
+        let scored = try ScoredGroupMessage.decode(delivery.body, deliveredID: delivery.messageID)
+        try await delivery.ack()
+        let rewards = scored.completions.map(\.reward)
+        #expect(abs(rewards[0] - 0.9) < 1e-9 && abs(rewards[1] - (-0.2)) < 1e-9, "\(rewards)")
+        // mean only: r - mean, not divided by the standard deviation
+        #expect(abs(scored.completions[0].advantage - 0.55) < 1e-9 && abs(scored.completions[1].advantage + 0.55) < 1e-9)
+        await harness.host.shutdown()
+        #expect(try await harness.exit() == nil)
+    }
+}
