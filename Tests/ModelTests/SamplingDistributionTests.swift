@@ -136,7 +136,10 @@ import Testing
             let minus = loss()
             model.withParameters { p, _ in p[i] = saved }
             let numeric = Float((plus - minus) / Double(2 * eps))
-            let err = abs(numeric - analytic[i]) / max(abs(numeric), abs(analytic[i]), 1e-2)
+            // The float32 loss (10 log-probs of magnitude ~2) carries ~1e-5 of kernel-dependent rounding, i.e. ~5e-4 of
+            // noise in a difference over 2·eps: seen as 3.4e-4 on a 4e-3 gradient under Haswell's kernels. So gradients
+            // below 5e-2 are compared absolutely (1.5e-3); a missing or doubled 1/T (×1.67) still fails every large one.
+            let err = abs(numeric - analytic[i]) / max(abs(numeric), abs(analytic[i]), 5e-2)
             if err > 3e-2 { Issue.record("parameter \(i): analytic \(analytic[i]) numeric \(numeric)") }
             worst = max(worst, err)
         }
