@@ -74,6 +74,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], path: "Tests/RuntimeTests"),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Store", "Compression", "TestSupport"], path: "Tests/CheckpointsTests"),
         // single roles run in process against the real brokers
         .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),

@@ -155,7 +155,7 @@ struct RolloutWorker: Role {
     func ensurePolicy(minimum: Int) async throws -> Bool {
         if policy.version.load(ordering: .relaxed) >= minimum { return true }
         let deadline = ContinuousClock.now + .seconds(versionWait)
-        while context.stop.mode == .running {
+        while !context.stop.isStopping {
             if let newest = try await store.latest(), Int(clamping: newest) >= minimum {
                 try await load(version: newest)
                 return true
@@ -164,7 +164,7 @@ struct RolloutWorker: Role {
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
             // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
             let recheck = ContinuousClock.now + .milliseconds(500)
-            while policy.announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, context.stop.mode == .running {
+            while policy.announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, !context.stop.isStopping {
                 try await Task.sleep(for: .milliseconds(5))
             }
         }

@@ -9,7 +9,7 @@ extension ServiceContext {
     public func consume(queue: String, prefetch: Int, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         let stop = self.stop
         for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
-            if stop.mode != .running { break }
+            if stop.isStopping { break }
             _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
         }
     }

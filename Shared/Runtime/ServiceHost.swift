@@ -78,6 +78,8 @@ public final class ServiceHost: Sendable {
     public func drain() async { await context.stop.drain("drain") }
     /// Hand back what is in hand (nack with requeue), stop.
     public func shutdown() async { await context.stop.handBack("shutdown") }
+    /// What SIGTERM and SIGINT do: the group's graceful shutdown, straight (a drain that bypasses the stop request).
+    public func terminate() async { await group.triggerGracefulShutdown() }
 }
 
 /// The entry point of a role's executable: settings, logging, metrics, then one ServiceHost until it ends.

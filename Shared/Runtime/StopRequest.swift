@@ -23,6 +23,9 @@ public final class StopRequest: Sendable {
     public var mode: Mode { state.withLock { $0.mode } }
     public var reason: String? { state.withLock { $0.reason } }
     public var isHandingBack: Bool { mode == .handingBack }
+    /// Asked to stop in any way: a command, or SIGTERM/SIGINT (which the ServiceGroup turns into a graceful shutdown
+    /// of the calling task's service without passing through here).
+    public var isStopping: Bool { mode != .running || Task.isShuttingDownGracefully }
 
     /// What starts the graceful shutdown of the process's group (set by ServiceHost).
     func onStop(_ trigger: @escaping @Sendable () async -> Void) { state.withLock { $0.trigger = trigger } }

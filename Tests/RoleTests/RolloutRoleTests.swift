@@ -72,4 +72,21 @@ struct RolloutRoleTests {
         #expect(harness.host.context.stop.mode == .handingBack)
         #expect(try await harness.messages(in: harness.names.rolloutsQueue) == 0)
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func sigtermStopsAWorkerWaitingForAPolicyAtOnce() async throws {
+        let harness = try await startWorker(RoleHarness.newRun("rollout-sigterm"))
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)
+        // a task no policy can serve yet: the worker waits (up to rollout.version_wait_seconds, 120 s) for version 5
+        var waiting = task(harness, id: "t-future")
+        waiting.minPolicyVersion = 5
+        try await harness.fabric.publish(waiting, exchange: Names.tasksExchange, routingKey: harness.run)
+        try await harness.waitFor("the worker to wait for the policy") { harness.host.context.status.current.state == "waiting for policy" }
+        let started = ContinuousClock.now
+        await harness.host.terminate()
+        #expect(try await harness.exit(within: 20) == nil)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        try await harness.waitFor("the task back in its queue") { try await harness.messages(in: harness.names.tasksQueue) == 1 }
+    }
 }

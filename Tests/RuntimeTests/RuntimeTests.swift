@@ -1,0 +1,54 @@
+import Runtime
+import Synchronization
+import Testing
+
+/// The runtime's pieces that need no broker: how a stop reaches the work in hand, and the run-state record.
+@Suite("Runtime")
+struct RuntimeTests {
+    @Test func workInHandFinishesWhenNothingAsksForItBack() async throws {
+        let stop = StopRequest()
+        let handedBack = Atomic<Int>(0)
+        let finished = try await stop.holding({ try await Task.sleep(for: .milliseconds(20)) }, handBack: { handedBack.add(1, ordering: .relaxed) })
+        #expect(finished && handedBack.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func aHandBackReachesTheWorkInHandAtOnceAndCancelsIt() async throws {
+        let stop = StopRequest()
+        let handedBack = Atomic<Int>(0)
+        let sawCancellation = Atomic<Bool>(false)
+        let started = ContinuousClock.now
+        async let outcome = stop.holding({
+            do { try await Task.sleep(for: .seconds(30)) } catch { sawCancellation.store(true, ordering: .relaxed); throw error }
+        }, handBack: { handedBack.add(1, ordering: .relaxed) })
+        try await Task.sleep(for: .milliseconds(50))
+        await stop.handBack("test")
+        let finished = try await outcome
+        #expect(!finished && handedBack.load(ordering: .relaxed) == 1 && sawCancellation.load(ordering: .relaxed))
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(stop.mode == .handingBack && stop.isStopping && stop.reason == "test")
+    }
+
+    @Test func drainLetsTheWorkInHandFinish() async throws {
+        let stop = StopRequest()
+        async let outcome = stop.holding({ try await Task.sleep(for: .milliseconds(100)) }, handBack: {})
+        await stop.drain("test")
+        #expect(try await outcome)
+        #expect(stop.mode == .draining && !stop.isHandingBack)
+        // a later shutdown still wins over a drain, once
+        await stop.handBack("later")
+        #expect(stop.mode == .handingBack && stop.reason == "later")
+    }
+
+    @Test func runStateRoundTripsThroughItsHashAndWritesOnlyWhatIsSet() {
+        let state = RunState(status: .failed, step: 3, version: 3, reason: "model.path missing", accuracyBefore: 0.25, other: ["eos_token": "257"])
+        #expect(RunState(hash: state.hash) == state)
+        #expect(RunState(status: .running).hash == ["status": "running"])
+        #expect(RunState(hash: ["status": "exploded"]).status == nil)
+    }
+
+    @Test func onlyStartingRunningAndPausedAreActive() {
+        #expect(RunStatus.allCases.filter(\.isActive) == [.starting, .running, .paused])
+        #expect(RunStatus.allCases.filter(\.isFinal) == [.finished, .stopped, .failed])
+        #expect(!RunStatus.lost.isActive && !RunStatus.lost.isFinal)
+    }
+}
