@@ -22,7 +22,7 @@ struct RunCommand: AsyncParsableCommand {
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate a run file and send it to the learner as StartRun.",
-            discussion: "The run id is the file's [run] id, else --run. Unknown keys in the run's sections (run, environment, inference, trainer, model, prompt) are refused, as are values the learner would refuse.")
+            discussion: "The run id is the file's [run] id, else --run. A key no role knows is refused with the nearest known one, as are values the learner would refuse; other roles' keys ride along.")
 
         @OptionGroup var options: ControlOptions
         @Option(help: ArgumentHelp("The run file (TOML).", valueName: "run.toml")) var config: String

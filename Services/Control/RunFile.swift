@@ -10,18 +10,11 @@ public struct RunFile: Sendable {
     /// Whether the file itself says `[run] id`.
     public let namesRunID: Bool
 
-    /// Sections whose keys are RunConfig's: an unknown key there is a typo, not another role's setting.
-    public static let runSections: Set<String> = Set(RunConfig.settings.compactMap { $0.key.split(separator: ".").first.map(String.init) })
-
     /// Parses and validates `text`; `fallbackRunID` names the run when the file does not.
     public init(text: String, source: String, fallbackRunID: String) throws {
+        // a key no role knows is a typo; another role's keys (rollout, learner, connections) ride along
         let parsed = try TOML.parse(text, source: source)
-        let known = Set(RunConfig.settings.map(\.key))
-        for key in parsed.keys.sorted() where !known.contains(key) {
-            guard let section = key.split(separator: ".").first.map(String.init), Self.runSections.contains(section) else { continue }
-            let siblings = RunConfig.settings.map(\.key).filter { $0.hasPrefix(section + ".") }
-            throw SettingsError(problem: "\(source): unknown setting '\(key)' (the [\(section)] keys are \(siblings.joined(separator: ", ")))")
-        }
+        try SettingsCatalog.checkKnown(parsed.keys, source: source, specs: RunConfig.settings)
         namesRunID = parsed["run.id"] != nil
         var settings = try Settings.fromTOML(text, specs: RunConfig.settings, source: source)
         if !namesRunID { try settings.set("run.id", fallbackRunID, origin: "--run") }

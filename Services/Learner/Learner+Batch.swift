@@ -26,12 +26,15 @@ struct Batch {
     /// Groups used by age in versions.
     var staleness: [String: Int] { Dictionary(groups.map { (String($0.age), 1) }, uniquingKeysWith: +) }
 
-    func contains(_ groupID: String) -> Bool { groups.contains { $0.message.rolloutMessageID == groupID } }
+    func contains(_ taskID: String) -> Bool { groups.contains { $0.message.task.taskID == taskID } }
 
-    func samples() -> [TrainingSample] {
+    /// The prompt is the learner's own encoding of the issued task's prompt (the scorer copied the task from the
+    /// ledger), never the tokens a worker sent.
+    func samples(format: PromptFormat) -> [TrainingSample] {
         groups.flatMap { taken in
-            taken.message.completions.map { scored in
-                TrainingSample(promptTokens: taken.message.promptTokens, completionTokens: scored.completion.tokens,
+            let prompt = format.promptTokens(taken.message.task.prompt)
+            return taken.message.completions.map { scored in
+                TrainingSample(promptTokens: prompt, completionTokens: scored.completion.tokens,
                                behaviourLogprobs: scored.completion.logprobs, advantage: scored.advantage)
             }
         }
@@ -65,6 +68,8 @@ extension Learner {
                 if paused { heldWhilePaused.append(delivery) } else { return delivery }
             case let .control(command):
                 try await apply(command)
+            case let .consumerEnded(why):
+                throw LearnerStateError(key: names.scoredQueue, problem: why)
             }
         }
         return nil
@@ -84,7 +89,8 @@ extension Learner {
         } catch let error as WireError {
             problem = error.reason
         }
-        let facts = GroupAdmission.Facts(groupID: message.rolloutMessageID, policyVersion: message.policyVersion,
+        // one group per issued task, whatever its message id (a worker that died before its ack served it twice)
+        let facts = GroupAdmission.Facts(groupID: message.task.taskID, policyVersion: message.policyVersion,
                                          advantages: message.completions.map(\.advantage), problem: problem)
         let verdict = GroupAdmission.decide(facts, step: step, asyncLevel: config.asyncLevel) { applied.contains($0) || batch.contains($0) }
         if case .invalid = verdict {} else if case .duplicate = verdict {} else {
@@ -107,11 +113,13 @@ extension Learner {
             gauges.staleDropped.increment()
             try await fabric.incrementCounter("stale_groups_dropped")
             try await publishTasks(count: 1)
+            try await ledger.forget([message.task.taskID])
             try await delivery.ack()
         case .zeroSignal:
             batch.zeroSignal += 1
             gauges.zeroSignal.increment()
             try await publishTasks(count: 1)
+            try await ledger.forget([message.task.taskID])
             try await delivery.ack()
         case let .invalid(reason):
             await fabric.deadLetter(delivery, reason: reason)

@@ -10,9 +10,10 @@ import Wire
 extension Learner {
     /// Durable first (weights, optimizer, reference, step, applied ids, in one MULTI/EXEC), then the groups that fed the step are acknowledged.
     func commit(_ batch: Batch, snapshot: PolicySnapshot) async throws {
-        let ids = batch.groups.map(\.message.rolloutMessageID)
-        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: ids)
-        applied.formUnion(ids)
+        let tasks = batch.groups.map(\.message.task.taskID)
+        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
+        applied.formUnion(tasks)
+        try await ledger.forget(tasks)
     }
 
     func snapshotPolicy() async throws -> PolicySnapshot {
@@ -35,11 +36,13 @@ extension Learner {
         try await fabric.publish(saved, exchange: Names.controlExchange, routingKey: names.policyRoutingKey)
     }
 
-    /// Weights, optimizer, reference policy, step and applied group ids in one MULTI/EXEC; then the deliveries are acknowledged.
-    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], newlyApplied: [String] = []) async throws {
+    /// Weights, optimizer, step and applied task ids (and, once, the frozen reference policy) in one MULTI/EXEC; then the
+    /// deliveries are acknowledged.
+    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], newlyApplied: [String] = [], withReference: Bool = false) async throws {
         let trainer = self.trainer
         let (optimizer, reference) = try await compute.run {
-            (try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1), try trainer.value.referenceSafetensorsBytes().map { try Zstd.compress($0, level: 1) })
+            (try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1),
+             withReference ? try trainer.value.referenceSafetensorsBytes().map { try Zstd.compress($0, level: 1) } : nil)
         }
         var fields: [any RedisArgument] = ["HSET", names.learnerStateKey, "step", String(step), "task_index", String(taskIndex),
                                            "weights", snapshot.compressed, "optimizer", optimizer]

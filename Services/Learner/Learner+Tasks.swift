@@ -37,11 +37,13 @@ extension Learner {
             }
             messages.append(message)
         }
+        // The whole task goes into the ledger first; workers get it without answer or verifier metadata.
+        try await ledger.record(messages)
         // All in flight at once; each confirmed by the broker before the step goes on.
         let fabric = self.fabric
         let run = names.run
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for message in messages {
+            for message in messages.map(TaskLedger.forWorkers) {
                 group.addTask { try await fabric.publish(message, exchange: Names.tasksExchange, routingKey: run) }
             }
             try await group.waitForAll()

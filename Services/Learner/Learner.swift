@@ -16,6 +16,7 @@ final class Learner {
     let fabric: Fabric
     let names: Names
     let store: CheckpointStore
+    let ledger: TaskLedger
     let events: LearnerEvents
     var settings: Settings
     var config: RunConfig
@@ -43,6 +44,7 @@ final class Learner {
         fabric = context.fabric
         names = fabric.names
         store = CheckpointStore(names: names, redis: fabric.redis)
+        ledger = TaskLedger(names: names, redis: fabric.redis)
         self.events = events
         self.settings = settings
         config = try RunConfig(settings)
@@ -72,13 +74,15 @@ final class Learner {
     func run(resuming: Bool) async throws {
         print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)", excluding: ["run.id"]))
         try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key))))
+        // what an earlier end of this run left (a failure's reason, a finish time) no longer describes it
+        _ = try await fabric.redis.command(["HDEL", names.stateKey, "reason", "finished_at_ms", "accuracy_after"])
         if resuming {
             try await restore()
         } else {
             try await startFresh()
         }
         let snapshot = try await snapshotPolicy()
-        if !resuming { try await saveLearnerState(snapshot, ackAfter: []) }
+        if !resuming { try await saveLearnerState(snapshot, ackAfter: [], withReference: true) }
         try await publishPolicy(snapshot)
         try await topUpTasks(initial: true)
         try await setState(RunState(status: .running, step: step, version: version))
@@ -107,11 +111,15 @@ final class Learner {
 
     /// The GRPO step, off the cooperative pool, and the new policy serialized for durability and broadcast.
     func optimize(on batch: Batch) async throws -> TrainedStep {
-        let samples = batch.samples()
+        let samples = batch.samples(format: format)
         let learningRate = config.learningRate
         let trainer = self.trainer
         let started = ContinuousClock.now
         let metrics = try await compute.run { try trainer.value.step(samples: samples, learningRate: learningRate) }
+        // a diverged step is never saved or broadcast: the run fails with the reason, from the last durable step
+        guard metrics.loss.isFinite, metrics.gradNorm.isFinite else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "step \(step + 1) gave loss \(metrics.loss), gradient norm \(metrics.gradNorm); not saved (lower trainer.learning_rate or set trainer.max_grad_norm)")
+        }
         let trainSeconds = (ContinuousClock.now - started).seconds
         let tokens = samples.reduce(0) { $0 + $1.promptTokens.count + $1.completionTokens.count }
         return TrainedStep(metrics: metrics, tokens: tokens, trainSeconds: trainSeconds, snapshot: try await snapshotPolicy())
@@ -124,7 +132,7 @@ final class Learner {
     }
 
     func startFresh() async throws {
-        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey])
+        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey])
         // A new run under a reused id starts with empty work queues.
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
         try await setState(RunState(step: 0, version: 0, startedAtMs: WallClock.nowMs()))

@@ -9,6 +9,8 @@ import Wire
 enum LearnerEvent: Sendable {
     case group(Delivery)
     case control(ControlCommand)
+    /// The scored-queue consumer stopped, with why.
+    case consumerEnded(String)
 }
 
 /// The learner's events, ending on drain or shutdown (graceful shutdown of the process).
@@ -43,7 +45,13 @@ struct LearnerRole: Role {
                 let queue = fabric.names.scoredQueue
                 let prefetch = try learner.prefetch()
                 group.addTask {
-                    for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch) { events.yield(.group(delivery)) }
+                    // the learner cannot train without it: its end (not asked for) fails the run instead of a silent stall
+                    do {
+                        for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch) { events.yield(.group(delivery)) }
+                        events.yield(.consumerEnded("the broker ended the consumer of \(queue)"))
+                    } catch {
+                        events.yield(.consumerEnded("the consumer of \(queue) failed: \(error)"))
+                    }
                 }
                 try await learner.run(resuming: resuming)
             } catch {
@@ -62,8 +70,10 @@ struct LearnerRole: Role {
         let fabric = context.fabric
         let names = fabric.names
         let state = try await RunState.read(fabric.redis, names: names)
-        if let status = state.status, status.isActive, let toml = state.config, try await fabric.redis.exists(names.learnerStateKey) {
-            context.logger.notice("resuming run \(names.run) from its saved state")
+        // a failed run resumes too (compose restarts a failed learner with autostart on: it must not start over)
+        if let status = state.status, status.isActive || status == .failed, let toml = state.config,
+           try await fabric.redis.exists(names.learnerStateKey) {
+            context.logger.notice("resuming run \(names.run) from its saved state\(status == .failed ? " (it had failed: \(state.reason ?? "no reason recorded"))" : "")")
             return (try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"), true)
         }
         if try context.settings.bool("learner.autostart") { return (context.settings, false) }

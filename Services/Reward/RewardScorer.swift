@@ -13,6 +13,7 @@ import Wire
 struct RewardScorer: Role {
     let context: ServiceContext
     let store: CheckpointStore
+    let ledger: TaskLedger
     let runs = RunCache()
     let formats = RunFormatCache()
     let compute = ComputeQueue(label: "reward.verify")
@@ -24,6 +25,7 @@ struct RewardScorer: Role {
     init(context: ServiceContext) throws {
         self.context = context
         store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
+        ledger = TaskLedger(names: context.fabric.names, redis: context.fabric.redis)
         prefetch = try context.settings.int("reward.prefetch", in: 1...1024)
         scored = Counter(label: "tributary_scored_groups_total", dimensions: context.dimensions)
         zeroSignal = Counter(label: "tributary_zero_signal_groups_total", dimensions: context.dimensions)
@@ -41,6 +43,7 @@ struct RewardScorer: Role {
         let group: RolloutGroup
         let format: RunFormat
         let run: RunCache.Run
+        let issued: RolloutTask
         do {
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
             guard let published = try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger),
@@ -53,16 +56,17 @@ struct RewardScorer: Role {
             (format, run) = (published, known)
             let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
             try group.validate(RolloutGroup.Limits(run: fabric.names.run, newestVersion: latest, vocabularySize: format.vocabSize))
+            issued = try await issuedTask(of: group, format: format)
         } catch let error as WireError {
             await fabric.deadLetter(delivery, reason: error.reason)
             return
         }
-        context.status.set(state: "scoring", detail: group.task.taskID)
+        context.status.set(state: "scoring", detail: issued.taskID)
         let started = ContinuousClock.now
-        let task = RLTask(id: group.task.taskID, prompt: group.task.prompt, answer: group.task.answer,
-                          metadata: group.task.metadata, difficulty: group.task.difficulty)
+        // scored against the task as the learner issued it: a worker's echo of answer or tests is never read
+        let task = RLTask(id: issued.taskID, prompt: issued.prompt, answer: issued.answer, metadata: issued.metadata, difficulty: issued.difficulty)
         let completions = group.completions.map(\.tokens)
-        let targetLength = group.task.metadata[RunConfig.targetLengthMetadataKey].flatMap { Int($0) }
+        let targetLength = issued.metadata[RunConfig.targetLengthMetadataKey].flatMap { Int($0) }
         // Verifiers may run programs (code tasks): off the cooperative pool.
         let result = try await compute.run {
             GroupScoring.score(task: task, completions: completions, environment: run.environment, format: format.prompt,
@@ -70,7 +74,7 @@ struct RewardScorer: Role {
         }
         var message = ScoredGroupMessage()
         message.envelope = fabric.envelope()
-        message.task = group.task
+        message.task = issued
         message.policyVersion = group.policyVersion
         message.promptTokens = group.promptTokens
         message.workerID = group.workerID
@@ -91,6 +95,8 @@ struct RewardScorer: Role {
             try await fabric.incrementCounter("zero_signal_groups")
             zeroSignal.increment()
         }
+        // handed back while scoring (`shutdown`): the group is already back in its queue, so publish nothing
+        try Task.checkCancellation()
         try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
         _ = try await fabric.redis.xadd(fabric.names.scoredLogKey, fields: [
             "task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
@@ -99,6 +105,26 @@ struct RewardScorer: Role {
         meter.record()
         scored.increment()
         context.status.update { $0.throughput = meter.perSecond; $0.policyVersion = Int(clamping: group.policyVersion); $0.state = "waiting for rollouts" }
+    }
+}
+
+extension RewardScorer {
+    /// The ledger's copy of the group's task, which the group must match: same prompt (text and tokens), same group size.
+    func issuedTask(of group: RolloutGroup, format: RunFormat) async throws -> RolloutTask {
+        func bad(_ field: String, _ reason: String) -> WireError {
+            WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: field, reason: reason)
+        }
+        guard let issued = try await ledger.lookup(group.task.taskID) else {
+            throw bad("task.task_id", "'\(group.task.taskID)' is not a task this run has open (never issued, or already trained or replaced)")
+        }
+        guard group.task.prompt == issued.prompt else { throw bad("task.prompt", "differs from the issued task's prompt") }
+        guard group.promptTokens == format.prompt.promptTokens(issued.prompt) else {
+            throw bad("prompt_tokens", "are not the run's encoding of the issued task's prompt")
+        }
+        guard group.task.groupSize == issued.groupSize else {
+            throw bad("task.group_size", "\(group.task.groupSize) differs from the issued \(issued.groupSize)")
+        }
+        return issued
     }
 }
 

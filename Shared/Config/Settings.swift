@@ -181,7 +181,7 @@ public struct Settings: Sendable {
         var lines = ["USAGE: \(role) [--config run.toml] [--SECTION.KEY VALUE ...] [--dry-run]", "", abstract, "",
                      "Every setting can come from the TOML file ([section] key = value), the environment",
                      "(TRIBUTARY_SECTION_KEY) or a flag (--section.key VALUE; a true/false setting also as a bare --section.key);",
-                     "flags win, then the environment, then the file. An unknown key anywhere is an error.",
+                     "flags win, then the environment, then the file. An unknown key in a file or a flag is an error.",
                      "--dry-run prints the effective configuration and exits.", "", "SETTINGS:"]
         let width = specs.map(\.key.count).max() ?? 10
         for spec in specs {

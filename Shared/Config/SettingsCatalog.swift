@@ -26,8 +26,13 @@ public enum SettingsCatalog {
         Setting("broadcaster.keep_versions", "4", "versions kept besides the newest (at least the run's async level + 1)"),
     ]
 
-    /// Every key some role or the run knows (each process adds its own connection settings).
-    public static let allKeys: Set<String> = Set((rollout + reward + learner + broadcaster).map(\.key))
+    /// Settings every service process takes (connections, identity, logging), defined with their defaults by Runtime's
+    /// `Fabric.settings`; their keys are here so a run file or StartRun that sets them is not refused (a test keeps the two equal).
+    public static let processKeys: Set<String> = ["amqp.url", "redis.url", "service.instance", "service.connect_timeout", "metrics.port",
+                                                   "queue.type", "blas.threads", "log.level"]
+
+    /// Every key some role or the run knows.
+    public static let allKeys: Set<String> = Set((rollout + reward + learner + broadcaster).map(\.key)).union(processKeys)
 
     /// Refuses a key that neither this process nor any role knows, naming it and the nearest known key.
     public static func checkKnown(_ keys: some Sequence<String>, source: String, specs: [Setting]) throws {

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One message handed to a consumer. Acknowledge it by hand: `ack()` once its effect is durable,
 /// `nack(requeue:)` to hand it back, `reject()` to dead-letter it.
 public struct Delivery: Sendable {
@@ -12,22 +14,37 @@ public struct Delivery: Sendable {
     /// Delivery tags are only valid on the connection that delivered them; this counts connections.
     let generation: Int
     let client: AMQPClient
+    /// Shared by every copy: a delivery is settled once (a second ack or nack on one tag would close the channel).
+    let settlement = SettledFlag()
 
     /// How often the broker has delivered this message before (quorum queues count it).
     public var deliveryCount: Int? { headers["x-delivery-count"].flatMap { Int($0) } }
 
+    /// Whether an ack, nack or reject was already sent: a later one is ignored (the first decides).
+    public var isSettled: Bool { settlement.isSet }
+
     public func ack() async throws {
+        guard settlement.claim() else { return }
         try await client.settle(.ack, tag: deliveryTag, generation: generation)
     }
 
     public func nack(requeue: Bool) async throws {
+        guard settlement.claim() else { return }
         try await client.settle(requeue ? .nackRequeue : .nackDrop, tag: deliveryTag, generation: generation)
     }
 
     /// Without requeue, the message goes to the queue's dead-letter exchange.
     public func reject(requeue: Bool = false) async throws {
+        guard settlement.claim() else { return }
         try await client.settle(requeue ? .rejectRequeue : .rejectDrop, tag: deliveryTag, generation: generation)
     }
+}
+
+final class SettledFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    /// True for the first caller only.
+    func claim() -> Bool { flag.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
 }
 
 enum Settlement: Sendable {

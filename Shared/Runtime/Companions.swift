@@ -64,6 +64,8 @@ struct ControlListener: Service {
         } catch {
             if !Task.isCancelled && !Task.isShuttingDownGracefully { logger.warning("control listener ended: \(error)") }
         }
+        // its end (refused, say) stops no role: drain and shutdown still come as signals
+        try? await gracefulShutdown()
     }
 }
 

@@ -38,6 +38,8 @@ public struct Names: Sendable {
     public var heartbeatPattern: String { "\(prefix):hb:*" }
     /// The run's tokenizer.json when its model brings one (its SHA-256 is in the run state); every role reads it.
     public var tokenizerKey: String { "\(prefix):tokenizer" }
+    /// Every task the learner issued, whole (answer and tests included): the reward scorer scores against it.
+    public var ledgerKey: String { "\(prefix):ledger" }
     /// The learner's own resumable state: weights, optimizer, step, applied group ids.
     public var learnerStateKey: String { "\(prefix):learner" }
     public var appliedGroupsKey: String { "\(prefix):learner:applied" }

@@ -48,12 +48,19 @@ public struct StepMetrics: Sendable, Codable, Equatable {
         (self.staleness, self.asyncLevel) = (staleness, asyncLevel)
     }
 
+    /// Non-finite numbers (a diverged loss) are written as the words nan, inf and -inf.
+    static let nonFinite = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+
     /// The stream entry's fields.
     public var streamFields: [String: String] {
-        // a flat struct of numbers and one string-keyed object: always encodable
-        let object = try! JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: Self.nonFinite.positiveInfinity,
+                                                                      negativeInfinity: Self.nonFinite.negativeInfinity, nan: Self.nonFinite.nan)
+        // a flat struct of numbers and one string-keyed object, non-finite numbers as words: always encodable
+        let object = try! JSONSerialization.jsonObject(with: encoder.encode(self)) as! [String: Any]
         return object.mapValues { value in
             if let number = value as? NSNumber { return number.stringValue }
+            if let word = value as? String { return word }
             return String(decoding: (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
         }
     }
@@ -62,10 +69,17 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     public init?(fields: [String: String]) {
         var json: [String: Any] = [:]
         for (name, text) in fields {
+            if [Self.nonFinite.nan, Self.nonFinite.positiveInfinity, Self.nonFinite.negativeInfinity].contains(text) {
+                json[name] = text
+                continue
+            }
             guard let value = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed]) else { return nil }
             json[name] = value
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: json), let metrics = try? JSONDecoder().decode(Self.self, from: data) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: Self.nonFinite.positiveInfinity,
+                                                                        negativeInfinity: Self.nonFinite.negativeInfinity, nan: Self.nonFinite.nan)
+        guard let data = try? JSONSerialization.data(withJSONObject: json), let metrics = try? decoder.decode(Self.self, from: data) else { return nil }
         self = metrics
     }
 

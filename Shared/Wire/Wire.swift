@@ -93,6 +93,9 @@ extension EnvelopedMessage {
 
     public func encoded() throws -> [UInt8] { try serializedBytes() }
 
+    /// Parses bytes a trusted role stored (the learner's task ledger): no envelope checks, as they never crossed the wire.
+    public static func fromStored(_ bytes: [UInt8]) throws -> Self { try Self(serializedBytes: bytes) }
+
     /// The envelope's message id, for logs and errors.
     public var messageID: String { envelope.messageID }
 }

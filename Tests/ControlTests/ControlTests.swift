@@ -156,7 +156,8 @@ struct ControlCLITests {
         } catch {
             #expect("\(error)".contains("run.async_level"))
         }
-        // Other roles' sections ride along in the same run file.
+        // Other roles' sections, and every process's connection and logging settings, ride along in the same run file.
+        #expect(try RunFile(text: "[reward]\nprefetch = 8\n[log]\nlevel = \"debug\"\n[blas]\nthreads = 2\n", source: "t.toml", fallbackRunID: "r").config.runID == "r")
         let file = try RunFile(text: "[rollout]\nmax_group_size = 4\n[learner]\nautostart = true\n", source: "t.toml", fallbackRunID: "r")
         #expect(file.config.runID == "r")
     }

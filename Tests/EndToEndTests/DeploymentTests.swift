@@ -6,6 +6,7 @@ import Runtime
 import Store
 import TestSupport
 import Testing
+import Wire
 
 /// The deployment (compose/) checked against the code, without a Docker engine: the compose files, the commands and
 /// environment they give each service, and the broker definitions and ACLs they load, on brokers of the test's own.
@@ -154,6 +155,8 @@ struct DeploymentTests {
         _ = try await learner.hset(names.learnerStateKey, fields: ["step": "1"])
         _ = try await learner.command(["SADD", names.appliedGroupsKey, "group-1"])
         _ = try await learner.command(["XADD", names.batchesLogKey, "*", "step", "0"])
+        // the task ledger, answers included
+        try await TaskLedger(names: names, redis: learner).record([RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }])
         // the run's tokenizer.json and its format fields, published in one transaction as the learner does
         let replies = try await learner.pipeline([["MULTI"], ["SET", names.tokenizerKey, "{\"model\": {}}"],
                                                  ["HSET", names.stateKey, "tokenizer_sha256", "x"], ["EXEC"]])
@@ -193,6 +196,7 @@ struct DeploymentTests {
         try await expectNoPermission(rollout, ["SET", names.tokenizerKey, "forged"], "rollout replacing the run's tokenizer")
         try await expectNoPermission(rollout, ["SET", names.heartbeatKey(role: "learner", instance: "x"), "x"], "rollout forging a learner heartbeat")
         try await expectNoPermission(rollout, ["GET", names.checkpoints.staging(version: 1)], "rollout reading staged policies")
+        try await expectNoPermission(rollout, ["HGET", names.ledgerKey, "task-1"], "rollout reading the task ledger (answers)")
         try await expectNoPermission(rollout, ["FLUSHALL"], "rollout flushing Redis")
         try await expectNoPermission(rollout, ["KEYS", "*"], "rollout running KEYS")
         try await expectNoPermission(rollout, ["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", names.checkpoints.latest],
@@ -210,6 +214,8 @@ struct DeploymentTests {
         try await expectNoPermission(reward, ["GET", names.checkpoints.manifest(version: 1)], "reward reading checkpoints")
         #expect(try await reward.get(names.tokenizerKey) != nil, "a reward scorer reads the run's tokenizer")
         try await expectNoPermission(reward, ["DEL", names.tokenizerKey], "reward deleting the run's tokenizer")
+        #expect(try await TaskLedger(names: names, redis: reward).lookup("task-1")?.answer == "42", "a reward scorer reads the task ledger")
+        try await expectNoPermission(reward, ["HSET", names.ledgerKey, "task-1", "forged"], "reward rewriting the task ledger")
 
         let control = try await stack.redis("control")
         #expect(try await control.hgetall(names.stateKey)["status"] == Array("running".utf8))

@@ -170,7 +170,7 @@ struct PipelineTests {
             #expect(stepAtCrash >= 3 && stateAtCrash["status"] == "running", "\(stateAtCrash)")
             // A learner killed with -9 writes nothing: the CLI sees it lost once its heartbeat lapses.
             let cli = binaryDirectory.appendingPathComponent("tributary").path
-            let watch = try runCommand([cli, "watch", "--run.id", cluster.names.run, "--until-finished", "--lost-after", "0", "--interval", "0.5",
+            let watch = try await runCommandOffPool([cli, "watch", "--run.id", cluster.names.run, "--until-finished", "--lost-after", "0", "--interval", "0.5",
                                         "--timeout", "60"])
             #expect(watch.status == 1 && watch.output.contains("lost"), "\(watch.output)")
 
@@ -181,7 +181,7 @@ struct PipelineTests {
             }
             let log = try String(contentsOfFile: second.logPath, encoding: .utf8)
             #expect(log.contains("resuming run") && log.contains("the reference policy"))
-            let status = try runCommand([cli, "status", "--run.id", cluster.names.run, "--json"])
+            let status = try await runCommandOffPool([cli, "status", "--run.id", cluster.names.run, "--json"])
             #expect(status.output.contains(#""status":"running""#) || status.output.contains(#""status" : "running""#), "\(status.output)")
             // The penalty is live: once the policy has moved from the reference, every step reports a positive KL.
             let metrics = try await cluster.stream(cluster.names.metricsKey).compactMap { StepMetrics(fields: $0) }

@@ -28,15 +28,19 @@ struct RewardRoleTests {
         try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(0)
 
         let format = PromptFormat.bytes
-        var group = RolloutGroup()
-        group.envelope = harness.fabric.envelope()
-        group.task = RolloutTask.with {
+        let issued = RolloutTask.with {
             $0.taskID = "t-1"
             $0.prompt = "12+7="
             $0.answer = "19"
             $0.groupSize = 2
             $0.metadata = [RunConfig.targetLengthMetadataKey: "4"]
         }
+        try await TaskLedger(names: harness.names, redis: harness.fabric.redis).record([issued])
+        var group = RolloutGroup()
+        group.envelope = harness.fabric.envelope()
+        // what a worker got (no answer, no metadata), with a forged answer that would make "1" right: never read
+        group.task = TaskLedger.forWorkers(issued)
+        group.task.answer = "1"
         group.promptTokens = format.promptTokens("12+7=")
         group.workerID = "test"
         // "19" + eos is right and 3 tokens long (1 from the target); "1" + eos is wrong and 2 long (2 from it)
@@ -58,6 +62,28 @@ struct RewardRoleTests {
         #expect(abs(rewards[0] - 0.9) < 1e-9 && abs(rewards[1] - (-0.2)) < 1e-9, "\(rewards)")
         // mean only: r - mean, not divided by the standard deviation
         #expect(abs(scored.completions[0].advantage - 0.55) < 1e-9 && abs(scored.completions[1].advantage + 0.55) < 1e-9)
+        #expect(scored.task == issued, "the learner gets the task as issued")
+
+        // A group for a task the run never issued, and one that swapped the prompt: refused by name, scored never.
+        var unknown = group
+        unknown.envelope = harness.fabric.envelope()
+        unknown.task.taskID = "t-never"
+        var swapped = group
+        swapped.envelope = harness.fabric.envelope()
+        swapped.task.prompt = "1+1="
+        swapped.promptTokens = format.promptTokens("1+1=")
+        for forged in [unknown, swapped] { try await harness.fabric.publish(forged, exchange: Names.rolloutsExchange, routingKey: harness.run) }
+        try await harness.waitFor("both dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
+        let dead = harness.fabric.amqp.consume(queue: harness.names.deadLettersQueue, prefetch: 2)
+        var reasons: [String] = []
+        for try await letter in dead {
+            if let reason = letter.headers["x-tributary-reason"] { reasons.append(reason) }
+            try await letter.ack()
+            if reasons.count == 2 { break }
+        }
+        #expect(reasons.contains { $0.contains("task.task_id") && $0.contains("t-never") }, "\(reasons)")
+        #expect(reasons.contains { $0.contains("task.prompt") }, "\(reasons)")
+        #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)
     }

@@ -101,3 +101,13 @@ public enum RecordedPorts {
         try Data(text.utf8).write(to: directory.appendingPathComponent("ports.env"))
     }
 }
+
+/// `runCommand` on a thread of its own: a command that runs for seconds (a `tributary watch`) must not hold one of the
+/// cooperative pool's two threads, or every other test in the process stalls behind it.
+public func runCommandOffPool(_ argv: [String], environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try runCommand(argv, environment: environment) }) }
+        thread.name = "run-\(URL(fileURLWithPath: argv.first ?? "command").lastPathComponent)"
+        thread.start()
+    }
+}
