@@ -65,7 +65,12 @@ struct DeadLettersCommand: AsyncParsableCommand {
                         continue
                     }
                     missing.remove(letter.id)
-                    let target = letter.replayTarget
+                    guard let target = letter.replayTarget(names: session.names) else {
+                        try await letter.delivery.nack(requeue: true)
+                        failed += 1
+                        Output.warn("not replaying \(letter.id): its queue '\(letter.originalQueue)' is not a work queue of run \(session.names.run); it stays")
+                        continue
+                    }
                     do {
                         try await amqp.publish(exchange: target.exchange, routingKey: target.routingKey, body: letter.delivery.body,
                                                messageID: letter.delivery.messageID ?? UUID().uuidString, headers: letter.replayHeaders, mandatory: true)
@@ -98,11 +103,17 @@ struct DeadLetter {
     var reason: String { headers["x-tributary-reason"] ?? headers["x-first-death-reason"].map { "broker: \($0)" } ?? "?" }
     var by: String { headers["x-tributary-by"] ?? (headers["x-first-death-reason"] != nil ? "broker" : "?") }
 
-    /// The original exchange and routing key from the service's headers; for a broker dead letter (whose routing key sits
-    /// in the nested x-death table), straight back to its queue through the default exchange.
-    var replayTarget: (exchange: String, routingKey: String) {
-        if let exchange = headers["x-tributary-exchange"], let key = headers["x-tributary-routing-key"] { return (exchange, key) }
-        return ("", originalQueue)
+    /// Back to the run's work queue it came from, through that queue's own exchange and the run's routing key: never
+    /// an exchange or key read from the message's headers, which whoever dead-lettered it (a rollout worker) wrote.
+    /// Nil when the queue is not one of the run's work queues.
+    func replayTarget(names: Names) -> (exchange: String, routingKey: String)? {
+        switch originalQueue {
+        case names.tasksQueue: (Names.tasksExchange, names.run)
+        case names.rolloutsQueue: (Names.rolloutsExchange, names.run)
+        case names.scoredQueue: (Names.scoredExchange, names.run)
+        case names.policiesQueue: (Names.controlExchange, names.policyRoutingKey)
+        default: nil
+        }
     }
 
     /// The original application headers, without the dead-letter notes, plus a replay mark.

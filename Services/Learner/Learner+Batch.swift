@@ -79,6 +79,10 @@ extension Learner {
     func admit(_ delivery: Delivery, into batch: inout Batch) async throws {
         let message: ScoredGroupMessage
         do {
+            guard delivery.body.count <= 2 * WireLimits.maxGroupBytes else {
+                throw WireError.invalidField(type: "ScoredGroup", messageID: delivery.messageID ?? "?", field: "(message)",
+                                             reason: "is \(delivery.body.count) bytes, over the \(2 * WireLimits.maxGroupBytes) a scored group may have")
+            }
             message = try ScoredGroupMessage.decode(delivery.body, deliveredID: delivery.messageID)
         } catch let error as WireError {
             return await fabric.deadLetter(delivery, reason: error.reason)

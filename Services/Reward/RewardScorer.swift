@@ -45,6 +45,10 @@ struct RewardScorer: Role {
         let run: RunCache.Run
         let issued: RolloutTask
         do {
+            guard delivery.body.count <= WireLimits.maxGroupBytes else {
+                throw WireError.invalidField(type: "RolloutGroup", messageID: delivery.messageID ?? "?", field: "(message)",
+                                             reason: "is \(delivery.body.count) bytes, over the \(WireLimits.maxGroupBytes) a group may have")
+            }
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
             guard let published = try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger),
                   let known = try await runs.current(fabric: fabric) else {

@@ -24,6 +24,7 @@ struct RolloutWorker: Role {
     let groups: Counter
     let tokens: Counter
     let loads: Counter
+    let refusedCheckpoints: Counter
     let generateTime: Metrics.Timer
     let fetchTime: Metrics.Timer
 
@@ -37,6 +38,7 @@ struct RolloutWorker: Role {
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
         loads = Counter(label: "tributary_checkpoints_loaded_total", dimensions: context.dimensions)
+        refusedCheckpoints = Counter(label: "tributary_checkpoints_refused_total", dimensions: context.dimensions)
         generateTime = Metrics.Timer(label: "tributary_generate_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
         fetchTime = Metrics.Timer(label: "tributary_checkpoint_fetch_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
     }
@@ -157,8 +159,18 @@ struct RolloutWorker: Role {
         let deadline = ContinuousClock.now + .seconds(versionWait)
         while !context.stop.isStopping {
             if let newest = try await store.latest(), Int(clamping: newest) >= minimum {
-                try await load(version: newest)
-                return true
+                do {
+                    try await load(version: newest)
+                    return true
+                } catch let error as CheckpointStoreError {
+                    // a relay or a writer served something that does not verify: keep the held policy, count it, look again
+                    refusedCheckpoints.increment()
+                    context.logger.error("refused checkpoint version \(newest): \(error); keeping version \(policy.version.load(ordering: .relaxed))")
+                    context.status.set(state: "refused checkpoint", detail: "version \(newest): \(error)")
+                    try await Task.sleep(for: .seconds(1))
+                    if ContinuousClock.now > deadline { return false }
+                    continue
+                }
             }
             if ContinuousClock.now > deadline { return false }
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")

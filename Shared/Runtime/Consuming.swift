@@ -1,3 +1,4 @@
+import Logging
 import Messaging
 import ServiceLifecycle
 import Synchronization
@@ -6,14 +7,52 @@ extension ServiceContext {
     /// Handles deliveries one at a time. On drain (SIGTERM, `drain`) the one in hand is finished and no more are taken;
     /// on hand-back (`shutdown`) the one in hand is nacked with requeue at once. Deliveries prefetched but not taken
     /// stay unacknowledged and go back to their queue when the connection closes.
+    ///
+    /// A delivery whose handling throws is one message's failure, not the process's: it goes back to the queue (after a
+    /// pause that grows with its failures), and once it has failed `service.max_message_failures` times here it is
+    /// dead-lettered with the last error.
     public func consume(queue: String, prefetch: Int, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         let stop = self.stop
+        let failures = MessageFailures(limit: try settings.int("service.max_message_failures", in: 1...1000))
         for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
             if stop.isStopping { break }
-            _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
+            do {
+                _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                let count = failures.record(delivery)
+                if count >= failures.limit {
+                    await fabric.deadLetter(delivery, reason: "failed \(count) times; last: \(error)")
+                } else {
+                    logger.warning("message \(delivery.messageID ?? "?") from \(queue) failed (\(count) of \(failures.limit)): \(error); handed back")
+                    try? await delivery.nack(requeue: true)
+                    try? await Task.sleep(for: .milliseconds(200 * (1 << min(count, 5))))
+                }
+            }
         }
     }
 }
+/// How often each message failed in this process (bounded: the oldest entries go first).
+final class MessageFailures: Sendable {
+    let limit: Int
+    private let counts = Mutex<(order: [String], count: [String: Int])>(([], [:]))
+
+    init(limit: Int) { self.limit = limit }
+
+    func record(_ delivery: Delivery) -> Int {
+        let id = delivery.messageID ?? "\(delivery.queue):\(delivery.body.count):\(delivery.body.prefix(64).reduce(0) { $0 &* 31 &+ Int($1) })"
+        return counts.withLock { state in
+            if state.count[id] == nil {
+                state.order.append(id)
+                if state.order.count > 10_000 { state.count.removeValue(forKey: state.order.removeFirst()) }
+            }
+            state.count[id, default: 0] += 1
+            return state.count[id]!
+        }
+    }
+}
+
 /// Events per second over a sliding window, for heartbeats.
 public final class RateMeter: Sendable {
     private let events = Mutex<[(ContinuousClock.Instant, Int)]>([])

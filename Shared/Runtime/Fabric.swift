@@ -25,6 +25,7 @@ public final class Fabric: Sendable {
         Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL (the nearest relay, for rollout workers)"),
         Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
         Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers"),
+        Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error"),
         Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)"),
         Setting("queue.type", "classic", "classic (single broker) or quorum (cluster)"),
         Setting("blas.threads", "1", "OpenBLAS threads for this process"),

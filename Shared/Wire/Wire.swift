@@ -100,6 +100,11 @@ extension EnvelopedMessage {
     public var messageID: String { envelope.messageID }
 }
 
+/// Sizes a consumer refuses before decoding (RabbitMQ's frames stay far below its 16 MiB limit, with the scorer's additions).
+public enum WireLimits {
+    public static let maxGroupBytes = 8 << 20
+}
+
 /// The milliseconds since 1970 that every timestamp Tributary writes uses.
 public enum WallClock {
     public static func nowMs() -> Int64 { milliseconds(Date()) }

@@ -87,4 +87,35 @@ struct RewardRoleTests {
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aMessageThatKeepsFailingIsDeadLetteredAndTheScorerLivesOn() async throws {
+        let harness = try await RoleHarness.start(RewardScorer.self, name: "reward", specs: SettingsCatalog.reward, run: RoleHarness.newRun("reward-poison"),
+                                                  arguments: ["--service.max_message_failures", "2"])
+        defer { Task { await harness.cleanUp() } }
+        let config = try RunConfig(Settings.fromTOML("[run]\nid = \"\(harness.run)\"\n", specs: RunConfig.settings, source: "test"))
+        try await RunState(config: "[run]\nid = \"\(harness.run)\"\n",
+                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
+            .write(to: harness.fabric.redis, names: harness.names)
+        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(0)
+        // a ledger entry that does not parse: handling the group throws (not the group's content, but it fails every time)
+        _ = try await harness.fabric.redis.command(["HSET", harness.names.ledgerKey, "t-bad", [UInt8](repeating: 0xFF, count: 16)])
+        var group = RolloutGroup()
+        group.envelope = harness.fabric.envelope()
+        group.task = RolloutTask.with { $0.taskID = "t-bad"; $0.prompt = "1+1="; $0.groupSize = 1 }
+        group.promptTokens = PromptFormat.bytes.promptTokens("1+1=")
+        group.workerID = "test"
+        group.completions = [Completion.with { $0.tokens = [50, 257]; $0.logprobs = [-1, -1] }]
+        try await harness.fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.waitFor("the group dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 1 }
+        let dead = harness.fabric.amqp.consume(queue: harness.names.deadLettersQueue, prefetch: 1)
+        var iterator = dead.makeAsyncIterator()
+        let letter = try #require(try await iterator.next())
+        #expect(letter.headers["x-tributary-reason"]?.contains("failed 2 times") == true, "\(letter.headers)")
+        try await letter.ack()
+        // the scorer never stopped: it still consumes and exits cleanly when drained
+        #expect(harness.host.context.status.current.state != "stopped")
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
+    }
 }
