@@ -106,8 +106,10 @@ struct DeadLetter {
     /// Back to the run's work queue it came from, through that queue's own exchange and the run's routing key: never
     /// an exchange or key read from the message's headers, which whoever dead-lettered it (a rollout worker) wrote.
     /// Nil when the queue is not one of the run's work queues.
-    func replayTarget(names: Names) -> (exchange: String, routingKey: String)? {
-        switch originalQueue {
+    func replayTarget(names: Names) -> (exchange: String, routingKey: String)? { Self.replayTarget(queue: originalQueue, names: names) }
+
+    static func replayTarget(queue: String, names: Names) -> (exchange: String, routingKey: String)? {
+        switch queue {
         case names.tasksQueue: (Names.tasksExchange, names.run)
         case names.rolloutsQueue: (Names.rolloutsExchange, names.run)
         case names.scoredQueue: (Names.scoredExchange, names.run)

@@ -186,4 +186,14 @@ struct ControlCLITests {
         #expect(throws: SettingsError.self) { try ControlTarget(parsing: "rollout.") }
         #expect(throws: SettingsError.self) { try ControlTarget(parsing: "rollout.#") }
     }
+
+    @Test func deadLettersReplayOnlyToTheRunsOwnWorkQueues() {
+        let names = Names(run: "r1")
+        #expect(DeadLetter.replayTarget(queue: names.scoredQueue, names: names)! == (Names.scoredExchange, "r1"))
+        #expect(DeadLetter.replayTarget(queue: names.policiesQueue, names: names)! == (Names.controlExchange, names.policyRoutingKey))
+        // another run's queue, the dead-letter queue itself, or a made-up name: not replayed
+        for queue in [Names(run: "r2").tasksQueue, names.deadLettersQueue, "amq.gen-x", ""] {
+            #expect(DeadLetter.replayTarget(queue: queue, names: names) == nil)
+        }
+    }
 }
