@@ -1,9 +1,12 @@
 import Foundation
 
-/// Programming tasks from JSONL with tests; the candidate program and the tests run together in `CodeSandbox`.
+/// Programming tasks from JSONL with tests; a harness runs the candidate program, then the tests, in `CodeSandbox`.
 ///
 /// Each line: `{"prompt": "...", "tests": "assert f(1) == 2" | ["assert ...", ...], "solution"?: "...", "id"?: "..."}`.
-/// Correctness is 1 when the program plus tests exits 0, else 0 with the sandbox's reason.
+/// Correctness is 1 only when the harness prints, after the last test, a random nonce it was given on stdin: a
+/// candidate that exits early (`os._exit(0)`, `SystemExit`) never reaches that line, whatever its exit status. Every
+/// `==` in the tests compares exact built-in types, so an object whose `__eq__` always says True does not pass.
+/// (The candidate shares the harness's interpreter: one that searches the harness's frames for the nonce is out of scope.)
 /// The completion may wrap the program in a ```python fence; the first fenced block is used if there is one.
 public struct CodeEnvironment: Environment {
     public let name = "code"
@@ -61,10 +64,55 @@ public struct CodeEnvironment: Environment {
     public func verify(completion: String, task: RLTask) -> RewardComponents {
         guard let program = Self.extractProgram(completion) else { return .wrong(format: 0, "missing answer: no program") }
         let fenced = completion.contains("```")
-        let result = sandbox.run(program: program + "\n\n" + (task.metadata["tests"] ?? ""))
+        let nonce = (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
+        let result = sandbox.run(program: Self.harness, files: ["candidate.py": program, "tests.py": task.metadata["tests"] ?? ""],
+                                 stdin: nonce + "\n")
         let format: Double = fenced || !completion.contains("`") ? 1 : 0
-        return result.passed ? RewardComponents(correctness: 1, format: format) : .wrong(format: format, result.reason ?? "failed")
+        guard result.passed else { return .wrong(format: format, result.reason ?? "failed") }
+        let finished = result.stdout.split(separator: "\n").last.map(String.init) == "\(nonce) passed"
+        return finished ? RewardComponents(correctness: 1, format: format) : .wrong(format: format, "exited before the tests finished")
     }
+
+    /// Reads the nonce, runs candidate.py as a module, then tests.py in its namespace with strict `==`, then prints the
+    /// nonce. Everything it names starts with `_t_` so a candidate's definitions cannot shadow it.
+    static let harness = """
+    import ast as _t_ast, runpy as _t_runpy, sys as _t_sys
+
+    def _t_strict(a, b):
+        numbers = (int, float)
+        if type(a) in numbers and type(b) in numbers:
+            return a == b
+        if type(a) is not type(b):
+            return False
+        if type(a) in (list, tuple):
+            return len(a) == len(b) and all(_t_strict(x, y) for x, y in zip(a, b))
+        if type(a) is dict:
+            return a.keys() == b.keys() and all(_t_strict(a[k], b[k]) for k in a)
+        if type(a) in (str, bool, bytes, complex, set, frozenset, type(None)):
+            return a == b
+        return False
+
+    class _t_StrictEquality(_t_ast.NodeTransformer):
+        def visit_Compare(self, node):
+            self.generic_visit(node)
+            if len(node.ops) == 1 and isinstance(node.ops[0], _t_ast.Eq):
+                call = _t_ast.Call(_t_ast.Name("_t_strict", _t_ast.Load()), [node.left, node.comparators[0]], [])
+                return _t_ast.copy_location(call, node)
+            return node
+
+    def _t_main():
+        nonce = _t_sys.stdin.readline().strip()
+        _t_sys.stdin.close()
+        with open("tests.py") as f:
+            tests = _t_ast.fix_missing_locations(_t_StrictEquality().visit(_t_ast.parse(f.read())))
+        namespace = _t_runpy.run_path("candidate.py", run_name="candidate")
+        namespace["_t_strict"] = _t_strict
+        exec(compile(tests, "tests.py", "exec"), namespace)
+        _t_sys.stdout.write("\\n" + nonce + " passed\\n")
+        _t_sys.stdout.flush()
+
+    _t_main()
+    """
 
     /// The first ``` fenced block (language tag dropped), else the whole completion; nil when empty.
     public static func extractProgram(_ completion: String) -> String? {

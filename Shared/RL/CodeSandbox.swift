@@ -23,8 +23,9 @@ public struct CodeSandbox: Sendable {
     /// How this machine isolates sandboxed programs (probed once per process).
     public static var isolation: SandboxIsolation { probedIsolation }
 
-    /// Runs `program` as a python3 script with `stdin`; returns how it ended, its (capped) output and timing.
-    public func run(program: String, stdin: String = "") -> SandboxResult {
+    /// Runs `program` as a python3 script (main.py) beside `files` (name → text), with `stdin`; returns how it ended,
+    /// its (capped) output and timing.
+    public func run(program: String, files: [String: String] = [:], stdin: String = "") -> SandboxResult {
         let start = ContinuousClock.now
         let fileManager = FileManager.default
         let root = fileManager.temporaryDirectory.appendingPathComponent("tributary-sandbox-\(UUID().uuidString)")
@@ -34,8 +35,10 @@ public struct CodeSandbox: Sendable {
             try fileManager.createDirectory(at: work, withIntermediateDirectories: true)
             try fileManager.setAttributes([.posixPermissions: 0o711], ofItemAtPath: root.path)
             try fileManager.setAttributes([.posixPermissions: 0o777], ofItemAtPath: work.path)
-            try Data(program.utf8).write(to: work.appendingPathComponent("main.py"))
-            try fileManager.setAttributes([.posixPermissions: 0o644], ofItemAtPath: work.appendingPathComponent("main.py").path)
+            for (name, text) in files.merging(["main.py": program], uniquingKeysWith: { $1 }) {
+                try Data(text.utf8).write(to: work.appendingPathComponent(name))
+                try fileManager.setAttributes([.posixPermissions: 0o644], ofItemAtPath: work.appendingPathComponent(name).path)
+            }
             try Data(stdin.utf8).write(to: root.appendingPathComponent("stdin"))
             try Data().write(to: root.appendingPathComponent("stdout"))
             try Data().write(to: root.appendingPathComponent("stderr"))

@@ -75,4 +75,25 @@ import RL
         let loop = tight.verify(completion: "def double(x):\n    while True: pass", task: task)
         #expect(loop.correctness == 0 && loop.reason?.contains("time limit") == true)
     }
+
+    @Test func programsThatEndBeforeTheTestsOrForgeEqualityDoNotPass() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("code-\(UUID().uuidString).jsonl").path
+        try Data(#"{"prompt": "def double(x):", "tests": ["assert double(2) == 4", "assert double(-1) == -2", "assert double(0.5) == 1"], "solution": "def double(x):\n    return 2 * x"}"#.utf8)
+            .write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let env = try CodeEnvironment(path: path, limits: roomy.limits)
+        let task = env.task(seed: 0, index: 0)
+        #expect(env.verify(completion: env.referenceSolution(for: task), task: task).isCorrect)
+        let attacks = [
+            "import os\nos._exit(0)",                                   // exit 0 before any test ran
+            "raise SystemExit",                                           // the same, politely
+            "import sys\nsys.exit(0)",
+            "class Always:\n    def __eq__(self, other): return True\ndef double(x):\n    return Always()",  // every == is True
+            "import sys\nprint(sys.stdin.read())\nimport os\nos._exit(0)",  // echo the nonce it was given, then leave
+        ]
+        for attack in attacks {
+            let verdict = env.verify(completion: attack, task: task)
+            #expect(!verdict.isCorrect, "passed: \(attack)")
+        }
+    }
 }
