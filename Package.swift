@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CHiredis", path: "Shared/CHiredis"),
         .systemLibrary(name: "CZstd", path: "Shared/CZstd"),
         .systemLibrary(name: "COpenBLAS", path: "Shared/COpenBLAS"),
+        .systemLibrary(name: "CSodium", path: "Shared/CSodium"),
 
         .target(name: "Messaging", dependencies: ["CRabbitMQ", "CAMQPLogin", .product(name: "Logging", package: "swift-log")], path: "Shared/Messaging"),
         .target(name: "Store", dependencies: ["CHiredis"], path: "Shared/Store"),
@@ -39,12 +40,14 @@ let package = Package(
         // the config system: TOML run files, layered settings, the run's learning knobs
         .target(name: "Config", dependencies: ["Model", "RL", "Tokenizers"], path: "Shared/Config"),
         // checkpoints in Redis: sharded, compressed, hashed, verified
-        .target(name: "Checkpoints", dependencies: ["Store", "Compression", "Wire"], path: "Shared/Checkpoints"),
+        // Ed25519 keys and signatures (libsodium): checkpoint manifests today, worker groups next
+        .target(name: "Signing", dependencies: ["CSodium"], path: "Shared/Signing"),
+        .target(name: "Checkpoints", dependencies: ["Store", "Compression", "Wire", "Signing"], path: "Shared/Checkpoints"),
         // what every service process shares: lifecycle, connections (Fabric), names, heartbeats, metrics, the run's contracts
         .target(
             name: "Runtime",
             dependencies: [
-                "Messaging", "Store", "Wire", "Config", "Checkpoints", "Model", "RL", "Tokenizers",
+                "Messaging", "Store", "Wire", "Config", "Checkpoints", "Signing", "Model", "RL", "Tokenizers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -52,11 +55,11 @@ let package = Package(
             ],
             path: "Shared/Runtime"),
 
-        .executableTarget(name: "Rollout", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Rollout"),
+        .executableTarget(name: "Rollout", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Rollout"),
         .executableTarget(name: "Reward", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Reward"),
         .executableTarget(name: "Learner", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Learner"),
-        .executableTarget(name: "Broadcaster", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Broadcaster"),
-        .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
+        .executableTarget(name: "Broadcaster", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Broadcaster"),
+        .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
             dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -75,9 +78,9 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests"),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], path: "Tests/RuntimeTests"),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Store", "Compression", "TestSupport"], path: "Tests/CheckpointsTests"),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Signing", "Store", "Compression", "Wire", "TestSupport"], path: "Tests/CheckpointsTests"),
         // single roles run in process against the real brokers
-        .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
+        .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Store", "TestSupport"], path: "Tests/ControlTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Model", "Tokenizers", "TestSupport"], path: "Tests/EndToEndTests"),
     ]

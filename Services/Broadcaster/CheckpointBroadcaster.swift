@@ -4,6 +4,7 @@ import Foundation
 import Messaging
 import Metrics
 import Runtime
+import Signing
 import Wire
 
 /// Takes each PolicySaved, writes the version's manifest and shards, waits for the relays, moves `latest`,
@@ -22,8 +23,15 @@ struct CheckpointBroadcaster: Role {
 
     init(context: ServiceContext) throws {
         self.context = context
-        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
         let settings = context.settings
+        let keyFile = try settings.string("broadcaster.signing_key_file")
+        let signer = keyFile.isEmpty ? nil : try SigningKey(contentsOf: keyFile)
+        if let signer {
+            context.logger.notice("signing manifests; workers verify with broadcaster public key \(signer.publicKey.hex)")
+        } else {
+            context.logger.warning("manifests are unsigned (no broadcaster.signing_key_file): a relay could serve forged checkpoints")
+        }
+        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis, signer: signer)
         shardBytes = try settings.int("broadcaster.shard_bytes", in: 4096...(256 << 20))
         replicas = try settings.int("broadcaster.replicas", in: 0...64)
         replicaTimeoutMs = try settings.int("broadcaster.replica_timeout_ms", in: 0...600_000)

@@ -4,12 +4,35 @@ import Model
 import Checkpoints
 import Config
 import Runtime
+import Signing
 import Wire
 
 struct CheckpointCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint", abstract: "List the run's checkpoint versions in Redis, or export one as a safetensors file.",
-        subcommands: [List.self, Export.self])
+        subcommands: [List.self, Export.self, Keygen.self])
+
+    struct Keygen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the broadcaster's Ed25519 key pair: DIR/broadcaster.key (secret, mode 0600) and DIR/broadcaster.pub.",
+            discussion: "Give the broadcaster --broadcaster.signing_key_file DIR/broadcaster.key and every rollout worker --rollout.checkpoint_public_key with the text of DIR/broadcaster.pub. Refuses to overwrite an existing key.")
+
+        @Argument(help: "Directory for the two files.") var directory: String
+
+        func run() throws {
+            let secretPath = URL(fileURLWithPath: directory).appendingPathComponent("broadcaster.key").path
+            let publicPath = URL(fileURLWithPath: directory).appendingPathComponent("broadcaster.pub").path
+            guard !FileManager.default.fileExists(atPath: secretPath) else { throw ControlError("\(secretPath) exists; not overwriting a key") }
+            let key = try SigningKey.generate()
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: secretPath, contents: Data((key.hex + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw ControlError("cannot write \(secretPath)")
+            }
+            try Data((key.publicKey.hex + "\n").utf8).write(to: URL(fileURLWithPath: publicPath))
+            print("secret key: \(secretPath) (broadcaster.signing_key_file)")
+            print("public key: \(key.publicKey.hex) (rollout.checkpoint_public_key, also in \(publicPath))")
+        }
+    }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Versions with a manifest: size, shards, compression, time; the announced latest is marked.")

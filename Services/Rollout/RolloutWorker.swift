@@ -6,6 +6,7 @@ import Metrics
 import Model
 import RL
 import Runtime
+import Signing
 import Store
 import Synchronization
 import Wire
@@ -32,7 +33,10 @@ struct RolloutWorker: Role {
         self.context = context
         let relayURL = try context.settings.string("rollout.checkpoint_redis_url")
         checkpointRedis = relayURL.isEmpty ? context.fabric.redis : RedisClient(endpoint: try RedisEndpoint(url: relayURL))
-        store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis)
+        let publicKey = try context.settings.string("rollout.checkpoint_public_key")
+        let verifier = publicKey.isEmpty ? nil : try VerifyingKey(hex: publicKey)
+        if verifier == nil { context.logger.warning("checkpoint signatures are not checked (no rollout.checkpoint_public_key)") }
+        store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis, verifier: verifier)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
         maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)

@@ -1,5 +1,6 @@
 import Compression
 import Foundation
+import Signing
 import Store
 import Wire
 
@@ -9,6 +10,8 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
     case fileHashMismatch(version: UInt64, expected: String, found: String)
     case sizeMismatch(version: UInt64, shard: Int, expected: UInt64, found: Int)
     case badManifest(key: String, reason: String)
+    case unsigned(version: UInt64)
+    case badSignature(version: UInt64)
 
     public var description: String {
         switch self {
@@ -17,6 +20,8 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
         case let .fileHashMismatch(version, expected, found): "version \(version): file SHA-256 \(found) does not match the manifest's \(expected)"
         case let .sizeMismatch(version, shard, expected, found): "version \(version) shard \(shard): \(found) bytes, manifest says \(expected)"
         case let .badManifest(key, reason): "manifest \(key) is unreadable: \(reason)"
+        case let .unsigned(version): "version \(version): the manifest carries no signature, and this reader requires one"
+        case let .badSignature(version): "version \(version): the manifest's signature does not verify with the configured public key"
         }
     }
 }
@@ -25,12 +30,18 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
 public struct CheckpointStore: Sendable {
     public let keys: CheckpointKeys
     public let redis: RedisClient
+    /// The broadcaster's key: manifests it writes are signed.
+    public let signer: SigningKey?
+    /// A reader's trust anchor: with it, a manifest that is unsigned or badly signed is refused.
+    public let verifier: VerifyingKey?
     /// A checkpoint (or a staged policy) is never larger than this when decompressed.
     public static let maxCheckpointBytes = 2 << 30
 
-    public init(keys: CheckpointKeys, redis: RedisClient) {
+    public init(keys: CheckpointKeys, redis: RedisClient, signer: SigningKey? = nil, verifier: VerifyingKey? = nil) {
         self.keys = keys
         self.redis = redis
+        self.signer = signer
+        self.verifier = verifier
     }
 
     /// Learner side: the policy's safetensors bytes, compressed, under the staging key; returns (key, sha256).
@@ -80,16 +91,39 @@ public struct CheckpointStore: Sendable {
         for reply in try await redis.pipeline(commands) {
             if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET shard") }
         }
-        _ = try await redis.command(["SET", keys.manifest(version: version), try manifest.serializedBytes() as [UInt8]])
+        let manifestBytes: [UInt8] = try manifest.serializedBytes()
+        // the signature first: a reader that finds the manifest finds its signature
+        if let signer { _ = try await redis.command(["SET", keys.manifestSignature(version: version), signer.sign(manifestBytes)]) }
+        _ = try await redis.command(["SET", keys.manifest(version: version), manifestBytes])
         return manifest
     }
 
+    /// The manifest, its signature checked when this store has a verifier, and its claims bounded before anything is
+    /// fetched or allocated: this run, this version, at most `maxCheckpointBytes`, shards that add up.
     public func manifest(version: UInt64) async throws -> CheckpointManifest {
         let key = keys.manifest(version: version)
-        guard let bytes = try await redis.get(key) else { throw CheckpointStoreError.missing(key: key) }
-        do { return try CheckpointManifest(serializedBytes: bytes) } catch {
+        let replies = try await redis.pipeline([["GET", key], ["GET", keys.manifestSignature(version: version)]])
+        guard let bytes = replies.first?.bytes else { throw CheckpointStoreError.missing(key: key) }
+        if let verifier {
+            guard let signature = replies.last?.bytes else { throw CheckpointStoreError.unsigned(version: version) }
+            guard verifier.isValid(signature: signature, of: bytes) else { throw CheckpointStoreError.badSignature(version: version) }
+        }
+        let manifest: CheckpointManifest
+        do { manifest = try CheckpointManifest(serializedBytes: bytes) } catch {
             throw CheckpointStoreError.badManifest(key: key, reason: "\(error)")
         }
+        func bad(_ reason: String) -> CheckpointStoreError { .badManifest(key: key, reason: reason) }
+        guard manifest.runID == keys.run else { throw bad("it is for run '\(manifest.runID)', not '\(keys.run)'") }
+        guard manifest.version == version else { throw bad("it is for version \(manifest.version)") }
+        guard manifest.totalBytes <= UInt64(Self.maxCheckpointBytes) else { throw bad("total_bytes \(manifest.totalBytes) is over \(Self.maxCheckpointBytes)") }
+        guard manifest.shards.count <= 1 << 16, manifest.shards.reduce(UInt64(0), { $0 &+ $1.rawBytes }) == manifest.totalBytes,
+              manifest.shards.allSatisfy({ $0.rawBytes <= manifest.totalBytes }) else {
+            throw bad("its \(manifest.shards.count) shards do not add up to total_bytes \(manifest.totalBytes)")
+        }
+        guard manifest.shards.enumerated().allSatisfy({ $1.index == UInt32($0) && $1.key == keys.shard(version: version, index: $0) }) else {
+            throw bad("its shards are not this version's shards in order")
+        }
+        return manifest
     }
 
     /// Reads every shard and verifies each against the manifest, then the whole file.
@@ -127,7 +161,7 @@ public struct CheckpointStore: Sendable {
     /// Deletes a version's manifest (first, so nobody starts reading it) and shards.
     public func delete(version: UInt64) async throws {
         let manifest = try? await manifest(version: version)
-        _ = try await redis.del([keys.manifest(version: version)])
+        _ = try await redis.del([keys.manifest(version: version), keys.manifestSignature(version: version)])
         if let manifest, !manifest.shards.isEmpty { _ = try await redis.del(manifest.shards.map(\.key)) }
     }
 

@@ -6,6 +6,7 @@ public enum SettingsCatalog {
         Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back"),
         Setting("rollout.max_group_size", "256", "largest G accepted from a task"),
         Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
+        Setting("rollout.checkpoint_public_key", "", "the broadcaster's Ed25519 public key (hex, `tributary checkpoint keygen`): unsigned or badly signed manifests are refused; empty: signatures are not checked"),
     ]
 
     public static let reward = [
@@ -24,6 +25,7 @@ public enum SettingsCatalog {
         Setting("broadcaster.replicas", "0", "Redis replicas (regional relays) that must hold a checkpoint before it is announced"),
         Setting("broadcaster.replica_timeout_ms", "5000", "how long to wait for the relays"),
         Setting("broadcaster.keep_versions", "4", "versions kept besides the newest (at least the run's async level + 1)"),
+        Setting("broadcaster.signing_key_file", "", "Ed25519 secret key file (`tributary checkpoint keygen`) that signs every manifest; it never enters Redis. Empty: unsigned"),
     ]
 
     /// Settings every service process takes (connections, identity, logging), defined with their defaults by Runtime's

@@ -1,4 +1,5 @@
 import Checkpoints
+import Signing
 import Messaging
 import Store
 
@@ -72,5 +73,7 @@ public struct Names: Sendable {
 }
 
 extension CheckpointStore {
-    public init(names: Names, redis: RedisClient) { self.init(keys: names.checkpoints, redis: redis) }
+    public init(names: Names, redis: RedisClient, signer: SigningKey? = nil, verifier: VerifyingKey? = nil) {
+        self.init(keys: names.checkpoints, redis: redis, signer: signer, verifier: verifier)
+    }
 }
