@@ -5,6 +5,7 @@ import Messaging
 import Model
 @testable import Rollout
 import Runtime
+import Signing
 import Store
 import Testing
 import Wire
@@ -88,5 +89,27 @@ struct RolloutRoleTests {
         await harness.host.terminate()
         #expect(try await harness.exit(within: 60) == nil)
         try await harness.waitFor("the task back in its queue") { try await harness.messages(in: harness.names.tasksQueue) == 1 }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aWorkerWithThePublicKeyRefusesAnUnsignedCheckpointAndTakesTheSignedOne() async throws {
+        let key = try SigningKey.generate()
+        let harness = try await RoleHarness.start(RolloutWorker.self, name: "rollout", specs: SettingsCatalog.rollout, run: RoleHarness.newRun("rollout-signed"),
+                                                  arguments: ["--rollout.checkpoint_public_key", key.publicKey.hex])
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)  // version 0, unsigned
+        var small = task(harness, id: "t-signed")
+        small.groupSize = 2
+        small.sampling.maxNewTokens = 4
+        try await harness.fabric.publish(small, exchange: Names.tasksExchange, routingKey: harness.run)
+        try await harness.waitFor("the unsigned checkpoint refused") { harness.host.context.status.current.state == "refused checkpoint" }
+        #expect(try await harness.messages(in: harness.names.rolloutsQueue) == 0)
+        // the broadcaster's signed version 0 replaces it: the worker loads it and serves the task
+        let model = GPT(config: GPTConfig(contextLength: 64, layers: 1, heads: 2, channels: 32), seed: 4)
+        _ = try await CheckpointStore(names: harness.names, redis: harness.fabric.redis, signer: key)
+            .write(version: 0, safetensors: model.safetensorsBytes(), shardBytes: 1 << 20)
+        try await harness.waitFor("the group published") { try await harness.messages(in: harness.names.rolloutsQueue) == 1 }
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
     }
 }
