@@ -73,6 +73,10 @@ struct RolloutWorker: Role {
             if let announcement = try? CheckpointAnnouncement.decode(delivery.body, deliveredID: delivery.messageID),
                announcement.envelope.runID == fabric.names.run {
                 policy.announcedVersion.store(max(policy.announcedVersion.load(ordering: .relaxed), Int(clamping: announcement.version)), ordering: .relaxed)
+                policy.announced.withLock { announced in
+                    announced[announcement.version] = announcement.sha256
+                    if announced.count > 64, let oldest = announced.keys.min() { announced.removeValue(forKey: oldest) }
+                }
             }
         }
     }
@@ -193,6 +197,10 @@ struct RolloutWorker: Role {
         context.status.set(state: "fetching checkpoint", detail: "version \(version)")
         let started = ContinuousClock.now
         let (bytes, manifest) = try await store.read(version: version)
+        // the origin broker announced this version with its SHA-256: a relay's copy must be that one
+        if let pinned = policy.announced.withLock({ $0[version] }), pinned != manifest.sha256 {
+            throw CheckpointStoreError.fileHashMismatch(version: version, expected: pinned, found: manifest.sha256)
+        }
         let fetchedMs = (ContinuousClock.now - started).milliseconds
         let policy = self.policy
         try await policy.compute.run {
@@ -218,4 +226,6 @@ final class PolicyHolder: Sendable {
     let model = Confined<(any Policy)?>(nil)
     let version = Atomic<Int>(-1)
     let announcedVersion = Atomic<Int>(-1)
+    /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.
+    let announced = Mutex<[UInt64: String]>([:])
 }

@@ -112,4 +112,22 @@ struct RolloutRoleTests {
         await harness.host.drain()
         #expect(try await harness.exit() == nil)
     }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aCheckpointWhoseHashDiffersFromTheAnnouncedOneIsRefused() async throws {
+        let harness = try await startWorker(RoleHarness.newRun("rollout-pinned"))
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)
+        let manifest = try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).manifest(version: 0)
+        // a worker of this process's context, driven directly: what the broker announced pins what a relay may serve
+        let worker = try RolloutWorker(context: harness.host.context)
+        worker.policy.announced.withLock { $0[0] = String(repeating: "0", count: 64) }
+        await #expect(throws: CheckpointStoreError.self) { try await worker.load(version: 0) }
+        #expect(worker.policy.version.load(ordering: .relaxed) == -1)
+        worker.policy.announced.withLock { $0[0] = manifest.sha256 }
+        try await worker.load(version: 0)
+        #expect(worker.policy.version.load(ordering: .relaxed) == 0)
+        await harness.host.shutdown()
+        #expect(try await harness.exit() == nil)
+    }
 }
