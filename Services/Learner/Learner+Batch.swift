@@ -106,6 +106,13 @@ extension Learner {
             batch.groups.append(Batch.Taken(delivery: delivery, message: message, age: age))
             gauges.staleness.record(age)
         case .duplicate:
+            // The same message again while its first copy is held: the broker redelivers only after the connection the
+            // first came on was lost, so the copy in hand is the live one. Hold it instead (acked with the step); acking
+            // it now would lose the group if the learner died before its step was durable.
+            if delivery.redelivered, let held = batch.groups.firstIndex(where: { $0.message.rolloutMessageID == message.rolloutMessageID }) {
+                batch.groups[held].delivery = delivery
+                return
+            }
             // At least once: a group applied before a crash comes back; never apply it twice.
             batch.duplicates += 1
             gauges.duplicates.increment()
@@ -117,13 +124,13 @@ extension Learner {
             gauges.staleDropped.increment()
             try await fabric.incrementCounter("stale_groups_dropped")
             try await publishTasks(count: 1)
-            try await ledger.forget([message.task.taskID])
+            try await ledger.close([message.task.taskID])
             try await delivery.ack()
         case .zeroSignal:
             batch.zeroSignal += 1
             gauges.zeroSignal.increment()
             try await publishTasks(count: 1)
-            try await ledger.forget([message.task.taskID])
+            try await ledger.close([message.task.taskID])
             try await delivery.ack()
         case let .invalid(reason):
             await fabric.deadLetter(delivery, reason: reason)

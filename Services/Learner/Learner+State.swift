@@ -13,7 +13,7 @@ extension Learner {
         let tasks = batch.groups.map(\.message.task.taskID)
         try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
         applied.formUnion(tasks)
-        try await ledger.forget(tasks)
+        try await ledger.close(tasks)
     }
 
     func snapshotPolicy() async throws -> PolicySnapshot {

@@ -61,6 +61,24 @@ final class Learner {
         (vocabSize, contextLength, eosToken) = (model.vocabSize, model.contextLength, model.eosToken)
         trainer = Confined(GRPOTrainer(model: model, optimizer: try config.makeOptimizer(for: model), config: config.trainerConfig))
         gauges = LearnerGauges(dimensions: context.dimensions)
+        try checkWorkIsPossible()
+    }
+
+    /// Refuses, naming the setting, a run whose every task would be refused or whose batch could never fill: the learner
+    /// must not wait on work that cannot exist.
+    func checkWorkIsPossible() throws {
+        let held = try prefetch()
+        guard held >= config.groupsPerStep else {
+            throw SettingsError(problem: "setting 'learner.prefetch' = \(held) is below run.groups_per_step = \(config.groupsPerStep): no batch could ever fill")
+        }
+        let sample = (0..<32).map { index in
+            format.promptTokens(config.rewardShaping.prompt(environment.task(seed: config.seed, index: index).prompt,
+                                                            targetLength: config.rewardShaping.targetLengths.max()))
+        }
+        guard let shortest = sample.map(\.count).min(), shortest + config.maxNewTokens <= contextLength else {
+            let shortest = sample.map(\.count).min() ?? 0
+            throw SettingsError(problem: "setting 'inference.max_new_tokens' = \(config.maxNewTokens): with prompts of \(shortest)+ tokens it exceeds the model's context of \(contextLength) tokens for every task (lower it, or raise model.context)")
+        }
     }
 
     var version: UInt64 { UInt64(step) }

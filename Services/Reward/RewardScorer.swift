@@ -60,7 +60,16 @@ struct RewardScorer: Role {
             (format, run) = (published, known)
             let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
             try group.validate(RolloutGroup.Limits(run: fabric.names.run, newestVersion: latest, vocabularySize: format.vocabSize))
-            issued = try await issuedTask(of: group, format: format)
+            guard let open = try await issuedTask(of: group, format: format) else {
+                // a late copy (its task was redelivered after a worker died, and already filled): nothing to score
+                try await fabric.incrementCounter("late_groups")
+                _ = try await fabric.redis.xadd(fabric.names.scoredLogKey, fields: [
+                    "task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
+                    "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": "0", "late": "1"], maxLength: 100_000)
+                try await delivery.ack()
+                return
+            }
+            issued = open
         } catch let error as WireError {
             await fabric.deadLetter(delivery, reason: error.reason)
             return
@@ -113,13 +122,17 @@ struct RewardScorer: Role {
 }
 
 extension RewardScorer {
-    /// The ledger's copy of the group's task, which the group must match: same prompt (text and tokens), same group size.
-    func issuedTask(of group: RolloutGroup, format: RunFormat) async throws -> RolloutTask {
+    /// The ledger's copy of the group's task, which the group must match: same prompt (text and tokens), same group size;
+    /// nil when the task was already closed (filled or replaced).
+    func issuedTask(of group: RolloutGroup, format: RunFormat) async throws -> RolloutTask? {
         func bad(_ field: String, _ reason: String) -> WireError {
             WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: field, reason: reason)
         }
-        guard let issued = try await ledger.lookup(group.task.taskID) else {
-            throw bad("task.task_id", "'\(group.task.taskID)' is not a task this run has open (never issued, or already trained or replaced)")
+        let issued: RolloutTask
+        switch try await ledger.lookup(group.task.taskID) {
+        case let .open(task): issued = task
+        case .closed: return nil
+        case .unknown: throw bad("task.task_id", "'\(group.task.taskID)' is not a task this run issued")
         }
         guard group.task.prompt == issued.prompt else { throw bad("task.prompt", "differs from the issued task's prompt") }
         guard group.promptTokens == format.prompt.promptTokens(issued.prompt) else {

@@ -22,17 +22,30 @@ public struct TaskLedger: Sendable {
         _ = try await redis.command(command)
     }
 
-    /// The task as issued; nil when this run never issued it (or it was forgotten once trained).
-    public func lookup(_ taskID: String) async throws -> RolloutTask? {
-        guard let bytes = try await redis.hget(key, field: taskID) else { return nil }
-        // the learner wrote it (only the learner may): parsed as is, not checked as a message from the wire
-        return try RolloutTask.fromStored(bytes)
+    public enum Entry: Sendable, Equatable {
+        /// Issued and not yet filled: the task as issued.
+        case open(RolloutTask)
+        /// Filled (trained on) or dropped and replaced: a late group for it (a redelivery after a crash) feeds nothing.
+        case closed
+        /// Never issued by this run.
+        case unknown
     }
 
-    /// Tasks that can no longer be trained on (applied, or dropped and replaced) leave the ledger.
-    public func forget(_ taskIDs: [String]) async throws {
+    /// The task as issued, or whether it was closed or never issued.
+    public func lookup(_ taskID: String) async throws -> Entry {
+        guard let bytes = try await redis.hget(key, field: taskID) else { return .unknown }
+        if bytes.isEmpty { return .closed }
+        // the learner wrote it (only the learner may): parsed as is, not checked as a message from the wire
+        return .open(try RolloutTask.fromStored(bytes))
+    }
+
+    /// Tasks that can no longer be trained on (applied, or dropped and replaced) keep only an empty mark, so a late copy
+    /// is told from a forged id.
+    public func close(_ taskIDs: [String]) async throws {
         guard !taskIDs.isEmpty else { return }
-        _ = try await redis.command(["HDEL", key] + taskIDs.map { $0 as any RedisArgument })
+        var command: [any RedisArgument] = ["HSET", key]
+        for id in taskIDs { command += [id, [UInt8]()] }
+        _ = try await redis.command(command)
     }
 
     /// What a rollout worker gets of a task: no answer, no verifier metadata.

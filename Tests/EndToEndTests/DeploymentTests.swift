@@ -214,7 +214,7 @@ struct DeploymentTests {
         try await expectNoPermission(reward, ["GET", names.checkpoints.manifest(version: 1)], "reward reading checkpoints")
         #expect(try await reward.get(names.tokenizerKey) != nil, "a reward scorer reads the run's tokenizer")
         try await expectNoPermission(reward, ["DEL", names.tokenizerKey], "reward deleting the run's tokenizer")
-        #expect(try await TaskLedger(names: names, redis: reward).lookup("task-1")?.answer == "42", "a reward scorer reads the task ledger")
+        #expect(try await TaskLedger(names: names, redis: reward).lookup("task-1") != .unknown, "a reward scorer reads the task ledger")
         try await expectNoPermission(reward, ["HSET", names.ledgerKey, "task-1", "forged"], "reward rewriting the task ledger")
 
         let control = try await stack.redis("control")

@@ -100,6 +100,19 @@ struct LearnerRoleTests {
         #expect(watch.output.contains("failed") && watch.output.contains("model.path"))
     }
 
+    @Test(.timeLimit(.minutes(2)), arguments: [
+        (["--learner.prefetch", "1"], "learner.prefetch"),
+        (["--inference.max_new_tokens", "40"], "inference.max_new_tokens"),
+    ])
+    func settingsThatLeaveNoPossibleWorkAreRefusedByName(extra: [String], setting: String) async throws {
+        let harness = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: RoleHarness.newRun("learner-nowork"),
+                                                  arguments: Self.arguments + extra)
+        defer { Task { await harness.cleanUp() } }
+        #expect(try await harness.exit() != nil)
+        let state = try await RunState.read(harness.fabric.redis, names: harness.names)
+        #expect(state.status == .failed && state.reason?.contains(setting) == true, "\(state)")
+    }
+
     static func runCLI(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"].map { URL(fileURLWithPath: $0) }
             ?? repositoryRoot.appendingPathComponent(".build/release")

@@ -84,6 +84,15 @@ struct RewardRoleTests {
         #expect(reasons.contains { $0.contains("task.task_id") && $0.contains("t-never") }, "\(reasons)")
         #expect(reasons.contains { $0.contains("task.prompt") }, "\(reasons)")
         #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
+
+        // Once the learner has closed the task, a late copy (a redelivery after a worker died) is acked and counted, not scored.
+        try await TaskLedger(names: harness.names, redis: harness.fabric.redis).close(["t-1"])
+        var late = group
+        late.envelope = harness.fabric.envelope()
+        try await harness.fabric.publish(late, exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.waitFor("the late group counted") { try await harness.fabric.counters()["late_groups"] == 1 }
+        #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
+        #expect(try await harness.messages(in: harness.names.deadLettersQueue) == 0)
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)
     }
