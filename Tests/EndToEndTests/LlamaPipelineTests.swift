@@ -55,7 +55,7 @@ struct LlamaPipelineTests {
             try await cluster.waitFor("version 3 to be announced", within: 60) { try await store.latest() == 3 }
             let exported = work.appendingPathComponent("export")
             let cli = binaryDirectory.appendingPathComponent("tributary").path
-            let export = try runCommand([cli, "checkpoint", "export", "3", exported.path, "--dtype", "bfloat16", "--run", cluster.run])
+            let export = try await runCommandOffPool([cli, "checkpoint", "export", "3", exported.path, "--dtype", "bfloat16", "--run", cluster.run])
             #expect(export.status == 0, "\(export.output)")
             let reloaded = try HuggingFaceCheckpoint.load(from: exported)
             #expect(reloaded.architecture == "llama" && reloaded.vocabSize == tokenizer.vocabSize && reloaded.eosToken == eot)

@@ -21,15 +21,15 @@ struct BrokerRestartTests {
         // brokers.sh stop also kills whatever holds the ports: only while the node it recorded is alive.
         if let old = RecordedPorts.read(in: Self.state), let amqp = old["AMQP_PORT"], let epmd = old["EPMD_PORT"], let dist = old["DIST_PORT"],
            runningProcess(pidFile: Self.state.appendingPathComponent("rabbitmq/rabbitmq.pid")) != nil {
-            try brokersScript(["stop", "rabbitmq"], environment: Self.environment(amqp: amqp, epmd: epmd, dist: dist))
+            try await brokersScript(["stop", "rabbitmq"], environment: Self.environment(amqp: amqp, epmd: epmd, dist: dist))
         }
         try? FileManager.default.removeItem(at: Self.state)
         let ports = try freeLoopbackPorts(3)
         try RecordedPorts.write(["AMQP_PORT": String(ports[0]), "EPMD_PORT": String(ports[1]), "DIST_PORT": String(ports[2])], in: Self.state)
         let environment = Self.environment(amqp: String(ports[0]), epmd: String(ports[1]), dist: String(ports[2]))
-        try brokersScript(["start", "rabbitmq"], environment: environment)
+        try await brokersScript(["start", "rabbitmq"], environment: environment)
         defer {
-            try? brokersScript(["stop", "rabbitmq"], environment: environment)
+            try? brokersScriptBlocking(["stop", "rabbitmq"], environment: environment)
             try? FileManager.default.removeItem(at: Self.state)
         }
         let queue = "restart.q"
@@ -61,8 +61,8 @@ struct BrokerRestartTests {
             }
         }
         try await waitUntil("some confirmed publishes") { confirmed.withLock { $0.count } >= 60 }
-        try brokersScript(["stop", "rabbitmq"], environment: environment)
-        try brokersScript(["start", "rabbitmq"], environment: environment)
+        try await brokersScript(["stop", "rabbitmq"], environment: environment)
+        try await brokersScript(["start", "rabbitmq"], environment: environment)
         await publishing.value
 
         let confirmedIDs = confirmed.value

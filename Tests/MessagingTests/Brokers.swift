@@ -5,8 +5,16 @@ import TestSupport
 
 func uniqueName(_ prefix: String) -> String { "test.\(prefix).\(UUID().uuidString.prefix(8))" }
 
-/// Runs scripts/brokers.sh with extra environment; throws with its output when it fails.
-func brokersScript(_ arguments: [String], environment: [String: String] = [:]) throws {
+/// Runs scripts/brokers.sh with extra environment; throws with its output when it fails. Starting or stopping a node
+/// takes seconds: it waits on a thread of its own, not on one of the cooperative pool's two.
+func brokersScript(_ arguments: [String], environment: [String: String] = [:]) async throws {
+    let script = repositoryRoot.appendingPathComponent("scripts/brokers.sh").path
+    let (status, output) = try await runCommandOffPool([script] + arguments, environment: environment)
+    guard status == 0 else { throw ScriptFailed(arguments: arguments, output: output) }
+}
+
+/// The same, blocking: for a `defer`, which cannot wait.
+func brokersScriptBlocking(_ arguments: [String], environment: [String: String] = [:]) throws {
     let script = repositoryRoot.appendingPathComponent("scripts/brokers.sh").path
     let (status, output) = try runCommand([script] + arguments, environment: environment)
     guard status == 0 else { throw ScriptFailed(arguments: arguments, output: output) }
