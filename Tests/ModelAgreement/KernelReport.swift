@@ -90,14 +90,7 @@ public struct KernelReport: Codable, Sendable {
             let n = shape.reduce(1, *)
             for _ in 0..<min(n, 6) {
                 let i = offset + Int(rng.next() % UInt64(n))
-                let eps: Float = 1e-2
-                let saved = model.withParameters { p, _ in p[i] }
-                model.withParameters { p, _ in p[i] = saved + eps }
-                let plus = loss()
-                model.withParameters { p, _ in p[i] = saved - eps }
-                let minus = loss()
-                model.withParameters { p, _ in p[i] = saved }
-                let numeric = Float((plus - minus) / Double(2 * eps))
+                let numeric = model.centralDifference(parameter: i, loss: loss)
                 worst = max(worst, abs(numeric - analytic[i]) / max(abs(numeric), abs(analytic[i]), 1e-2))
                 checked += 1
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Model
+import ModelAgreement
 
 // Finite-difference checks of each Llama layer's backward against its forward (loss = sum(out * R) for a random R),
 // then of the whole model. Central differences in float32 with eps 1e-2: agreement within 2e-2 relative (floor 1e-2).
@@ -205,14 +206,7 @@ import Testing
         for e in model.layout.entries {
             for _ in 0..<min(e.count, 6) {
                 let i = e.offset + Int(rng.next() % UInt64(e.count))
-                let eps: Float = 1e-2
-                let saved = model.params[i]
-                model.params[i] = saved + eps
-                let plus = loss()
-                model.params[i] = saved - eps
-                let minus = loss()
-                model.params[i] = saved
-                let numeric = Float((plus - minus) / Double(2 * eps))
+                let numeric = model.centralDifference(parameter: i, loss: loss)
                 let err = abs(numeric - analytic[i]) / max(abs(numeric), abs(analytic[i]), 1e-2)
                 if err > 3e-2 { Issue.record("\(e.name)[\(i - e.offset)]: analytic \(analytic[i]) numeric \(numeric)") }
                 worst = max(worst, err)

@@ -1,5 +1,6 @@
 import Testing
 @testable import Model
+import ModelAgreement
 
 @Suite struct ModelGradientTests {
     /// Whole model: loss = sum(w * mask * logprob); backward's gradients against central differences,
@@ -33,14 +34,7 @@ import Testing
             let n = shape.reduce(1, *)
             for _ in 0..<min(n, 6) {
                 let i = entry.offset + Int(rng.next() % UInt64(n))
-                let eps: Float = 1e-2
-                let saved = model.params[i]
-                model.params[i] = saved + eps
-                let plus = loss()
-                model.params[i] = saved - eps
-                let minus = loss()
-                model.params[i] = saved
-                let numeric = Float((plus - minus) / Double(2 * eps))
+                let numeric = model.centralDifference(parameter: i, loss: loss)
                 let err = abs(numeric - analytic[i]) / max(abs(numeric), abs(analytic[i]), 1e-2)
                 if err > 3e-2 { Issue.record("\(name)[\(i - entry.offset)]: analytic \(analytic[i]) numeric \(numeric)") }
                 worst = max(worst, err)

@@ -128,14 +128,7 @@ import Testing
         var worst: Float = 0
         for _ in 0..<60 {
             let i = Int(rng.next() % UInt64(model.parameterCount))
-            let eps: Float = 1e-2
-            let saved = model.withParameters { p, _ in p[i] }
-            model.withParameters { p, _ in p[i] = saved + eps }
-            let plus = loss()
-            model.withParameters { p, _ in p[i] = saved - eps }
-            let minus = loss()
-            model.withParameters { p, _ in p[i] = saved }
-            let numeric = Float((plus - minus) / Double(2 * eps))
+            let numeric = model.centralDifference(parameter: i, loss: loss)
             // The float32 loss (10 log-probs of magnitude ~2) carries ~1e-5 of kernel-dependent rounding, i.e. ~5e-4 of
             // noise in a difference over 2·eps: seen as 3.4e-4 on a 4e-3 gradient under Haswell's kernels. So gradients
             // below 5e-2 are compared absolutely (1.5e-3); a missing or doubled 1/T (×1.67) still fails every large one.
