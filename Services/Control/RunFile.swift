@@ -12,11 +12,9 @@ public struct RunFile: Sendable {
 
     /// Parses and validates `text`; `fallbackRunID` names the run when the file does not.
     public init(text: String, source: String, fallbackRunID: String) throws {
-        // a key no role knows is a typo; another role's keys (rollout, learner, connections) ride along
-        let parsed = try TOML.parse(text, source: source)
-        try SettingsCatalog.checkKnown(parsed.keys, source: source, specs: RunConfig.settings)
-        namesRunID = parsed["run.id"] != nil
+        // fromTOML refuses a key no role knows; another role's keys (rollout, learner, connections) ride along
         var settings = try Settings.fromTOML(text, specs: RunConfig.settings, source: source)
+        namesRunID = settings.origins["run.id"] == source
         if !namesRunID { try settings.set("run.id", fallbackRunID, origin: "--run") }
         config = try RunConfig(settings)
         self.settings = settings

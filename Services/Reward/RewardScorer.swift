@@ -5,6 +5,7 @@ import Messaging
 import Metrics
 import RL
 import Runtime
+import Store
 import Synchronization
 import Wire
 
@@ -63,9 +64,7 @@ struct RewardScorer: Role {
             guard let open = try await issuedTask(of: group, format: format) else {
                 // a late copy (its task was redelivered after a worker died, and already filled): nothing to score
                 try await fabric.incrementCounter("late_groups")
-                _ = try await fabric.redis.xadd(fabric.names.scoredLogKey, fields: [
-                    "task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
-                    "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": "0", "late": "1"], maxLength: 100_000)
+                try await logScored(group, signal: false, extra: ["late": "1"])
                 try await delivery.ack()
                 return
             }
@@ -111,9 +110,7 @@ struct RewardScorer: Role {
         // handed back while scoring (`shutdown`): the group is already back in its queue, so publish nothing
         try Task.checkCancellation()
         try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
-        _ = try await fabric.redis.xadd(fabric.names.scoredLogKey, fields: [
-            "task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
-            "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": result.hasSignal ? "1" : "0"], maxLength: 100_000)
+        try await logScored(group, signal: result.hasSignal)
         try await delivery.ack()
         meter.record()
         scored.increment()
@@ -122,6 +119,13 @@ struct RewardScorer: Role {
 }
 
 extension RewardScorer {
+    /// One entry of the scored-group log (audits and tests): task, group, worker, version, whether the task was redelivered.
+    func logScored(_ group: RolloutGroup, signal: Bool, extra: [String: String] = [:]) async throws {
+        let fields = ["task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
+                      "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": signal ? "1" : "0"].merging(extra) { $1 }
+        _ = try await context.fabric.redis.xadd(context.fabric.names.scoredLogKey, fields: fields.mapValues { $0 as any RedisArgument }, maxLength: 100_000)
+    }
+
     /// The ledger's copy of the group's task, which the group must match: same prompt (text and tokens), same group size;
     /// nil when the task was already closed (filled or replaced).
     func issuedTask(of group: RolloutGroup, format: RunFormat) async throws -> RolloutTask? {
