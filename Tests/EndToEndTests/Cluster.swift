@@ -6,12 +6,6 @@ import Runtime
 import Store
 import TestSupport
 
-/// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
-let binaryDirectory: URL = {
-    if let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"] { return URL(fileURLWithPath: directory) }
-    return repositoryRoot.appendingPathComponent(".build/release")
-}()
-
 struct EndToEndFailure: Error, CustomStringConvertible {
     var description: String
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Messaging
+import TestSupport
 import Testing
 
 /// Against the private RabbitMQ of scripts/brokers.sh (TRIBUTARY_AMQP_URL overrides).

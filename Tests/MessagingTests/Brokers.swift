@@ -26,11 +26,6 @@ struct ScriptFailed: Error, CustomStringConvertible {
     var description: String { "brokers.sh \(arguments.joined(separator: " ")) failed:\n\(output)" }
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
 /// Deliveries gathered by a background task, for tests to wait on.
 final class Collector: Sendable {
     let deliveries = Mutex<[Delivery]>([])
@@ -55,18 +50,6 @@ final class Collector: Sendable {
     var all: [Delivery] { deliveries.withLock { $0 } }
 
     func stop() { task.withLock { $0?.cancel() } }
-}
-
-/// Polls `condition` until it holds, or throws after `seconds`. The deadline only bounds a failing test (a passing one
-/// returns as soon as the condition holds), so it is set for a 2-core machine running the whole suite at once.
-func waitUntil(_ what: String, within seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    if try await condition() { return }
-    throw TimedOut(what: what)
 }
 
 /// A value shared between test tasks.

@@ -114,8 +114,6 @@ struct LearnerRoleTests {
     }
 
     static func runCLI(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"].map { URL(fileURLWithPath: $0) }
-            ?? repositoryRoot.appendingPathComponent(".build/release")
-        return try await runCommandOffPool([directory.appendingPathComponent("tributary").path] + arguments)
+        try await runCommandOffPool([binaryDirectory.appendingPathComponent("tributary").path] + arguments)
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Messaging
 import Runtime
 import Store
+import TestSupport
 import Testing
 import Wire
 
@@ -39,14 +40,8 @@ struct RoleHarness {
 
     static func newRun(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
 
-    /// Polls `condition` every 50 ms until it holds; fails the test with `what` after `seconds`.
     func waitFor(_ what: String, within seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw HarnessTimeout(what: what, seconds: seconds)
+        try await waitUntil(what, within: seconds, condition)
     }
 
     /// Waits for the role's run() to end: nil when it returned, its error when it threw.
@@ -56,7 +51,7 @@ struct RoleHarness {
             group.addTask { await task.value }
             group.addTask {
                 try await Task.sleep(for: .seconds(seconds))
-                throw HarnessTimeout(what: "the role to exit", seconds: seconds)
+                throw TimedOut(what: "the role to exit", seconds: seconds)
             }
             let result = try await group.next() ?? nil
             group.cancelAll()
@@ -81,10 +76,4 @@ struct RoleHarness {
         if let keys = try? await fabric.redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await fabric.redis.del(keys) }
         await fabric.close()
     }
-}
-
-struct HarnessTimeout: Error, CustomStringConvertible {
-    var what: String
-    var seconds: Double
-    var description: String { "timed out after \(seconds) s waiting for \(what)" }
 }

@@ -111,3 +111,32 @@ public func runCommandOffPool(_ argv: [String], environment: [String: String] = 
         thread.start()
     }
 }
+
+/// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
+public let binaryDirectory: URL = {
+    if let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"] { return URL(fileURLWithPath: directory) }
+    return repositoryRoot.appendingPathComponent(".build/release")
+}()
+
+public struct TimedOut: Error, CustomStringConvertible {
+    public var what: String
+    public var seconds: Double
+    public var description: String { "timed out after \(seconds) s waiting for \(what)" }
+
+    public init(what: String, seconds: Double) {
+        self.what = what
+        self.seconds = seconds
+    }
+}
+
+/// Polls `condition` until it holds, or throws after `seconds`. The deadline only bounds a failing test (a passing one
+/// returns as soon as the condition holds), so it is set for a 2-core machine running the whole suite at once.
+public func waitUntil(_ what: String, within seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    if try await condition() { return }
+    throw TimedOut(what: what, seconds: seconds)
+}
