@@ -107,8 +107,6 @@ struct RewardScorer: Role {
             try await fabric.incrementCounter("zero_signal_groups")
             zeroSignal.increment()
         }
-        // handed back while scoring (`shutdown`): the group is already back in its queue, so publish nothing
-        try Task.checkCancellation()
         try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
         try await logScored(group, signal: result.hasSignal)
         try await delivery.ack()

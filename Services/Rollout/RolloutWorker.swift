@@ -148,8 +148,6 @@ struct RolloutWorker: Role {
             $0.checkpointFetchMs = fetchMs
             $0.generateMs = generateMs
         }
-        // handed back while generating (`shutdown`): the task is already back in its queue, so publish nothing
-        try Task.checkCancellation()
         try await fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: fabric.names.run)
         // Acknowledged only once the group is safely with the broker.
         try await delivery.ack()

@@ -1,8 +1,11 @@
 /// Every role's settings in one place, so a key that no role knows is an error wherever it appears (a run file, a
 /// flag, a StartRun, autostart), while a key of another role in a shared run file is passed over.
 public enum SettingsCatalog {
+    /// The run a rollout worker, scorer or broadcaster serves (the learner's is RunConfig's).
+    static let servedRun = Setting("run.id", "default", "run to serve")
+
     public static let rollout = [
-        Setting("run.id", "default", "run to serve"),
+        servedRun,
         Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back"),
         Setting("rollout.max_group_size", "256", "largest G accepted from a task"),
         Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
@@ -10,7 +13,7 @@ public enum SettingsCatalog {
     ]
 
     public static let reward = [
-        Setting("run.id", "default", "run to serve"),
+        servedRun,
         Setting("reward.prefetch", "4", "rollout groups held at once"),
     ]
 
@@ -20,7 +23,7 @@ public enum SettingsCatalog {
     ]
 
     public static let broadcaster = [
-        Setting("run.id", "default", "run to serve"),
+        servedRun,
         Setting("broadcaster.shard_bytes", "1048576", "raw bytes per shard"),
         Setting("broadcaster.replicas", "0", "Redis replicas (regional relays) that must hold a checkpoint before it is announced"),
         Setting("broadcaster.replica_timeout_ms", "5000", "how long to wait for the relays"),

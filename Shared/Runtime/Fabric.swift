@@ -82,7 +82,9 @@ public final class Fabric: Sendable {
     }
 
     /// Publishes a message and waits for the broker's confirm.
+    /// Work that was cancelled (its delivery handed back by `shutdown`, so already back in its queue) publishes nothing.
     public func publish<M: EnvelopedMessage>(_ message: M, exchange: String, routingKey: String) async throws {
+        try Task.checkCancellation()
         try await amqp.publish(exchange: exchange, routingKey: routingKey, body: try message.encoded(), messageID: message.messageID,
                                headers: ["run": .string(names.run), "sender": .string(identity.instance)])
     }
