@@ -20,9 +20,6 @@ public struct Delivery: Sendable {
     /// How often the broker has delivered this message before (quorum queues count it).
     public var deliveryCount: Int? { headers["x-delivery-count"].flatMap { Int($0) } }
 
-    /// Whether an ack, nack or reject was already sent: a later one is ignored (the first decides).
-    public var isSettled: Bool { settlement.isSet }
-
     public func ack() async throws {
         guard settlement.claim() else { return }
         try await client.settle(.ack, tag: deliveryTag, generation: generation)
@@ -44,7 +41,6 @@ final class SettledFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     /// True for the first caller only.
     func claim() -> Bool { flag.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
-    var isSet: Bool { flag.load(ordering: .acquiring) }
 }
 
 enum Settlement: Sendable {
