@@ -13,6 +13,7 @@ typealias StopRun = Tributary_V1_StopRun
 typealias SetParameter = Tributary_V1_SetParameter
 typealias DrainCommandMessage = Tributary_V1_Drain
 typealias ShutdownCommandMessage = Tributary_V1_Shutdown
+typealias BanWorkerMessage = Tributary_V1_BanWorker
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -127,7 +128,7 @@ private func simpleRunCommand(_ options: ControlOptions, _ learner: LearnerOptio
 
 /// Run commands go to `learner.run.RUN`, which only this run's learner binds: first wait for its heartbeat, then publish;
 /// an unroutable publish means its learner is not listening (yet).
-private func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command, _ learner: LearnerOptions) async throws -> ControlCommand {
+func sendToLearner(_ session: ControlSession, _ command: ControlCommand.OneOf_Command, _ learner: LearnerOptions) async throws -> ControlCommand {
     let run = session.names.run
     let deadline = ContinuousClock.now + .seconds(max(0, learner.waitForLearner))
     var announced = false

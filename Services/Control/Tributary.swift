@@ -18,5 +18,5 @@ struct Tributary: AsyncParsableCommand {
           tributary eval --version latest
         """,
         subcommands: [RunCommand.self, SetCommand.self, StatusCommand.self, WatchCommand.self, PlotCommand.self, EvalCommand.self,
-                      CheckpointCommand.self, DeadLettersCommand.self, DrainCommand.self, ShutdownCommand.self])
+                      CheckpointCommand.self, WorkersCommand.self, DeadLettersCommand.self, DrainCommand.self, ShutdownCommand.self])
 }

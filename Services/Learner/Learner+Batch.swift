@@ -2,6 +2,7 @@ import Foundation
 import Messaging
 import RL
 import Runtime
+import Signing
 import Wire
 
 /// One step's batch as it was collected: the groups taken (with their deliveries, acknowledged once the step is
@@ -46,6 +47,7 @@ extension Learner {
     /// (what was taken goes back to the queue).
     func collectBatch() async throws -> Batch? {
         var batch = Batch()
+        bannedWorkers = Set(try await workers.bans().keys)
         while batch.groups.count < config.groupsPerStep {
             guard let delivery = try await nextGroup(waited: &batch.waited) else {
                 await handBack(batch.groups.map(\.delivery))
@@ -92,6 +94,14 @@ extension Learner {
             try message.validate(ScoredGroupMessage.Limits(run: names.run, learnerVersion: version, vocabularySize: vocabSize, contextLength: contextLength))
         } catch let error as WireError {
             problem = error.reason
+        }
+        // a worker banned after its group was scored: its group feeds nothing, and its task goes to someone else
+        let signer = Hex.encode(Array(message.workerKey))
+        if problem == nil, bannedWorkers.contains(signer) {
+            try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
+            try await publishTasks(count: 1)
+            try await ledger.close([message.task.taskID])
+            return await fabric.deadLetter(delivery, reason: "group of banned worker \(signer.prefix(16))…")
         }
         // one group per issued task, whatever its message id (a worker that died before its ack served it twice)
         let facts = GroupAdmission.Facts(groupID: message.task.taskID, policyVersion: message.policyVersion,

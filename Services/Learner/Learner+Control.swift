@@ -1,5 +1,6 @@
 import Config
 import Runtime
+import Signing
 import Wire
 
 extension Learner {
@@ -30,6 +31,19 @@ extension Learner {
             } catch {
                 context.logger.error("set \(parameter.key) refused: \(error)")
             }
+        case let .banWorker(ban):
+            let key = Hex.encode(Array(ban.workerKey))
+            guard ban.workerKey.count == 32 else {
+                return context.logger.error("ban refused: worker key \(key) is not 32 bytes")
+            }
+            if ban.unban {
+                try await workers.unban(key)
+                bannedWorkers.remove(key)
+            } else {
+                try await workers.ban(key, reason: ban.reason)
+                bannedWorkers.insert(key)
+            }
+            context.logger.notice("\(ban.unban ? "unbanned" : "banned") worker \(key)\(ban.reason.isEmpty ? "" : ": \(ban.reason)")")
         default:
             return
         }

@@ -19,7 +19,8 @@ extension Learner {
         _ = try await fabric.redis.xadd(names.batchesLogKey, fields: [
             "step": String(step - 1), "min_version": String(max(0, step - 1 - config.asyncLevel)),
             "versions": batch.groups.map { String($0.message.policyVersion) }.joined(separator: ","),
-            "groups": batch.groups.map(\.message.rolloutMessageID).joined(separator: ",")])
+            "groups": batch.groups.map(\.message.rolloutMessageID).joined(separator: ","),
+            "tasks": batch.groups.map(\.message.task.taskID).joined(separator: ",")])
         try await setState(RunState(step: step, version: version, rewardMean: batch.rewardMean))
         gauges.step.record(step)
         gauges.rewardMean.record(batch.rewardMean)

@@ -4,6 +4,7 @@ import Config
 import Foundation
 import Messaging
 import Runtime
+import Signing
 import Store
 import Wire
 
@@ -14,6 +15,7 @@ extension Learner {
         try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
         applied.formUnion(tasks)
         try await ledger.close(tasks)
+        try await workers.countTrained(batch.groups.map { Hex.encode(Array($0.message.workerKey)) })
     }
 
     func snapshotPolicy() async throws -> PolicySnapshot {

@@ -17,6 +17,9 @@ final class Learner {
     let names: Names
     let store: CheckpointStore
     let ledger: TaskLedger
+    let workers: WorkerRegistry
+    /// Banned worker keys (hex): their groups are dead-lettered and their tasks replaced. Read from Redis each batch.
+    var bannedWorkers: Set<String> = []
     let events: LearnerEvents
     var settings: Settings
     var config: RunConfig
@@ -45,6 +48,7 @@ final class Learner {
         names = fabric.names
         store = CheckpointStore(names: names, redis: fabric.redis)
         ledger = TaskLedger(names: names, redis: fabric.redis)
+        workers = WorkerRegistry(names: names, redis: fabric.redis)
         self.events = events
         self.settings = settings
         config = try RunConfig(settings)
@@ -150,7 +154,8 @@ final class Learner {
     }
 
     func startFresh() async throws {
-        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey])
+        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
+                                    names.workerStatsKey])
         // A new run under a reused id starts with empty work queues.
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
         try await setState(RunState(step: 0, version: 0, startedAtMs: WallClock.nowMs()))

@@ -5,6 +5,7 @@ import Messaging
 import Metrics
 import RL
 import Runtime
+import Signing
 import Store
 import Synchronization
 import Wire
@@ -15,6 +16,7 @@ struct RewardScorer: Role {
     let context: ServiceContext
     let store: CheckpointStore
     let ledger: TaskLedger
+    let registry: WorkerRegistry
     let runs = RunCache()
     let formats = RunFormatCache()
     let compute = ComputeQueue(label: "reward.verify")
@@ -27,6 +29,7 @@ struct RewardScorer: Role {
         self.context = context
         store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
         ledger = TaskLedger(names: context.fabric.names, redis: context.fabric.redis)
+        registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         prefetch = try context.settings.int("reward.prefetch", in: 1...1024)
         scored = Counter(label: "tributary_scored_groups_total", dimensions: context.dimensions)
         zeroSignal = Counter(label: "tributary_zero_signal_groups_total", dimensions: context.dimensions)
@@ -42,6 +45,7 @@ struct RewardScorer: Role {
     func score(_ delivery: Delivery) async throws {
         let fabric = context.fabric
         let group: RolloutGroup
+        let signer: String
         let format: RunFormat
         let run: RunCache.Run
         let issued: RolloutTask
@@ -51,6 +55,7 @@ struct RewardScorer: Role {
                                              reason: "is \(delivery.body.count) bytes, over the \(WireLimits.maxGroupBytes) a group may have")
             }
             group = try RolloutGroup.decode(delivery.body, deliveredID: delivery.messageID)
+            signer = try await knownSigner(of: group)
             guard let published = try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger),
                   let known = try await runs.current(fabric: fabric) else {
                 // The learner has not written the run's format or config yet: hand it back and look again shortly.
@@ -59,11 +64,24 @@ struct RewardScorer: Role {
                 return
             }
             (format, run) = (published, known)
-            let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
-            try group.validate(RolloutGroup.Limits(run: fabric.names.run, newestVersion: latest, vocabularySize: format.vocabSize))
-            guard let open = try await issuedTask(of: group, format: format) else {
+            // from here on a refusal is the signer's own doing, and is counted against its key
+            let open: RolloutTask?
+            do {
+                let latest = try await store.latest().map { Int(clamping: $0) } ?? -1
+                try group.validate(RolloutGroup.Limits(run: fabric.names.run, newestVersion: latest, vocabularySize: format.vocabSize))
+                guard try await registry.hasLoaded(signer, version: group.policyVersion) else {
+                    throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "policy_version",
+                                                 reason: "\(group.policyVersion) is not a version worker \(signer.prefix(16))… recorded loading")
+                }
+                open = try await issuedTask(of: group, format: format)
+            } catch let error as WireError {
+                try await registry.count(signer, "refused.\(error.refusalKind)", detail: error.reason)
+                throw error
+            }
+            guard let open else {
                 // a late copy (its task was redelivered after a worker died, and already filled): nothing to score
                 try await fabric.incrementCounter("late_groups")
+                try await registry.count(signer, "late")
                 try await logScored(group, signal: false, extra: ["late": "1"])
                 try await delivery.ack()
                 return
@@ -90,6 +108,7 @@ struct RewardScorer: Role {
         message.policyVersion = group.policyVersion
         message.promptTokens = group.promptTokens
         message.workerID = group.workerID
+        message.workerKey = group.workerKey
         message.rolloutMessageID = group.messageID
         message.timings = group.timings
         message.timings.scoreMs = (ContinuousClock.now - started).milliseconds
@@ -109,6 +128,7 @@ struct RewardScorer: Role {
         }
         try await fabric.publish(message, exchange: Names.scoredExchange, routingKey: fabric.names.run)
         try await logScored(group, signal: result.hasSignal)
+        try await registry.count(signer, "accepted")
         try await delivery.ack()
         meter.record()
         scored.increment()
@@ -122,6 +142,29 @@ extension RewardScorer {
         let fields = ["task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
                       "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": signal ? "1" : "0"].merging(extra) { $1 }
         _ = try await context.fabric.redis.xadd(context.fabric.names.scoredLogKey, fields: fields.mapValues { $0 as any RedisArgument }, maxLength: 100_000)
+    }
+
+    /// The hex key that signed the group, when it verifies, is registered and is not banned. A bad signature or an unknown
+    /// key is counted for the run, never against the key the group names (anyone can name any key).
+    func knownSigner(of group: RolloutGroup) async throws -> String {
+        let key: String
+        do {
+            key = try group.verifiedSigner().hex
+        } catch {
+            try await context.fabric.incrementCounter("bad_signature_groups")
+            throw error
+        }
+        guard try await registry.registration(of: key) != nil else {
+            try await context.fabric.incrementCounter("unknown_worker_groups")
+            throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "worker_key",
+                                         reason: "\(key.prefix(16))… is not a registered worker of this run")
+        }
+        if let reason = try await registry.banReason(of: key) {
+            try await registry.count(key, "refused.banned", detail: reason)
+            throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "worker_key",
+                                         reason: "\(key.prefix(16))… is banned (\(reason))")
+        }
+        return key
     }
 
     /// The ledger's copy of the group's task, which the group must match: same prompt (text and tokens), same group size;

@@ -20,12 +20,21 @@ struct RolloutWorker: Role {
     /// Checkpoints and the run's format come from the nearest Redis (a read-only relay is enough); heartbeats go to redis.url.
     let checkpointRedis: RedisClient
     let store: CheckpointStore
+    /// The origin's checkpoints, read when the relay serves something that does not verify or lags behind what the
+    /// origin broker announced (nil without a relay, or with rollout.origin_fallback off).
+    let originStore: CheckpointStore?
+    let relayLag: Duration
+    /// The worker's key: it signs every group, and the trusted side knows the worker only by it.
+    let identity: WorkerIdentity
+    let registry: WorkerRegistry
     let versionWait: Double
     let maxGroup: Int
     let groups: Counter
     let tokens: Counter
     let loads: Counter
     let refusedCheckpoints: Counter
+    let originFetches: Counter
+    let relayRollbacks: Counter
     let generateTime: Metrics.Timer
     let fetchTime: Metrics.Timer
 
@@ -37,12 +46,20 @@ struct RolloutWorker: Role {
         let verifier = publicKey.isEmpty ? nil : try VerifyingKey(hex: publicKey)
         if verifier == nil { context.logger.warning("checkpoint signatures are not checked (no rollout.checkpoint_public_key)") }
         store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis, verifier: verifier)
+        let fallback = try context.settings.bool("rollout.origin_fallback")
+        originStore = relayURL.isEmpty || !fallback ? nil : CheckpointStore(names: context.fabric.names, redis: context.fabric.redis, verifier: verifier)
+        relayLag = .milliseconds(Int(1000 * (try context.settings.double("rollout.relay_lag_seconds"))))
+        let stateDirectory = try context.settings.string("rollout.state_dir")
+        identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
+        registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
         maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
         loads = Counter(label: "tributary_checkpoints_loaded_total", dimensions: context.dimensions)
         refusedCheckpoints = Counter(label: "tributary_checkpoints_refused_total", dimensions: context.dimensions)
+        originFetches = Counter(label: "tributary_checkpoint_origin_fallbacks_total", dimensions: context.dimensions)
+        relayRollbacks = Counter(label: "tributary_relay_rollbacks_total", dimensions: context.dimensions)
         generateTime = Metrics.Timer(label: "tributary_generate_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
         fetchTime = Metrics.Timer(label: "tributary_checkpoint_fetch_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
     }
@@ -53,6 +70,9 @@ struct RolloutWorker: Role {
             context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
         }
         defer { if checkpointRedis !== context.fabric.redis { checkpointRedis.close() } }
+        // permissionless: a worker joins by registering its key (groups signed by an unregistered key are refused)
+        try await registry.register(identity.publicKey, instance: context.fabric.identity.instance)
+        context.logger.info("worker key \(identity.publicKey.hex) (\(identity.file))")
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await watchAnnouncements() }
             context.status.set(state: "waiting for tasks")
@@ -148,6 +168,7 @@ struct RolloutWorker: Role {
             $0.checkpointFetchMs = fetchMs
             $0.generateMs = generateMs
         }
+        try identity.sign(&group)
         try await fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: fabric.names.run)
         // Acknowledged only once the group is safely with the broker.
         try await delivery.ack()
@@ -160,25 +181,54 @@ struct RolloutWorker: Role {
     }
 
     /// Loads the newest verified checkpoint if the held one is older than `minimum`; false if none is fresh enough in time.
+    /// A relay is read first; the origin when the relay's copy does not verify, or when the relay stays behind the version
+    /// the origin broker announced for `rollout.relay_lag_seconds` (a lagging or rolled-back `latest`).
     func ensurePolicy(minimum: Int) async throws -> Bool {
         if policy.version.load(ordering: .relaxed) >= minimum { return true }
         let deadline = ContinuousClock.now + .seconds(versionWait)
+        var relayBehindSince: ContinuousClock.Instant?
         while !context.stop.isStopping {
-            if let newest = try await store.latest(), Int(clamping: newest) >= minimum {
+            // the stores to read, in order; `true` marks the origin
+            var sources: [(store: CheckpointStore, isOrigin: Bool)] = [(store, false)]
+            if let originStore {
+                let relayLatest = try await store.latest().map { Int(clamping: $0) } ?? -1
+                if relayLatest < policy.relayHighest.load(ordering: .relaxed) {
+                    relayRollbacks.increment()
+                    context.logger.error("the relay's latest went back to \(relayLatest) from \(policy.relayHighest.load(ordering: .relaxed)): reading the origin")
+                    sources = [(originStore, true)]
+                } else {
+                    policy.relayHighest.store(relayLatest, ordering: .relaxed)
+                }
+                if relayLatest < minimum, policy.announcedVersion.load(ordering: .relaxed) >= minimum {
+                    let since = relayBehindSince ?? ContinuousClock.now
+                    relayBehindSince = since
+                    if ContinuousClock.now - since >= relayLag { sources = [(originStore, true)] }
+                }
+            }
+            var refused = false
+            var next = 0
+            while next < sources.count {
+                let (source, isOrigin) = sources[next]
+                next += 1
+                guard let newest = try await source.latest(), Int(clamping: newest) >= minimum else { continue }
                 do {
-                    try await load(version: newest)
+                    try await load(version: newest, from: source)
+                    if isOrigin { originFetches.increment() }
                     return true
                 } catch let error as CheckpointStoreError {
-                    // a relay or a writer served something that does not verify: keep the held policy, count it, look again
+                    // a relay or a writer served something that does not verify: keep the held policy, count it, look elsewhere
+                    refused = true
                     refusedCheckpoints.increment()
                     context.logger.error("refused checkpoint version \(newest): \(error); keeping version \(policy.version.load(ordering: .relaxed))")
                     context.status.set(state: "refused checkpoint", detail: "version \(newest): \(error)")
-                    try await Task.sleep(for: .seconds(1))
-                    if ContinuousClock.now > deadline { return false }
-                    continue
+                    if let originStore, !sources.contains(where: \.isOrigin) { sources.append((originStore, true)) }
                 }
             }
             if ContinuousClock.now > deadline { return false }
+            if refused {
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
             // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
             let recheck = ContinuousClock.now + .milliseconds(500)
@@ -190,11 +240,11 @@ struct RolloutWorker: Role {
     }
 
     /// Fetches a version (every shard verified against its manifest) and makes it the held policy.
-    func load(version: UInt64) async throws {
+    func load(version: UInt64, from source: CheckpointStore) async throws {
         let fabric = context.fabric
         context.status.set(state: "fetching checkpoint", detail: "version \(version)")
         let started = ContinuousClock.now
-        let (bytes, manifest) = try await store.read(version: version)
+        let (bytes, manifest) = try await source.read(version: version)
         // the origin broker announced this version with its SHA-256: a relay's copy must be that one
         if let pinned = policy.announced.withLock({ $0[version] }), pinned != manifest.sha256 {
             throw CheckpointStoreError.fileHashMismatch(version: version, expected: pinned, found: manifest.sha256)
@@ -208,6 +258,8 @@ struct RolloutWorker: Role {
         let loaded = Int(clamping: version)
         policy.version.store(loaded, ordering: .relaxed)
         context.status.update { $0.policyVersion = loaded }
+        // the version this worker's groups will claim: the scorer refuses a claim of a version it never recorded
+        try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
         _ = try await fabric.redis.xadd(fabric.names.loadsLogKey, fields: [
             "worker": fabric.identity.instance, "version": String(version), "verified": "1", "shards": String(manifest.shards.count),
             "sha256": manifest.sha256, "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)], maxLength: 100_000)
@@ -224,6 +276,8 @@ final class PolicyHolder: Sendable {
     let model = Confined<(any Policy)?>(nil)
     let version = Atomic<Int>(-1)
     let announcedVersion = Atomic<Int>(-1)
+    /// The newest `latest` seen on the relay: a relay whose `latest` goes back has been rolled back.
+    let relayHighest = Atomic<Int>(-1)
     /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.
     let announced = Mutex<[UInt64: String]>([:])
 }

@@ -9,6 +9,9 @@ public enum SettingsCatalog {
         Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back"),
         Setting("rollout.max_group_size", "256", "largest G accepted from a task"),
         Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
+        Setting("rollout.state_dir", "", "folder of the worker's Ed25519 key (worker.key, made on first start), which signs every group; empty: $XDG_STATE_HOME/tributary or ~/.local/state/tributary"),
+        Setting("rollout.origin_fallback", "true", "with a relay: read a checkpoint from redis.url (the origin) when the relay's copy does not verify, its latest goes back, or it lags behind the announced version"),
+        Setting("rollout.relay_lag_seconds", "5", "how long the relay may stay behind the version the origin broker announced before the origin is read"),
         Setting("rollout.checkpoint_public_key", "", "the broadcaster's Ed25519 public key (hex, `tributary checkpoint keygen`): unsigned or badly signed manifests are refused; empty: signatures are not checked"),
     ]
 

@@ -49,6 +49,14 @@ public struct Names: Sendable {
     public var loadsLogKey: String { "\(prefix):loads" }
     /// One entry per scored group: task, worker, version, whether the task was redelivered (audits and tests).
     public var scoredLogKey: String { "\(prefix):scored-log" }
+    /// Rollout workers by Ed25519 public key (hex) -> registration; workers may only add to it (HSETNX).
+    public var workersKey: String { "\(prefix):workers" }
+    /// Versions each worker says it loaded and verified ("KEY:VERSION" -> SHA-256); workers may only add to it.
+    public var workerLoadsKey: String { "\(prefix):worker-loads" }
+    /// Groups accepted, trained and refused (by reason) per worker key ("KEY.outcome" -> count); written by the trusted side.
+    public var workerStatsKey: String { "\(prefix):worker-stats" }
+    /// Banned worker keys -> reason; written by the learner on `tributary workers ban`.
+    public var workerBansKey: String { "\(prefix):worker-bans" }
     /// One entry per learner step with the staleness of every group it used (for audits and tests).
     public var batchesLogKey: String { "\(prefix):batches" }
 

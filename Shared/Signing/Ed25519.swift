@@ -22,7 +22,7 @@ public struct SigningKey: Sendable {
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
         var secret = [UInt8](repeating: 0, count: Int(crypto_sign_SECRETKEYBYTES))
         guard crypto_sign_keypair(&publicKey, &secret) == 0 else { throw SigningError("crypto_sign_keypair failed") }
-        return SigningKey(secret: secret, publicKey: VerifyingKey(bytes: publicKey))
+        return SigningKey(secret: secret, publicKey: VerifyingKey(checked: publicKey))
     }
 
     /// From its hex text (128 hex digits).
@@ -33,7 +33,7 @@ public struct SigningKey: Sendable {
         }
         var publicKey = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
         guard crypto_sign_ed25519_sk_to_pk(&publicKey, secret) == 0 else { throw SigningError("not an Ed25519 secret key") }
-        self.init(secret: secret, publicKey: VerifyingKey(bytes: publicKey))
+        self.init(secret: secret, publicKey: VerifyingKey(checked: publicKey))
     }
 
     init(secret: [UInt8], publicKey: VerifyingKey) {
@@ -61,7 +61,16 @@ public struct SigningKey: Sendable {
 public struct VerifyingKey: Sendable, Equatable {
     public let bytes: [UInt8]
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(checked bytes: [UInt8]) { self.bytes = bytes }
+
+    /// From its 32 bytes (as carried in a rollout group).
+    public init(bytes: [UInt8]) throws {
+        guard sodiumReady else { throw SigningError("libsodium failed to initialise") }
+        guard bytes.count == Int(crypto_sign_PUBLICKEYBYTES) else {
+            throw SigningError("a public key is \(Int(crypto_sign_PUBLICKEYBYTES)) bytes, not \(bytes.count)")
+        }
+        self.bytes = bytes
+    }
 
     /// From its hex text (64 hex digits).
     public init(hex: String) throws {
@@ -80,10 +89,11 @@ public struct VerifyingKey: Sendable, Equatable {
     }
 }
 
-enum Hex {
-    static func encode(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+/// Lower-case hex text of bytes, as keys and signatures are written everywhere.
+public enum Hex {
+    public static func encode(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
-    static func decode(_ text: String) -> [UInt8]? {
+    public static func decode(_ text: String) -> [UInt8]? {
         let digits = Array(text.utf8)
         guard digits.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []

@@ -47,6 +47,8 @@ extension ScoredGroupMessage {
 
         // hostile input the learner used to let through
         guard policyVersion <= largestIntVersion else { throw bad("policy_version", "\(policyVersion) does not fit in Int") }
+        // the key the scorer verified: bans and per-worker counts attach to it
+        guard workerKey.count == 32 else { throw bad("worker_key", "is \(workerKey.count) bytes, not a worker's 32-byte key") }
         // rewards feed the step's reward mean and the run's metrics
         if let index = completions.firstIndex(where: { !$0.reward.isFinite }) {
             throw bad("completions[\(index)].reward", "holds a non-finite number")

@@ -40,6 +40,19 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// One line for the dead-letter header.
     public var reason: String { description }
+
+    /// What kind of refusal, for counting per worker: the field without indices ("completions.logprobs"), or the failure.
+    public var refusalKind: String {
+        switch self {
+        case .undecodable: "undecodable"
+        case .missingEnvelope: "envelope"
+        case .unsupportedSchema: "schema"
+        case let .invalidField(_, _, field, _):
+            // "completions[3].logprobs" -> "completions.logprobs"
+            String(field.split(separator: "[", omittingEmptySubsequences: false).enumerated()
+                .map { $0.offset == 0 ? $0.element : $0.element.drop { $0 != "]" }.dropFirst() }.joined())
+        }
+    }
 }
 
 /// Messages that carry an envelope.

@@ -29,6 +29,7 @@ struct LearnerRoleTests {
         message.policyVersion = version
         message.promptTokens = PromptFormat.bytes.promptTokens("12+7=")
         message.workerID = "test"
+        message.workerKey = Data(repeating: 7, count: 32)
         message.completions = advantages.map { advantage in
             ScoredCompletion.with {
                 $0.completion = Completion.with {

@@ -36,6 +36,7 @@ struct RewardRoleTests {
             $0.metadata = [RunConfig.targetLengthMetadataKey: "4"]
         }
         try await TaskLedger(names: harness.names, redis: harness.fabric.redis).record([issued])
+        let worker = try await TestWorker.join(harness)
         var group = RolloutGroup()
         group.envelope = harness.fabric.envelope()
         // what a worker got (no answer, no metadata), with a forged answer that would make "1" right: never read
@@ -51,7 +52,7 @@ struct RewardRoleTests {
                 $0.logprobs = tokens.map { _ in -1 }
             }
         }
-        try await harness.fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.fabric.publish(try worker.signed(group, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
 
         let stream = harness.fabric.amqp.consume(queue: harness.names.scoredQueue, prefetch: 1)
         var iterator = stream.makeAsyncIterator()
@@ -63,6 +64,7 @@ struct RewardRoleTests {
         // mean only: r - mean, not divided by the standard deviation
         #expect(abs(scored.completions[0].advantage - 0.55) < 1e-9 && abs(scored.completions[1].advantage + 0.55) < 1e-9)
         #expect(scored.task == issued, "the learner gets the task as issued")
+        #expect(scored.workerKey == Data(worker.identity.publicKey.bytes), "the learner gets the key the scorer verified")
 
         // A group for a task the run never issued, and one that swapped the prompt: refused by name, scored never.
         var unknown = group
@@ -72,7 +74,7 @@ struct RewardRoleTests {
         swapped.envelope = harness.fabric.envelope()
         swapped.task.prompt = "1+1="
         swapped.promptTokens = format.promptTokens("1+1=")
-        for forged in [unknown, swapped] { try await harness.fabric.publish(forged, exchange: Names.rolloutsExchange, routingKey: harness.run) }
+        for forged in [unknown, swapped] { try await harness.fabric.publish(try worker.signed(forged, harness), exchange: Names.rolloutsExchange, routingKey: harness.run) }
         try await harness.waitFor("both dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
         let dead = harness.fabric.amqp.consume(queue: harness.names.deadLettersQueue, prefetch: 2)
         var reasons: [String] = []
@@ -84,15 +86,89 @@ struct RewardRoleTests {
         #expect(reasons.contains { $0.contains("task.task_id") && $0.contains("t-never") }, "\(reasons)")
         #expect(reasons.contains { $0.contains("task.prompt") }, "\(reasons)")
         #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
+        // each refusal counted against the key that signed it, with its reason
+        let summary = try #require(try await WorkerRegistry(names: harness.names, redis: harness.fabric.redis).summaries().first { $0.key == worker.key })
+        #expect(summary.counts["accepted"] == 1 && summary.counts["refused"] == 2, "\(summary.counts)")
+        #expect(summary.counts["refused.task.task_id"] == 1 && summary.counts["refused.task.prompt"] == 1, "\(summary.counts)")
 
         // Once the learner has closed the task, a late copy (a redelivery after a worker died) is acked and counted, not scored.
         try await TaskLedger(names: harness.names, redis: harness.fabric.redis).close(["t-1"])
-        var late = group
-        late.envelope = harness.fabric.envelope()
-        try await harness.fabric.publish(late, exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.fabric.publish(try worker.signed(group, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
         try await harness.waitFor("the late group counted") { try await harness.fabric.counters()["late_groups"] == 1 }
         #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
         #expect(try await harness.messages(in: harness.names.deadLettersQueue) == 0)
+        await harness.host.shutdown()
+        #expect(try await harness.exit() == nil)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func groupsAreBelievedOnlyWhenSignedByARegisteredUnbannedKeyThatLoadedTheClaimedVersion() async throws {
+        let harness = try await RoleHarness.start(RewardScorer.self, name: "reward", specs: SettingsCatalog.reward, run: RoleHarness.newRun("reward-keys"),
+                                                  arguments: [])
+        defer { Task { await harness.cleanUp() } }
+        let config = try RunConfig(Settings.fromTOML("[run]\nid = \"\(harness.run)\"\n", specs: RunConfig.settings, source: "test"))
+        try await RunState(config: "[run]\nid = \"\(harness.run)\"\n",
+                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
+            .write(to: harness.fabric.redis, names: harness.names)
+        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(3)
+        let issued = RolloutTask.with { $0.taskID = "t-1"; $0.prompt = "1+1="; $0.answer = "2"; $0.groupSize = 2 }
+        try await TaskLedger(names: harness.names, redis: harness.fabric.redis).record([issued])
+        var group = RolloutGroup()
+        group.task = TaskLedger.forWorkers(issued)
+        group.policyVersion = 3
+        group.promptTokens = PromptFormat.bytes.promptTokens("1+1=")
+        group.workerID = "test"
+        group.completions = ["2", "3"].map { text in
+            let tokens = PromptFormat.bytes.completionTokens(text)
+            return Completion.with { $0.tokens = tokens; $0.logprobs = tokens.map { _ in -0.5 } }
+        }
+        let honest = try await TestWorker.join(harness, loaded: [2, 3])
+        let other = try await TestWorker.join(harness, loaded: [3])
+        let stranger = try await TestWorker.join(harness, loaded: [3], register: false)
+        let banned = try await TestWorker.join(harness, loaded: [3])
+        let registry = WorkerRegistry(names: harness.names, redis: harness.fabric.redis)
+        try await registry.ban(banned.key, reason: "test ban")
+
+        var tampered = try honest.signed(group, harness)
+        tampered.completions[1].tokens = tampered.completions[0].tokens  // make the wrong answer right after signing
+        tampered.completions[1].logprobs = tampered.completions[0].logprobs
+        var impersonated = try honest.signed(group, harness)
+        impersonated.workerKey = Data(other.identity.publicKey.bytes)  // another worker's id on this worker's group
+        var unsigned = try honest.signed(group, harness)
+        unsigned.signature = Data()
+        var unloaded = group
+        unloaded.policyVersion = 1  // a version that exists but this worker never loaded
+        var maxVersion = group
+        maxVersion.policyVersion = .max
+        let attacks: [(String, RolloutGroup)] = [
+            ("does not verify", tampered), ("does not verify", impersonated), ("signature is missing", unsigned),
+            ("not a registered worker", try stranger.signed(group, harness)), ("is banned (test ban)", try banned.signed(group, harness)),
+            ("not a version worker", try honest.signed(unloaded, harness)), ("is from the future", try honest.signed(maxVersion, harness)),
+        ]
+        for (_, attack) in attacks { try await harness.fabric.publish(attack, exchange: Names.rolloutsExchange, routingKey: harness.run) }
+        try await harness.waitFor("every attack dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == attacks.count }
+        var reasons: [String: String] = [:]
+        for try await letter in harness.fabric.amqp.consume(queue: harness.names.deadLettersQueue, prefetch: 16) {
+            reasons[letter.messageID ?? ""] = letter.headers["x-tributary-reason"] ?? ""
+            try await letter.ack()
+            if reasons.count == attacks.count { break }
+        }
+        for (expected, attack) in attacks {
+            #expect(reasons[attack.messageID]?.contains(expected) == true, "\(expected): \(reasons[attack.messageID] ?? "not dead-lettered")")
+        }
+        // the honest group still scores; nothing forged reached the scored queue
+        try await harness.fabric.publish(try honest.signed(group, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.waitFor("the honest group scored and counted") {
+            let accepted = try await registry.summaries().first { $0.key == honest.key }?.counts["accepted"]
+            return try await harness.messages(in: harness.names.scoredQueue) == 1 && accepted == 1
+        }
+        let counters = try await harness.fabric.counters()
+        #expect(counters["bad_signature_groups"] == 3 && counters["unknown_worker_groups"] == 1, "\(counters)")
+        // refusals count against the key that signed them; a forged signature counts against nobody
+        let summaries = Dictionary(uniqueKeysWithValues: try await registry.summaries().map { ($0.key, $0) })
+        #expect(summaries[honest.key]?.counts == ["accepted": 1, "refused": 2, "refused.policy_version": 2], "\(summaries[honest.key]?.counts ?? [:])")
+        #expect(summaries[other.key]?.counts["refused"] == nil, "an impersonated worker is not blamed")
+        #expect(summaries[banned.key]?.counts["refused.banned"] == 1 && summaries[banned.key]?.banned == "test ban")
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)
     }
@@ -115,7 +191,7 @@ struct RewardRoleTests {
         group.promptTokens = PromptFormat.bytes.promptTokens("1+1=")
         group.workerID = "test"
         group.completions = [Completion.with { $0.tokens = [50, 257]; $0.logprobs = [-1, -1] }]
-        try await harness.fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.fabric.publish(try await TestWorker.join(harness).signed(group, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
         try await harness.waitFor("the group dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 1 }
         let dead = harness.fabric.amqp.consume(queue: harness.names.deadLettersQueue, prefetch: 1)
         var iterator = dead.makeAsyncIterator()

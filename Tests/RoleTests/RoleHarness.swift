@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Messaging
 import Runtime
+import Signing
 import Store
 import TestSupport
 import Testing
@@ -75,5 +76,28 @@ struct RoleHarness {
         }
         if let keys = try? await fabric.redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await fabric.redis.del(keys) }
         await fabric.close()
+    }
+}
+
+/// A rollout worker the test plays: a fresh key, registered for the run, that says it loaded `versions`.
+struct TestWorker {
+    let identity: WorkerIdentity
+
+    static func join(_ harness: RoleHarness, loaded versions: [UInt64] = [0], register: Bool = true) async throws -> TestWorker {
+        let identity = WorkerIdentity(key: try SigningKey.generate(), file: "(test)")
+        let registry = WorkerRegistry(names: harness.names, redis: harness.fabric.redis)
+        if register { try await registry.register(identity.publicKey, instance: "test-worker") }
+        for version in versions { try await registry.recordLoad(identity.publicKey, version: version, sha256: "test") }
+        return TestWorker(identity: identity)
+    }
+
+    var key: String { identity.publicKey.hex }
+
+    /// The group with this worker's key and signature (a fresh message id, so each copy is a new message).
+    func signed(_ group: RolloutGroup, _ harness: RoleHarness) throws -> RolloutGroup {
+        var signed = group
+        signed.envelope = harness.fabric.envelope()
+        try identity.sign(&signed)
+        return signed
     }
 }

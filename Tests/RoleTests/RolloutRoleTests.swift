@@ -122,10 +122,10 @@ struct RolloutRoleTests {
         // a worker of this process's context, driven directly: what the broker announced pins what a relay may serve
         let worker = try RolloutWorker(context: harness.host.context)
         worker.policy.announced.withLock { $0[0] = String(repeating: "0", count: 64) }
-        await #expect(throws: CheckpointStoreError.self) { try await worker.load(version: 0) }
+        await #expect(throws: CheckpointStoreError.self) { try await worker.load(version: 0, from: worker.store) }
         #expect(worker.policy.version.load(ordering: .relaxed) == -1)
         worker.policy.announced.withLock { $0[0] = manifest.sha256 }
-        try await worker.load(version: 0)
+        try await worker.load(version: 0, from: worker.store)
         #expect(worker.policy.version.load(ordering: .relaxed) == 0)
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)

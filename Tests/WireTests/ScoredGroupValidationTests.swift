@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Wire
 
@@ -26,6 +27,7 @@ struct ScoredGroupValidationTests {
             $0.promptTokens = [256, 49, 43, 50, 61]
             $0.completions = [scored([51, 257], advantage: 0.7), scored([52, 257], advantage: -0.7)]
             $0.workerID = "w1"
+            $0.workerKey = Data(repeating: 7, count: 32)
             $0.rolloutMessageID = "group-1"
         }
     }
@@ -67,6 +69,7 @@ struct ScoredGroupValidationTests {
         },
         Breakage("NaN reward", field: "completions[0].reward", reason: "holds a non-finite number") { $0.completions[0].reward = .nan },
         Breakage("infinite reward", field: "completions[1].reward", reason: "holds a non-finite number") { $0.completions[1].reward = .infinity },
+        Breakage("no worker key", field: "worker_key", reason: "is 0 bytes, not a worker's 32-byte key") { $0.workerKey = Data() },
     ]
 
     @Test func validGroupPasses() throws {

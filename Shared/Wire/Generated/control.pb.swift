@@ -8,6 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -93,6 +98,14 @@ public nonisolated struct Tributary_V1_ControlCommand: Sendable {
     set {command = .shutdown(newValue)}
   }
 
+  public var banWorker: Tributary_V1_BanWorker {
+    get {
+      if case .banWorker(let v)? = command {return v}
+      return Tributary_V1_BanWorker()
+    }
+    set {command = .banWorker(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Command: Equatable, Sendable {
@@ -103,6 +116,7 @@ public nonisolated struct Tributary_V1_ControlCommand: Sendable {
     case set(Tributary_V1_SetParameter)
     case drain(Tributary_V1_Drain)
     case shutdown(Tributary_V1_Shutdown)
+    case banWorker(Tributary_V1_BanWorker)
 
   }
 
@@ -190,13 +204,30 @@ public nonisolated struct Tributary_V1_Shutdown: Sendable {
   public init() {}
 }
 
+/// To the run's learner: refuse (or, with unban, accept again) every group signed by a worker key.
+public nonisolated struct Tributary_V1_BanWorker: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workerKey: Data = Data()
+
+  public var reason: String = String()
+
+  public var unban: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_ControlCommand: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ControlCommand"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}envelope\0\u{3}start_run\0\u{1}pause\0\u{1}resume\0\u{1}stop\0\u{1}set\0\u{1}drain\0\u{1}shutdown\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}envelope\0\u{3}start_run\0\u{1}pause\0\u{1}resume\0\u{1}stop\0\u{1}set\0\u{1}drain\0\u{1}shutdown\0\u{3}ban_worker\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -296,6 +327,19 @@ nonisolated extension Tributary_V1_ControlCommand: SwiftProtobuf.Message, SwiftP
           self.command = .shutdown(v)
         }
       }()
+      case 9: try {
+        var v: Tributary_V1_BanWorker?
+        var hadOneofValue = false
+        if let current = self.command {
+          hadOneofValue = true
+          if case .banWorker(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.command = .banWorker(v)
+        }
+      }()
       default: break
       }
     }
@@ -337,6 +381,10 @@ nonisolated extension Tributary_V1_ControlCommand: SwiftProtobuf.Message, SwiftP
     case .shutdown?: try {
       guard case .shutdown(let v)? = self.command else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .banWorker?: try {
+      guard case .banWorker(let v)? = self.command else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     }()
     case nil: break
     }
@@ -506,6 +554,46 @@ nonisolated extension Tributary_V1_Shutdown: SwiftProtobuf.Message, SwiftProtobu
   }
 
   public static func ==(lhs: Tributary_V1_Shutdown, rhs: Tributary_V1_Shutdown) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tributary_V1_BanWorker: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BanWorker"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_key\0\u{1}reason\0\u{1}unban\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.workerKey) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.unban) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workerKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.workerKey, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.unban != false {
+      try visitor.visitSingularBoolField(value: self.unban, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tributary_V1_BanWorker, rhs: Tributary_V1_BanWorker) -> Bool {
+    if lhs.workerKey != rhs.workerKey {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unban != rhs.unban {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
