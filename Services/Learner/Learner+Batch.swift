@@ -100,7 +100,7 @@ extension Learner {
         if problem == nil, bannedWorkers.contains(signer) {
             try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
             try await publishTasks(count: 1)
-            try await ledger.close([message.task.taskID])
+            try await ledger.close([message.task])
             return await fabric.deadLetter(delivery, reason: "group of banned worker \(signer.prefix(16))…")
         }
         // one group per issued task, whatever its message id (a worker that died before its ack served it twice)
@@ -134,13 +134,13 @@ extension Learner {
             gauges.staleDropped.increment()
             try await fabric.incrementCounter("stale_groups_dropped")
             try await publishTasks(count: 1)
-            try await ledger.close([message.task.taskID])
+            try await ledger.close([message.task])
             try await delivery.ack()
         case .zeroSignal:
             batch.zeroSignal += 1
             gauges.zeroSignal.increment()
             try await publishTasks(count: 1)
-            try await ledger.close([message.task.taskID])
+            try await ledger.close([message.task])
             try await delivery.ack()
         case let .invalid(reason):
             await fabric.deadLetter(delivery, reason: reason)

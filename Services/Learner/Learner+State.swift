@@ -14,7 +14,7 @@ extension Learner {
         let tasks = batch.groups.map(\.message.task.taskID)
         try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
         applied.formUnion(tasks)
-        try await ledger.close(tasks)
+        try await ledger.close(batch.groups.map(\.message.task))
         try await workers.countTrained(batch.groups.map { Hex.encode(Array($0.message.workerKey)) })
     }
 

@@ -176,7 +176,12 @@ extension RewardScorer {
         let issued: RolloutTask
         switch try await ledger.lookup(group.task.taskID) {
         case let .open(task): issued = task
-        case .closed: return nil
+        case let .closed(promptSHA256):
+            // a late copy is not scored; one whose prompt is not the issued one is a forgery, and refused as such
+            if let promptSHA256, promptSHA256 != TaskLedger.promptSHA256(group.task.prompt) {
+                throw bad("task.prompt", "differs from the issued task's prompt")
+            }
+            return nil
         case .unknown: throw bad("task.task_id", "'\(group.task.taskID)' is not a task this run issued")
         }
         guard group.task.prompt == issued.prompt else { throw bad("task.prompt", "differs from the issued task's prompt") }

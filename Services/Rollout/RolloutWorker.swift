@@ -212,7 +212,7 @@ struct RolloutWorker: Role {
                 next += 1
                 guard let newest = try await source.latest(), Int(clamping: newest) >= minimum else { continue }
                 do {
-                    try await load(version: newest, from: source)
+                    try await load(version: newest, from: source, origin: isOrigin || checkpointRedis === context.fabric.redis)
                     if isOrigin { originFetches.increment() }
                     return true
                 } catch let error as CheckpointStoreError {
@@ -240,7 +240,7 @@ struct RolloutWorker: Role {
     }
 
     /// Fetches a version (every shard verified against its manifest) and makes it the held policy.
-    func load(version: UInt64, from source: CheckpointStore) async throws {
+    func load(version: UInt64, from source: CheckpointStore, origin: Bool = true) async throws {
         let fabric = context.fabric
         context.status.set(state: "fetching checkpoint", detail: "version \(version)")
         let started = ContinuousClock.now
@@ -262,7 +262,7 @@ struct RolloutWorker: Role {
         try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
         _ = try await fabric.redis.xadd(fabric.names.loadsLogKey, fields: [
             "worker": fabric.identity.instance, "version": String(version), "verified": "1", "shards": String(manifest.shards.count),
-            "sha256": manifest.sha256, "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)], maxLength: 100_000)
+            "sha256": manifest.sha256, "source": origin ? "origin" : "relay", "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)], maxLength: 100_000)
         loads.increment()
         fetchTime.recordNanoseconds(Int64(fetchedMs * 1e6))
         context.logger.info("loaded version \(version) (\(manifest.shards.count) shards verified) in \(String(format: "%.0f", fetchedMs)) ms")

@@ -12,6 +12,7 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
     case badManifest(key: String, reason: String)
     case unsigned(version: UInt64)
     case badSignature(version: UInt64)
+    case undecodableShard(version: UInt64, shard: Int, reason: String)
 
     public var description: String {
         switch self {
@@ -22,6 +23,7 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
         case let .badManifest(key, reason): "manifest \(key) is unreadable: \(reason)"
         case let .unsigned(version): "version \(version): the manifest carries no signature, and this reader requires one"
         case let .badSignature(version): "version \(version): the manifest's signature does not verify with the configured public key"
+        case let .undecodableShard(version, shard, reason): "version \(version) shard \(shard) does not decompress within the manifest's size: \(reason)"
         }
     }
 }
@@ -134,7 +136,13 @@ public struct CheckpointStore: Sendable {
         bytes.reserveCapacity(Int(manifest.totalBytes))
         for (shard, reply) in zip(manifest.shards, replies) {
             guard let compressed = reply.bytes else { throw CheckpointStoreError.missing(key: shard.key) }
-            let raw = try Zstd.decompress(compressed, maxOutputSize: Int(shard.rawBytes))
+            let raw: [UInt8]
+            do {
+                raw = try Zstd.decompress(compressed, maxOutputSize: Int(shard.rawBytes))
+            } catch {
+                // a bomb or garbage: a refused checkpoint like any other that does not verify
+                throw CheckpointStoreError.undecodableShard(version: version, shard: Int(shard.index), reason: "\(error)")
+            }
             guard raw.count == Int(shard.rawBytes) else {
                 throw CheckpointStoreError.sizeMismatch(version: version, shard: Int(shard.index), expected: shard.rawBytes, found: raw.count)
             }

@@ -3,6 +3,7 @@ import Messaging
 import Checkpoints
 import Config
 import Runtime
+import Signing
 import Store
 import TestSupport
 import Testing
@@ -29,12 +30,19 @@ struct PipelineTests {
             poisoned.task = RolloutTask.with { $0.taskID = "t"; $0.groupSize = 1; $0.prompt = "1+1=" }
             poisoned.promptTokens = [256, 49]
             poisoned.completions = [Completion.with { $0.tokens = [99_999]; $0.logprobs = [-1] }]
+            // signed by a registered key that loaded version 0, so what is refused is the content
+            let impostor = WorkerIdentity(key: try SigningKey.generate(), file: "(test)")
+            let registry = WorkerRegistry(names: cluster.names, redis: cluster.redis)
+            try await registry.register(impostor.publicKey, instance: "impostor")
+            try await registry.recordLoad(impostor.publicKey, version: 0, sha256: "test")
+            try impostor.sign(&poisoned)
             try await amqp.publish(exchange: Names.rolloutsExchange, routingKey: cluster.run, body: try poisoned.encoded(), messageID: "poison-1")
             // A version past Int's range (a UInt64 that once trapped the scorer): refused, and every scorer lives on.
             var future = poisoned
             future.envelope.messageID = "future-1"
             future.completions = [Completion.with { $0.tokens = [49]; $0.logprobs = [-1] }]
             future.policyVersion = UInt64.max
+            try impostor.sign(&future)
             try await amqp.publish(exchange: Names.rolloutsExchange, routingKey: cluster.run, body: try future.encoded(), messageID: "future-1")
 
             try await cluster.waitForState("the run to finish", within: 240) { $0["status"] == "finished" }
@@ -200,27 +208,4 @@ struct PipelineTests {
         }
         await cluster.tearDown()
     }
-}
-
-/// A plain HTTP/1.1 GET on 127.0.0.1 (the metrics endpoint closes the connection after its answer).
-func httpGet(port: Int, path: String) throws -> String {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw EndToEndFailure(description: "socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
-    let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard connected == 0 else { throw EndToEndFailure(description: "cannot connect to 127.0.0.1:\(port)") }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    var response: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = read(fd, &buffer, buffer.count)
-        if n <= 0 { break }
-        response += buffer[0..<n]
-    }
-    return String(decoding: response, as: UTF8.self)
 }

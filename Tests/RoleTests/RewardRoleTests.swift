@@ -92,11 +92,15 @@ struct RewardRoleTests {
         #expect(summary.counts["refused.task.task_id"] == 1 && summary.counts["refused.task.prompt"] == 1, "\(summary.counts)")
 
         // Once the learner has closed the task, a late copy (a redelivery after a worker died) is acked and counted, not scored.
-        try await TaskLedger(names: harness.names, redis: harness.fabric.redis).close(["t-1"])
+        try await TaskLedger(names: harness.names, redis: harness.fabric.redis).close([issued])
         try await harness.fabric.publish(try worker.signed(group, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
         try await harness.waitFor("the late group counted") { try await harness.fabric.counters()["late_groups"] == 1 }
         #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
         #expect(try await harness.messages(in: harness.names.deadLettersQueue) == 0)
+        // a late copy with another prompt is a forgery, not a late copy: the closed mark keeps the prompt's hash
+        try await harness.fabric.publish(try worker.signed(swapped, harness), exchange: Names.rolloutsExchange, routingKey: harness.run)
+        try await harness.waitFor("the swapped late group dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 1 }
+        #expect(try await harness.fabric.counters()["late_groups"] == 1)
         await harness.host.shutdown()
         #expect(try await harness.exit() == nil)
     }

@@ -140,3 +140,42 @@ public func waitUntil(_ what: String, within seconds: Double = 60, _ condition: 
     if try await condition() { return }
     throw TimedOut(what: what, seconds: seconds)
 }
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (the metrics endpoint closes the connection after its answer).
+public func httpGet(port: Int, path: String) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HTTPGetFailed(problem: "socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
+    let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard connected == 0 else { throw HTTPGetFailed(problem: "cannot connect to 127.0.0.1:\(port)") }
+    // an endpoint that accepts and never answers fails the caller instead of holding its thread
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buffer, buffer.count)
+        if n <= 0 { break }
+        response += buffer[0..<n]
+    }
+    return String(decoding: response, as: UTF8.self)
+}
+
+public struct HTTPGetFailed: Error, CustomStringConvertible {
+    public var problem: String
+    public var description: String { problem }
+}
+
+/// The value of an unlabelled Prometheus counter or gauge in an exposition, nil when the series is absent.
+public func prometheusValue(_ series: String, in exposition: String) -> Double? {
+    for line in exposition.split(separator: "\n") where line.hasPrefix(series + " ") || line.hasPrefix(series + "{") {
+        if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return value }
+    }
+    return nil
+}
