@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -79,17 +80,23 @@ public struct CodeSandbox: Sendable {
 
         // Foundation makes the child a process-group leader; with namespaces the group holds the namespace's init.
         let pid = process.processIdentifier
+        let ending = ProgramEnding(pid: pid)
         var timedOut = false
-        if finished.wait(timeout: .now() + limits.wallSeconds) == .timedOut {
+        if !ending.wait(seconds: limits.wallSeconds) {
             timedOut = true
             kill(-pid, SIGKILL)
             kill(pid, SIGKILL)
-            finished.wait()
+            ending.wait()
         }
         // On every exit, not only the deadline: whatever the program left behind (a daemon in its group, or one that
         // left the group with setsid but kept its uid) dies before the verdict.
         kill(-pid, SIGKILL)
         if let uid { Self.killAll(uid: uid) }
+        let ended = ending.status ?? {
+            // Foundation reaped the child before `waitid` saw it: its status is Foundation's.
+            finished.wait()
+            return (signalled: process.terminationReason == .uncaughtSignal, value: process.terminationStatus)
+        }()
         let wall = start.duration(to: .now)
         let stdout = Self.readCapped(root.appendingPathComponent("stdout"), cap: limits.maxOutputBytes)
         let stderr = Self.readCapped(root.appendingPathComponent("stderr"), cap: limits.maxOutputBytes)
@@ -100,12 +107,12 @@ public struct CodeSandbox: Sendable {
             outcome = .outputTooLarge
         } else if timedOut {
             outcome = .timedOut
-        } else if process.terminationReason == .uncaughtSignal {
-            outcome = .signalled(process.terminationStatus)
-        } else if process.terminationStatus > 128, process.terminationStatus < 160, isolation.forksWrapper {
-            outcome = .signalled(process.terminationStatus - 128)  // unshare --fork reports the child's signal as 128+n
+        } else if ended.signalled {
+            outcome = .signalled(ended.value)
+        } else if ended.value > 128, ended.value < 160, isolation.forksWrapper {
+            outcome = .signalled(ended.value - 128)  // unshare --fork reports the child's signal as 128+n
         } else {
-            outcome = .exited(process.terminationStatus)
+            outcome = .exited(ended.value)
         }
         return SandboxResult(outcome: outcome, stdout: stdout.text, stderr: stderr.text, wallSeconds: wallSeconds, isolation: isolation)
     }
@@ -197,4 +204,31 @@ public struct CodeSandbox: Sendable {
         }
         return SandboxTools.find("python3") ?? "/usr/bin/python3"
     }()
+}
+
+/// The end of the program's own process, seen with `waitid(WNOWAIT)` on a thread of its own (it blocks), which leaves
+/// the child for Foundation to reap. Foundation's termination handler is no use here: it fires only once every process
+/// holding a socket Foundation gives the child has exited, and a daemon the program left would put that off forever.
+final class ProgramEnding: Sendable {
+    private let ended = DispatchSemaphore(value: 0)
+    private let result = Mutex<(signalled: Bool, value: Int32)?>(nil)
+
+    init(pid: pid_t) {
+        Thread { [self] in
+            var info = siginfo_t()
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == 0 {
+                let signalled = info.si_code == Int32(CLD_KILLED) || info.si_code == Int32(CLD_DUMPED)
+                let value = info._sifields._sigchld.si_status
+                result.withLock { $0 = (signalled, value) }
+            }
+            ended.signal()
+        }.start()
+    }
+
+    /// false when `seconds` passed first.
+    func wait(seconds: Double) -> Bool { ended.wait(timeout: .now() + seconds) == .success }
+    func wait() { ended.wait() }
+
+    /// How it ended: killed by a signal, or exited with a status; nil when it was already reaped.
+    var status: (signalled: Bool, value: Int32)? { result.withLock { $0 } }
 }
