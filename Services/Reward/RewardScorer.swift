@@ -33,6 +33,10 @@ struct RewardScorer: Role {
         prefetch = try context.settings.int("reward.prefetch", in: 1...1024)
         scored = Counter(label: "tributary_scored_groups_total", dimensions: context.dimensions)
         zeroSignal = Counter(label: "tributary_zero_signal_groups_total", dimensions: context.dimensions)
+        // A code run's groups fail here (and are dead-lettered with the reason): say so in every heartbeat.
+        if SandboxPolicy.process.refusal != nil {
+            context.status.addCaveat("code tasks refused: no namespaces for the sandbox and \(SandboxPolicy.allowWeakIsolationKey) is false")
+        }
     }
 
     func run() async throws {

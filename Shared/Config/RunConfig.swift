@@ -160,7 +160,7 @@ public struct RunConfig: Sendable, Equatable {
         if systemPrompt != nil && chatTemplate == nil {
             throw SettingsError(problem: "setting 'prompt.system' needs a 'prompt.template' to put the system turn in")
         }
-        _ = try EnvironmentFactory.make(environment)
+        try EnvironmentFactory.validate(environment)
         guard temperature >= 0, temperature.isFinite else { throw SettingsError(problem: "setting 'inference.temperature' must be finite and >= 0") }
         guard topP > 0, topP <= 1 else { throw SettingsError(problem: "setting 'inference.top_p' must be in (0, 1]") }
         guard klCoefficient >= 0 else { throw SettingsError(problem: "setting 'trainer.kl_coefficient' must be >= 0") }

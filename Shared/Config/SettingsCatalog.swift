@@ -1,8 +1,14 @@
+import RL
+
 /// Every role's settings in one place, so a key that no role knows is an error wherever it appears (a run file, a
 /// flag, a StartRun, autostart), while a key of another role in a shared run file is passed over.
 public enum SettingsCatalog {
     /// The run a rollout worker, scorer or broadcaster serves (the learner's is RunConfig's).
     static let servedRun = Setting("run.id", "default", "run to serve")
+
+    /// Roles that run candidate programs (reward scorer, learner's evaluation) take the sandbox's policy from it.
+    static let sandboxWeakIsolation = Setting(SandboxPolicy.allowWeakIsolationKey, "false",
+                                              "run candidate programs without namespaces (network not isolated, /proc and /tmp shared) when the machine gives none; false: code tasks are refused there")
 
     public static let rollout = [
         servedRun,
@@ -18,11 +24,13 @@ public enum SettingsCatalog {
     public static let reward = [
         servedRun,
         Setting("reward.prefetch", "4", "rollout groups held at once"),
+        sandboxWeakIsolation,
     ]
 
     public static let learner = RunConfig.settings + [
         Setting("learner.autostart", "false", "start the run from this process's settings (e.g. --config run.toml) without `tributary run start`"),
         Setting("learner.prefetch", "0", "scored groups held at once (0: groups_per_step * (async_level + 2))"),
+        sandboxWeakIsolation,
     ]
 
     public static let broadcaster = [

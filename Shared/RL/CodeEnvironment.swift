@@ -14,9 +14,13 @@ public struct CodeEnvironment: Environment {
     public let sandbox: CodeSandbox
     public let rows: [RLTask]
 
-    public init(path: String, limits: SandboxLimits = SandboxLimits()) throws {
+    /// `policy`: which isolation the sandbox accepts (default: this process's). With `checkSandbox` the environment
+    /// refuses to exist when that policy refuses this machine, so a process that would score code says why at once
+    /// instead of scoring every program 0; without it (a spec checked where nothing will run) only the sandbox refuses.
+    public init(path: String, limits: SandboxLimits = SandboxLimits(), policy: SandboxPolicy? = nil, checkSandbox: Bool = true) throws {
         self.path = path
-        sandbox = CodeSandbox(limits: limits)
+        sandbox = CodeSandbox(limits: limits, policy: policy ?? .process)
+        if checkSandbox { try sandbox.policy.check() }
         var rows: [RLTask] = []
         for (line, object) in try JSONLines.read(path: path) {
             let prompt = try JSONLines.string(object, "prompt", path: path, line: line)
@@ -43,7 +47,7 @@ public struct CodeEnvironment: Environment {
         self.rows = rows
     }
 
-    public init(spec: EnvironmentSpec) throws {
+    public init(spec: EnvironmentSpec, checkSandbox: Bool = true) throws {
         guard let path = spec.datasetPath else {
             throw EnvironmentError(environment: "code", option: "datasetPath", problem: "missing")
         }
@@ -54,7 +58,7 @@ public struct CodeEnvironment: Environment {
         let limits = SandboxLimits(
             wallSeconds: wall, memoryBytes: (spec.memoryLimitMB ?? 512) << 20,
             maxProcesses: spec.maxProcesses ?? 16, maxOutputBytes: spec.maxOutputBytes ?? (1 << 20))
-        try self.init(path: path, limits: limits)
+        try self.init(path: path, limits: limits, checkSandbox: checkSandbox)
     }
 
     public func task(seed: UInt64, index: Int) -> RLTask { rows[JSONLines.permuted(index: index, count: rows.count, seed: seed)] }

@@ -30,6 +30,8 @@ public struct SandboxResult: Sendable, Equatable {
         case timedOut
         case outputTooLarge
         case failedToStart(String)
+        /// Not run: the policy refuses this machine's isolation (the reason names what is missing and the setting).
+        case refused(String)
     }
 
     public var outcome: Outcome
@@ -62,6 +64,7 @@ public struct SandboxResult: Sendable, Equatable {
         case .timedOut: return "wall-clock time limit exceeded (\(String(format: "%.1f", wallSeconds)) s)"
         case .outputTooLarge: return "output too large"
         case .failedToStart(let why): return "sandbox failed to start: \(why)"
+        case .refused(let why): return why
         }
     }
 }

@@ -25,6 +25,7 @@ public final class StatusBoard: Sendable {
     }
 
     private let snapshot: Mutex<Snapshot>
+    private let caveats = Mutex<[String]>([])
 
     init(identity: ServiceIdentity, throughputUnit: String) {
         snapshot = Mutex(Snapshot(role: identity.role, instance: identity.instance, state: "starting", policyVersion: -1, throughput: 0,
@@ -34,7 +35,17 @@ public final class StatusBoard: Sendable {
 
     public func update(_ body: (inout Snapshot) -> Void) { snapshot.withLock { body(&$0) } }
     public func set(state: String, detail: String = "") { update { $0.state = state; $0.detail = detail } }
-    public var current: Snapshot { snapshot.withLock { $0 } }
+
+    /// Something true for the life of the process that every heartbeat must show (a weak sandbox), after whatever
+    /// detail the role last set: the role rewrites `detail` as it works and would hide it.
+    public func addCaveat(_ caveat: String) { caveats.withLock { $0.append(caveat) } }
+
+    public var current: Snapshot {
+        var current = snapshot.withLock { $0 }
+        let caveats = caveats.withLock { $0 }
+        if !caveats.isEmpty { current.detail = ([current.detail].filter { !$0.isEmpty } + caveats).joined(separator: "; ") }
+        return current
+    }
 }
 
 /// Runs blocking, CPU-heavy work (the model) on a thread of its own, never on the cooperative pool.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Messaging
 import Model
+import RL
 import ServiceLifecycle
 import Wire
 
@@ -25,6 +26,15 @@ public final class ServiceHost: Sendable {
         var logger = logger
         logger[metadataKey: "instance"] = "\(fabric.identity.instance)"
         let status = StatusBoard(identity: fabric.identity, throughputUnit: throughputUnit)
+        // A role that runs candidate programs (reward, learner) declares the sandbox setting; this process's policy is it.
+        if settings[SandboxPolicy.allowWeakIsolationKey] != nil {
+            let policy = SandboxPolicy.configureProcess(allowWeakIsolation: try settings.bool(SandboxPolicy.allowWeakIsolationKey))
+            if let caveat = policy.caveat {
+                status.addCaveat(caveat)
+                logger.warning("\(caveat)")
+            }
+            if let refusal = policy.refusal { logger.notice("code tasks will be refused: \(refusal)") }
+        }
         let metricsPort = try settings.int("metrics.port", in: -1...65535)
         server = metricsPort >= 0 ? try MetricsServer(port: metricsPort, render: { ProcessMetrics.registry.emitToBuffer() }) : nil
         let port = server?.port ?? -1
