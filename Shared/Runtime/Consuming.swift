@@ -23,7 +23,7 @@ extension ServiceContext {
             } catch {
                 let count = failures.record(delivery)
                 if count >= failures.limit {
-                    await fabric.deadLetter(delivery, reason: "failed \(count) times; last: \(error)")
+                    await fabric.deadLetter(delivery, reason: "\(Fabric.repeatedFailurePrefix)\(count) times; last: \(error)")
                 } else {
                     logger.warning("message \(delivery.messageID ?? "?") from \(queue) failed (\(count) of \(failures.limit)): \(error); handed back")
                     try? await delivery.nack(requeue: true)
