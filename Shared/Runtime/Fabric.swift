@@ -54,14 +54,16 @@ public final class Fabric: Sendable {
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
         try await retrying("Redis", until: deadline) { try await self.redis.connect() }
-        try await retrying("RabbitMQ", until: deadline, giveUpOn: { error in
-            // A refused login, a refused declaration (403) or a topology conflict (406) will not fix itself; a queue
-            // or exchange the learner has not declared yet (404) will.
-            guard let error = error as? AMQPError else { return true }
-            if case .authenticationRefused = error { return true }
-            if case let .declarationFailed(_, code, _) = error { return code != 404 }
-            return false
-        }) { try await self.amqp.connect() }
+        try await retrying("RabbitMQ", until: deadline, giveUpOn: Self.isPermanent) { try await self.amqp.connect() }
+    }
+
+    /// A refused login, a refused declaration (403) or a topology conflict (406) will not fix itself; a queue or exchange
+    /// the learner has not declared yet (404) will, and so will a broker that is not up yet.
+    public static func isPermanent(_ error: Error) -> Bool {
+        guard let error = error as? AMQPError else { return true }
+        if case .authenticationRefused = error { return true }
+        if case let .declarationFailed(_, code, _) = error { return code != 404 }
+        return false
     }
 
     /// Tries again with backoff (0.2 s doubling to 3 s) until `deadline`, or until an error that will not fix itself.

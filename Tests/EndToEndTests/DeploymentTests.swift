@@ -1,9 +1,11 @@
 import Foundation
+import Logging
 import Messaging
 import Checkpoints
 import Config
 import Runtime
 import Store
+import Synchronization
 import TestSupport
 import Testing
 import Wire
@@ -159,9 +161,21 @@ struct DeploymentTests {
         await early.close()
         #expect(await refusalCode { try await stack.amqp("rollout", names: names, topology: names.topology(queueType: .classic)).connect() } == 403,
                 "a rollout worker declared the run's topology")
+        // A worker's Fabric waits for the learner: it retries the 404 (and says which queue it waits for) until the
+        // learner has declared the run, then connects.
+        let waits = LogLines()
+        let worker = try Fabric(settings: try Settings.load(role: "rollout", abstract: "", specs: Fabric.settings, arguments: [
+            "--amqp.url", stack.amqpURL("rollout"), "--redis.url", stack.redisURL("rollout")], environment: [:]),
+                                role: "rollout", runID: run, logger: Logger(label: "deploy-worker") { _ in waits })
+        let workerConnects = Task { try await worker.connect(timeoutSeconds: 600) }
+        try await waitUntil("the worker's Fabric to wait for the run's queues") {
+            waits.lines.contains { $0.contains("waiting for RabbitMQ") && $0.contains("404") && $0.contains("only the run's learner creates it") }
+        }
 
         let learner = stack.amqp("learner", names: names)
         try await learner.connect()
+        try await workerConnects.value
+        await worker.close()
         try await learner.publish(exchange: Names.tasksExchange, routingKey: run, body: Array("task".utf8), messageID: "task-1")
 
         let rollout = stack.amqp("rollout", names: names)
@@ -536,8 +550,15 @@ private struct DeploymentStack {
     /// A role's client with what the role declares on connect: the learner (and the admin) the run's whole topology, the
     /// other services a passive check of it (Fabric), the CLI nothing (ControlSession).
     func amqp(_ role: String, names: Names, topology: Topology? = nil) -> AMQPClient {
-        let url = "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary"
-        return amqp(url: url, name: "deploy-\(role)", topology: topology ?? Self.topology(role: role, names: names))
+        amqp(url: amqpURL(role), name: "deploy-\(role)", topology: topology ?? Self.topology(role: role, names: names))
+    }
+
+    func amqpURL(_ role: String) -> String {
+        "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary"
+    }
+
+    func redisURL(_ role: String) -> String {
+        "redis://\(role):\(secrets["REDIS_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(redisPort)"
     }
 
     func amqp(url: String, name: String, topology: Topology) -> AMQPClient {
@@ -592,6 +613,23 @@ private final class DeliveryInbox: Sendable {
         defer { timeout.cancel() }
         guard let delivery = try await iterator.value else { throw DeploymentError(what: "no \(what) within \(seconds) s") }
         return delivery
+    }
+}
+
+/// Every line logged through it, for a test to wait on what a service says.
+private final class LogLines: LogHandler, @unchecked Sendable {
+    private let stored = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    var lines: [String] { stored.withLock { $0 } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        stored.withLock { $0.append("\(message)") }
     }
 }
 
