@@ -57,6 +57,13 @@ public struct RunUser: Sendable, Equatable {
         }
     }
 
+    /// The run of a per-run user (`RUN.ROLE`); nil for a shared one (`rollout`, `learner`, `admin`, ...).
+    public static func run(ofUser name: String) -> String? {
+        guard let dot = name.lastIndex(of: "."), roles.contains(String(name[name.index(after: dot)...])) else { return nil }
+        let run = String(name[..<dot])
+        return isValidRun(run) ? run : nil
+    }
+
     public static func isValidRun(_ run: String) -> Bool {
         !run.isEmpty && run.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" || $0 == "_" }
     }

@@ -3,7 +3,7 @@ import Logging
 import Messaging
 import Checkpoints
 import Config
-import Runtime
+@testable import Runtime
 import Store
 import Synchronization
 import TestSupport
@@ -109,6 +109,35 @@ struct DeploymentTests {
         let code = await refusedPublishCode(user("rollout", mine), exchange: Names.deadExchange, routingKey: other.tasksQueue)
         #expect(code == 403, "\(mine.run).rollout dead-lettering into \(other.run): expected 403, got \(code.map(String.init) ?? "success")")
         #expect(await refusalCode { try await rollout.delete(queue: mine.tasksQueue) } == 403)
+        // The work exchanges are shared, so the broker lets it publish with the other run's routing key; the other run's
+        // consumer (ServiceContext.consume) reads the broker-checked user_id and dead-letters it instead of handling it.
+        try await rollout.publish(exchange: Names.rolloutsExchange, routingKey: other.run, body: Array("foreign".utf8), messageID: "foreign-1")
+        let scorerSettings = try Settings.load(role: "reward", abstract: "", specs: Fabric.settings, arguments: [
+            "--amqp.url", stack.amqpURL("reward"), "--redis.url", stack.redisURL("reward")], environment: [:])
+        let scorer = try Fabric(settings: scorerSettings, role: "reward", runID: other.run, logger: Logger(label: "deploy-scorer"))
+        try await scorer.connect(timeoutSeconds: 60)
+        let context = ServiceContext(settings: scorerSettings, fabric: scorer, status: StatusBoard(identity: scorer.identity, throughputUnit: "groups/s"),
+                                     stop: StopRequest(), logger: scorer.logger, control: AsyncStream { $0.finish() })
+        let handled = SeenMessages()
+        let consuming = Task {
+            try await context.consume(queue: other.rolloutsQueue, prefetch: 1) { delivery in
+                handled.add(delivery.messageID ?? "?")
+                try await delivery.ack()
+            }
+        }
+        let sharedRollout = stack.amqp("rollout", names: other)
+        try await sharedRollout.connect()
+        try await sharedRollout.publish(exchange: Names.rolloutsExchange, routingKey: other.run, body: Array("own".utf8), messageID: "own-1")
+        try await waitUntil("the other run's scorer to handle its own run's group") { handled.ids.contains("own-1") }
+        let adminClient = stack.amqp(url: stack.adminAMQPURL, name: "deploy-admin", topology: Topology())
+        try await adminClient.connect()
+        let foreign = try await DeliveryInbox(adminClient.consume(queue: other.deadLettersQueue, prefetch: 1)).first("the foreign group, dead-lettered")
+        #expect(foreign.messageID == "foreign-1")
+        #expect((foreign.headers["x-tributary-reason"] ?? "").contains("a user of run \(mine.run)"), "\(foreign.headers)")
+        #expect(!handled.ids.contains("foreign-1"), "a scorer handled a group another run's user published")
+        consuming.cancel()
+        for client in [sharedRollout, adminClient] { await client.close() }
+        await scorer.close()
 
         // Redis: its run's keys, as the shared user's, and no other run's.
         let owner = try await stack.redis("learner")
@@ -614,6 +643,12 @@ private final class DeliveryInbox: Sendable {
         guard let delivery = try await iterator.value else { throw DeploymentError(what: "no \(what) within \(seconds) s") }
         return delivery
     }
+}
+
+final class SeenMessages: Sendable {
+    private let stored = Mutex<[String]>([])
+    func add(_ id: String) { stored.withLock { $0.append(id) } }
+    var ids: [String] { stored.withLock { $0 } }
 }
 
 /// Every line logged through it, for a test to wait on what a service says.

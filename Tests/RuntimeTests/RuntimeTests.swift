@@ -17,6 +17,14 @@ struct RuntimeTests {
         #expect(Fabric.isPermanent(AMQPError.authenticationRefused(user: "rollout", vhost: "tributary", reason: "403")))
     }
 
+    @Test func aPerRunUserNamesItsRun() {
+        #expect(RunUser.run(ofUser: "r-7.rollout") == "r-7")
+        #expect(RunUser.run(ofUser: "r_7.control") == "r_7")
+        for shared in ["rollout", "learner", "admin", "guest", "r7.learner", ".rollout", "a.b.rollout"] {
+            #expect(RunUser.run(ofUser: shared) == nil, "\(shared)")
+        }
+    }
+
     @Test func workInHandFinishesWhenNothingAsksForItBack() async throws {
         let stop = StopRequest()
         let handedBack = Atomic<Int>(0)
