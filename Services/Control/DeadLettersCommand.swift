@@ -14,7 +14,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
         subcommands: [List.self, Replay.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show id, original queue, reason and sender of each dead letter; they stay in the queue.")
+        static let configuration = CommandConfiguration(abstract: "Show id, original queue, publishing user, sender, size and reason of each dead letter; they stay in the queue.")
         @OptionGroup var options: ControlOptions
         @Option(help: "Show at most this many.") var limit: Int = 100
         @Option(help: "Seconds to wait for the broker to deliver them.") var wait: Double = 5
@@ -35,7 +35,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
                 }
                 print("run \(session.names.run): \(total) dead letters in \(session.names.deadLettersQueue)" +
                       (letters.count < total ? ", showing \(letters.count)" : ""))
-                print(Output.table(["ID", "QUEUE", "BY", "BYTES", "REASON"], letters.map { [$0.id, $0.originalQueue, $0.by, String($0.delivery.body.count), $0.reason] }))
+                // USER is who published it as the broker checked it (user_id); BY is the instance it names itself.
+                print(Output.table(["ID", "QUEUE", "USER", "BY", "BYTES", "REASON"],
+                                   letters.map { [$0.id, $0.originalQueue, $0.delivery.userID ?? "?", $0.by, String($0.delivery.body.count), $0.reason] }))
             }
         }
     }
@@ -147,8 +149,8 @@ struct DeadLetter {
     }
 
     var json: [String: Any] {
-        ["id": id, "queue": originalQueue, "reason": reason, "by": by, "replayable": isReplayable, "user": delivery.userID ?? "", "bytes": delivery.body.count, "redelivered": delivery.redelivered,
-         "headers": headers]
+        ["id": id, "queue": originalQueue, "reason": reason, "by": by, "user": delivery.userID ?? "", "replayable": isReplayable,
+         "bytes": delivery.body.count, "redelivered": delivery.redelivered, "headers": headers]
     }
 
     /// Takes up to `limit` dead letters, all held unacknowledged at once (so none comes round twice), waiting at most `wait` seconds.

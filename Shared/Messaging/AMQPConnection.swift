@@ -213,14 +213,14 @@ final class AMQPConnection {
             _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], exchange.passive ? 1 : 0, exchange.durable ? 1 : 0, 0, 0,
                                       amqp_empty_table)
         }
-        try checkReply(exchange.passive ? "exchange '\(exchange.name)' passively (only the run's learner creates it)" : "exchange '\(exchange.name)'")
+        try checkReply(exchange.passive ? "exchange '\(exchange.name)' (passive: it must exist)" : "exchange '\(exchange.name)'")
     }
 
     /// Declares on the given channel (the work channel for exclusive queues, which belong to the connection anyway).
     @discardableResult
     func declare(_ queue: QueueSpec) throws -> String {
         if queue.passive {
-            _ = try inspect(queue: queue.name, what: "queue '\(queue.name)' passively (only the run's learner creates it)")
+            _ = try inspect(queue: queue.name, what: "queue '\(queue.name)' (passive: it must exist)")
             return queue.name
         }
         let ok = withTable(queue.arguments) { arguments in

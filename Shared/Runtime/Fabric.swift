@@ -76,7 +76,11 @@ public final class Fabric: Sendable {
                 return
             } catch {
                 if giveUpOn(error) || ContinuousClock.now > deadline { throw error }
-                logger.warning("waiting for \(what): \(error)")
+                if case AMQPError.declarationFailed(_, 404, _) = error {
+                    logger.warning("waiting for the run's learner to declare its queues and exchanges: \(error)")
+                } else {
+                    logger.warning("waiting for \(what): \(error)")
+                }
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 3)
             }

@@ -198,7 +198,7 @@ struct DeploymentTests {
                                 role: "rollout", runID: run, logger: Logger(label: "deploy-worker") { _ in waits })
         let workerConnects = Task { try await worker.connect(timeoutSeconds: 600) }
         try await waitUntil("the worker's Fabric to wait for the run's queues") {
-            waits.lines.contains { $0.contains("waiting for RabbitMQ") && $0.contains("404") && $0.contains("only the run's learner creates it") }
+            waits.lines.contains { $0.contains("waiting for the run's learner") && $0.contains("404") }
         }
 
         let learner = stack.amqp("learner", names: names)
