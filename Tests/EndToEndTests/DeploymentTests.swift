@@ -67,7 +67,7 @@ struct DeploymentTests {
             #expect(user.deadLetterKeys == topicPermissions.first { $0["user"] == user.role && $0["exchange"] == Names.deadExchange }.map { narrowed($0["write"] ?? "") },
                     "\(user.name)'s dead-letter keys differ from definitions.json's topic permission")
             let line = acl.first { $0.hasPrefix("user \(user.role) on ") }.map(String.init) ?? ""
-            let rules = line.split(separator: " ").dropFirst(4).map {
+            let rules = aclRules(line).dropFirst(4).map {
                 $0.replacingOccurrences(of: "tributary:*:", with: "tributary:\(mine.run):").replacingOccurrences(of: "~tributary:*", with: "~tributary:\(mine.run):*")
             }
             #expect(user.redisRules == rules, "\(user.name)'s Redis rules differ from users.acl's \(user.role) line")
@@ -673,6 +673,19 @@ private struct DeploymentError: Error, CustomStringConvertible {
     var description: String { what }
 }
 
+
+/// The words of an ACL file line, a selector in parentheses kept whole (ACL SETUSER takes it as one argument).
+private func aclRules(_ line: String) -> [String] {
+    var rules: [String] = []
+    for word in line.split(separator: " ").map(String.init) {
+        if let last = rules.last, last.hasPrefix("("), !last.hasSuffix(")") {
+            rules[rules.count - 1] += " " + word
+        } else {
+            rules.append(word)
+        }
+    }
+    return rules
+}
 
 /// The built executables: TRIBUTARY_BIN_DIR, else beside this test binary (same build configuration), else .build/release.
 private func deploymentBinaryDirectory() throws -> String {
