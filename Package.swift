@@ -80,11 +80,11 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "ModelAgreement", "TestSupport"], path: "Tests/ModelTests"),
         .testTarget(name: "RLTests", dependencies: ["RL", "Model", "ModelAgreement"], path: "Tests/RLTests"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests"),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], path: "Tests/RuntimeTests"),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Messaging"], path: "Tests/RuntimeTests"),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Signing", "Store", "Compression", "Wire", "TestSupport"], path: "Tests/CheckpointsTests"),
         // single roles run in process against the real brokers
         .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Store", "TestSupport"], path: "Tests/ControlTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary"], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
     ]
 )

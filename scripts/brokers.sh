@@ -10,6 +10,7 @@
 #   TRIBUTARY_AMQP_PORT   RabbitMQ AMQP port      (default: 5682)
 #   TRIBUTARY_REDIS_PORT  Redis port              (default: 6389)
 #   TRIBUTARY_EPMD_PORT, TRIBUTARY_AMQP_DIST_PORT, TRIBUTARY_AMQP_NODENAME  for a second RabbitMQ beside the first
+#   TRIBUTARY_AMQP_MANAGEMENT_PORT  when set, the management HTTP API on 127.0.0.1 there (`tributary users` needs it)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,7 +61,12 @@ max_message_size = 16777216
 disk_free_limit.absolute = 50MB
 log.file.level = warning
 EOF
-    echo '[].' >"$RABBIT_DIR/enabled_plugins"
+    if [[ -n "${TRIBUTARY_AMQP_MANAGEMENT_PORT:-}" ]]; then
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$TRIBUTARY_AMQP_MANAGEMENT_PORT" >>"$RABBIT_DIR/rabbitmq.conf"
+        echo '[rabbitmq_management].' >"$RABBIT_DIR/enabled_plugins"
+    else
+        echo '[].' >"$RABBIT_DIR/enabled_plugins"
+    fi
     echo '[].' >"$RABBIT_DIR/advanced.config"
     rabbit_env
     log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (state in $RABBIT_DIR)"

@@ -24,7 +24,7 @@ struct ControlOptions: ParsableArguments {
     var redisURL: String?
 
     @Option(name: [.customLong("queue.type"), .customLong("queue-type")],
-            help: ArgumentHelp("Queue type the run's services declare: classic or quorum (default: TRIBUTARY_QUEUE_TYPE, else classic).",
+            help: ArgumentHelp("Queue type the run's learner declares: classic or quorum (default: TRIBUTARY_QUEUE_TYPE, else classic); the CLI declares nothing.",
                                valueName: "type"))
     var queueType: String?
 
@@ -69,8 +69,8 @@ final class ControlSession: Sendable {
         self.instance = instance
     }
 
-    /// Connects to Redis, and to RabbitMQ when `amqp` is true, declaring the run's exchanges and queues
-    /// (with the same arguments as the services, so `status` works before any service ran).
+    /// Connects to Redis, and to RabbitMQ when `amqp` is true. It declares nothing: only the run's learner does (the
+    /// control user may not), so before a learner ran the run's queues are absent and commands say so.
     static func open(_ options: ControlOptions, run: String? = nil, amqp useAMQP: Bool) async throws -> ControlSession {
         let names = Names(run: run ?? options.runID)
         let instance = "control-\(ProcessInfo.processInfo.hostName)-\(getpid())"
@@ -87,12 +87,8 @@ final class ControlSession: Sendable {
         if useAMQP {
             let endpoint: AMQPEndpoint
             do { endpoint = try AMQPEndpoint(url: options.resolvedAMQPURL) } catch { throw ControlError("\(error)") }
-            let queueType = try options.resolvedQueueType()
-            let amqp = AMQPClient(endpoint: endpoint, topology: names.topology(queueType: queueType), name: instance, logger: quietLogger())
-            do { try await amqp.connect() } catch let error as AMQPError {
-                if case let .declarationFailed(what, code, text) = error, code == 406 {
-                    throw ControlError("\(what) exists with other arguments (\(text)); the run's services may use another queue type: try --queue-type \(queueType == .classic ? "quorum" : "classic")")
-                }
+            let amqp = AMQPClient(endpoint: endpoint, name: instance, logger: quietLogger())
+            do { try await amqp.connect() } catch {
                 throw ControlError("cannot reach RabbitMQ at \(endpoint): \(error)")
             }
             client = amqp

@@ -14,7 +14,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
         subcommands: [List.self, Replay.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show id, original queue, reason and sender of each dead letter; they stay in the queue.")
+        static let configuration = CommandConfiguration(abstract: "Show id, original queue, publishing user, sender, size and reason of each dead letter; they stay in the queue.")
         @OptionGroup var options: ControlOptions
         @Option(help: "Show at most this many.") var limit: Int = 100
         @Option(help: "Seconds to wait for the broker to deliver them.") var wait: Double = 5
@@ -35,7 +35,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
                 }
                 print("run \(session.names.run): \(total) dead letters in \(session.names.deadLettersQueue)" +
                       (letters.count < total ? ", showing \(letters.count)" : ""))
-                print(Output.table(["ID", "QUEUE", "BY", "BYTES", "REASON"], letters.map { [$0.id, $0.originalQueue, $0.by, String($0.delivery.body.count), $0.reason] }))
+                // USER is who published it as the broker checked it (user_id); BY is the instance it names itself.
+                print(Output.table(["ID", "QUEUE", "USER", "BY", "BYTES", "REASON"],
+                                   letters.map { [$0.id, $0.originalQueue, $0.delivery.userID ?? "?", $0.by, String($0.delivery.body.count), $0.reason] }))
             }
         }
     }
@@ -48,6 +50,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
         @Flag(help: "Replay every dead letter.") var all = false
         @Option(help: "Look at most at this many dead letters.") var limit: Int = 1000
         @Option(help: "Seconds to wait for the broker to deliver them.") var wait: Double = 5
+        @Flag(help: "Replay also messages a service refused as invalid (a bad field, a bad signature): they are refused again, or forged.")
+        var force = false
 
         func validate() throws {
             guard all != !ids.isEmpty else { throw ValidationError("give either --id ID (one or more) or --all") }
@@ -69,6 +73,12 @@ struct DeadLettersCommand: AsyncParsableCommand {
                         try await letter.delivery.nack(requeue: true)
                         failed += 1
                         Output.warn("not replaying \(letter.id): its queue '\(letter.originalQueue)' is not a work queue of run \(session.names.run); it stays")
+                        continue
+                    }
+                    guard force || letter.isReplayable else {
+                        try await letter.delivery.nack(requeue: true)
+                        failed += 1
+                        Output.warn("not replaying \(letter.id): a service refused it (\(letter.reason)), and would again; it stays (--force to replay anyway)")
                         continue
                     }
                     do {
@@ -98,8 +108,10 @@ struct DeadLetter {
 
     var id: String { delivery.messageID ?? "-" }
     var headers: [String: String] { delivery.headers }
-    /// Where it was consumed from: the service's note, the broker's, or the dead-letter routing key (the queue name).
-    var originalQueue: String { headers["x-tributary-queue"] ?? headers["x-first-death-queue"] ?? delivery.routingKey }
+    /// Where it was consumed from: its routing key, the queue's name, which both the broker and Fabric.deadLetter use. Not a
+    /// header: the publisher writes those, while the broker restricts each role's routing keys on tributary.dead (a
+    /// rollout worker's dead letters can only say `tributary.RUN.tasks`).
+    var originalQueue: String { delivery.routingKey }
     var reason: String { headers["x-tributary-reason"] ?? headers["x-first-death-reason"].map { "broker: \($0)" } ?? "?" }
     var by: String { headers["x-tributary-by"] ?? (headers["x-first-death-reason"] != nil ? "broker" : "?") }
 
@@ -126,16 +138,29 @@ struct DeadLetter {
         return kept
     }
 
+    /// Whether a replay can help; see `isReplayable(headers:)`.
+    var isReplayable: Bool { Self.isReplayable(headers: headers) }
+
+    /// The broker dead-lettered it (rejected, expired, over the delivery limit), or a service's handling of it kept
+    /// failing (Redis away, say): a replay can help. A message a service refused as invalid would be refused again.
+    static func isReplayable(headers: [String: String]) -> Bool {
+        if let reason = headers["x-tributary-reason"] { return reason.hasPrefix(Fabric.repeatedFailurePrefix) }
+        return headers["x-first-death-reason"] != nil
+    }
+
     var json: [String: Any] {
-        ["id": id, "queue": originalQueue, "reason": reason, "by": by, "bytes": delivery.body.count, "redelivered": delivery.redelivered,
-         "headers": headers]
+        ["id": id, "queue": originalQueue, "reason": reason, "by": by, "user": delivery.userID ?? "", "replayable": isReplayable,
+         "bytes": delivery.body.count, "redelivered": delivery.redelivered, "headers": headers]
     }
 
     /// Takes up to `limit` dead letters, all held unacknowledged at once (so none comes round twice), waiting at most `wait` seconds.
     static func take(_ session: ControlSession, limit: Int, wait: Double) async throws -> (letters: [DeadLetter], total: Int) {
         let amqp = session.amqp!
         let queue = session.names.deadLettersQueue
-        let total = try await amqp.inspect(queue: queue).messages
+        let total: Int
+        do { total = try await amqp.inspect(queue: queue).messages } catch AMQPError.declarationFailed(_, 404, _) {
+            throw ControlError("run \(session.names.run) has no \(queue) on the broker: no learner of this run has connected yet")
+        }
         let wanted = min(total, max(1, limit))
         guard total > 0 else { return ([], 0) }
         let held = Held()

@@ -44,7 +44,10 @@ struct RunSnapshot {
         if let amqp = session.amqp {
             for (role, queue) in [("tasks", names.tasksQueue), ("rollouts", names.rolloutsQueue), ("scored", names.scoredQueue),
                                   ("policies", names.policiesQueue), ("dead letters", names.deadLettersQueue)] {
-                let depth = try await amqp.inspect(queue: queue)
+                let depth: (messages: Int, consumers: Int)
+                do { depth = try await amqp.inspect(queue: queue) } catch AMQPError.declarationFailed(_, 404, _) {
+                    continue  // not declared yet: the run's learner has never connected
+                }
                 queues.append(QueueDepth(role: role, name: queue, messages: depth.messages, consumers: depth.consumers))
             }
         }

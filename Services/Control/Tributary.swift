@@ -6,7 +6,7 @@ import ArgumentParser
 struct Tributary: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
-        abstract: "Steer and watch a Tributary run: start, pause, resume, stop, set, status, watch, plot, eval, checkpoints, dead letters.",
+        abstract: "Steer and watch a Tributary run: start, pause, resume, stop, set, status, watch, plot, eval, checkpoints, dead letters, per-run users.",
         discussion: """
         Every command takes --run (default: TRIBUTARY_RUN_ID, else "default"), --amqp-url (TRIBUTARY_AMQP_URL) and \
         --redis-url (TRIBUTARY_REDIS_URL). Commands that change something publish to the tributary.control exchange.
@@ -18,5 +18,5 @@ struct Tributary: AsyncParsableCommand {
           tributary eval --version latest
         """,
         subcommands: [RunCommand.self, SetCommand.self, StatusCommand.self, WatchCommand.self, PlotCommand.self, EvalCommand.self,
-                      CheckpointCommand.self, WorkersCommand.self, DeadLettersCommand.self, DrainCommand.self, ShutdownCommand.self])
+                      CheckpointCommand.self, WorkersCommand.self, UsersCommand.self, DeadLettersCommand.self, DrainCommand.self, ShutdownCommand.self])
 }

@@ -71,15 +71,17 @@ public final class AMQPClient: Sendable {
         }
     }
 
-    /// Publishes a persistent message and returns once the broker has confirmed it.
+    /// Publishes a persistent message and returns once the broker has confirmed it. Its user_id is the login user, which
+    /// RabbitMQ checks, so a consumer knows who published it; `userID` other than that is refused (tests show it is).
     /// Throws `publishNacked`, `publishReturned` (unroutable, with mandatory), `messageTooLarge` or `clientClosed`.
     public func publish(exchange: String, routingKey: String, body: [UInt8], messageID: String = UUID().uuidString,
-                        headers: [String: AMQPFieldValue] = [:], mandatory: Bool = true) async throws {
+                        headers: [String: AMQPFieldValue] = [:], mandatory: Bool = true, userID: String? = nil) async throws {
         guard body.count <= maxMessageSize else { throw AMQPError.messageTooLarge(size: body.count, limit: maxMessageSize) }
         let sortedHeaders = headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             submit(.publish(OutgoingMessage(exchange: exchange, routingKey: routingKey, body: body, messageID: messageID,
-                                            headers: sortedHeaders, mandatory: mandatory, continuation: continuation)))
+                                            userID: userID ?? endpoint.user, headers: sortedHeaders, mandatory: mandatory,
+                                            continuation: continuation)))
         }
     }
 
@@ -193,6 +195,7 @@ struct OutgoingMessage: Sendable {
     var routingKey: String
     var body: [UInt8]
     var messageID: String
+    var userID: String
     var headers: [(String, AMQPFieldValue)]
     var mandatory: Bool
     var continuation: CheckedContinuation<Void, Error>
@@ -365,7 +368,7 @@ private final class AMQPWorker: @unchecked Sendable {
         unconfirmed[tag] = message
         nextPublishTag += 1
         try connection.publish(exchange: message.exchange, routingKey: message.routingKey, body: message.body, messageID: message.messageID,
-                               headers: message.headers, mandatory: message.mandatory)
+                               userID: message.userID, headers: message.headers, mandatory: message.mandatory)
     }
 
     func handleCommands() throws {
@@ -500,7 +503,8 @@ private final class AMQPWorker: @unchecked Sendable {
                 try connection?.settle(.nackRequeue, tag: deliveryTag)  // consumer already cancelled: hand it back
                 return
             }
-            let delivery = Delivery(body: message.body, headers: message.headers, messageID: message.messageID, redelivered: redelivered,
+            let delivery = Delivery(body: message.body, headers: message.headers, messageID: message.messageID, userID: message.userID,
+                                    redelivered: redelivered,
                                     exchange: exchange, routingKey: routingKey, queue: consumerQueues[consumerTag] ?? registration.queue,
                                     deliveryTag: deliveryTag, generation: generation, client: client)
             registration.continuation.yield(delivery)

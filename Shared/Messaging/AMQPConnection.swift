@@ -23,6 +23,7 @@ struct ReceivedMessage {
     var body: [UInt8]
     var headers: [String: String]
     var messageID: String?
+    var userID: String?
 }
 
 /// Frames the owning thread acts on.
@@ -209,14 +210,19 @@ final class AMQPConnection {
 
     func declare(_ exchange: ExchangeSpec) throws {
         withBytes([exchange.name, exchange.kind.rawValue]) { b in
-            _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], 0, exchange.durable ? 1 : 0, 0, 0, amqp_empty_table)
+            _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], exchange.passive ? 1 : 0, exchange.durable ? 1 : 0, 0, 0,
+                                      amqp_empty_table)
         }
-        try checkReply("exchange '\(exchange.name)'")
+        try checkReply(exchange.passive ? "exchange '\(exchange.name)' (passive: it must exist)" : "exchange '\(exchange.name)'")
     }
 
     /// Declares on the given channel (the work channel for exclusive queues, which belong to the connection anyway).
     @discardableResult
     func declare(_ queue: QueueSpec) throws -> String {
+        if queue.passive {
+            _ = try inspect(queue: queue.name, what: "queue '\(queue.name)' (passive: it must exist)")
+            return queue.name
+        }
         let ok = withTable(queue.arguments) { arguments in
             withBytes([queue.name]) { b in
                 amqp_queue_declare(state, Self.declareChannel, b[0], 0, queue.durable ? 1 : 0,
@@ -236,9 +242,9 @@ final class AMQPConnection {
     }
 
     /// Message and consumer counts, by a passive declare; throws declarationFailed 404 when the queue does not exist.
-    func inspect(queue: String) throws -> (messages: Int, consumers: Int) {
+    func inspect(queue: String, what: String? = nil) throws -> (messages: Int, consumers: Int) {
         let ok = withBytes([queue]) { b in amqp_queue_declare(state, Self.declareChannel, b[0], 1, 0, 0, 0, amqp_empty_table) }
-        try checkReply("queue '\(queue)'")
+        try checkReply(what ?? "queue '\(queue)'")
         guard let ok else { throw AMQPError.protocolError("queue.declare-ok missing for '\(queue)'") }
         return (Int(ok.pointee.message_count), Int(ok.pointee.consumer_count))
     }
@@ -256,25 +262,23 @@ final class AMQPConnection {
 
     // MARK: Work channel
 
-    func publish(exchange: String, routingKey: String, body: [UInt8], messageID: String, headers: [(String, AMQPFieldValue)],
+    /// `userID` goes in the user_id property, which RabbitMQ checks against the login: consumers can trust who published.
+    func publish(exchange: String, routingKey: String, body: [UInt8], messageID: String, userID: String, headers: [(String, AMQPFieldValue)],
                  mandatory: Bool) throws {
         var properties = amqp_basic_properties_t()
         properties._flags = amqp_flags_t(AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG
-                                         | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_HEADERS_FLAG)
+                                         | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_USER_ID_FLAG)
         properties.delivery_mode = 2  // persistent
         properties.timestamp = UInt64(Date().timeIntervalSince1970)
-        let status: Int32 = messageID.withCString { idPointer in
-            "application/x-protobuf".withCString { typePointer in
-                properties.message_id = amqp_cstring_bytes(idPointer)
-                properties.content_type = amqp_cstring_bytes(typePointer)
-                return withTable(headers) { table in
-                    properties.headers = table
-                    return body.withUnsafeBytes { raw in
-                        let bytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
-                        return withBytes([exchange, routingKey]) { b in
-                            amqp_basic_publish(state, Self.workChannel, b[0], b[1], mandatory ? 1 : 0, 0, &properties, bytes)
-                        }
-                    }
+        let status: Int32 = withBytes([messageID, "application/x-protobuf", userID, exchange, routingKey]) { b in
+            properties.message_id = b[0]
+            properties.content_type = b[1]
+            properties.user_id = b[2]
+            return withTable(headers) { table in
+                properties.headers = table
+                return body.withUnsafeBytes { raw in
+                    let bytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
+                    return amqp_basic_publish(state, Self.workChannel, b[3], b[4], mandatory ? 1 : 0, 0, &properties, bytes)
                 }
             }
         }
@@ -381,9 +385,11 @@ final class AMQPConnection {
         let flags = message.properties._flags
         var messageID: String?
         if flags & amqp_flags_t(AMQP_BASIC_MESSAGE_ID_FLAG) != 0 { messageID = Self.string(message.properties.message_id) }
+        var userID: String?
+        if flags & amqp_flags_t(AMQP_BASIC_USER_ID_FLAG) != 0 { userID = Self.string(message.properties.user_id) }
         var headers: [String: String] = [:]
         if flags & amqp_flags_t(AMQP_BASIC_HEADERS_FLAG) != 0 { headers = Self.decode(message.properties.headers) }
-        return ReceivedMessage(body: body, headers: headers, messageID: messageID)
+        return ReceivedMessage(body: body, headers: headers, messageID: messageID, userID: userID)
     }
 
     private static func decode(_ table: amqp_table_t) -> [String: String] {

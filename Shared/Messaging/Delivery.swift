@@ -6,6 +6,8 @@ public struct Delivery: Sendable {
     public let body: [UInt8]
     public let headers: [String: String]
     public let messageID: String?
+    /// Who published it (the user_id property; RabbitMQ refuses a publish whose user_id is not the login user).
+    public let userID: String?
     public let redelivered: Bool
     public let exchange: String
     public let routingKey: String

@@ -13,6 +13,13 @@ public struct Topology: Sendable, Equatable {
     public static func + (lhs: Topology, rhs: Topology) -> Topology {
         Topology(exchanges: lhs.exchanges + rhs.exchanges, queues: lhs.queues + rhs.queues, bindings: lhs.bindings + rhs.bindings)
     }
+
+    /// The same exchanges and queues, only checked for existence (passive declares, which need no configure
+    /// permission): for a user that may use the topology but not create it. Bindings cannot be checked, so none.
+    public var passive: Topology {
+        Topology(exchanges: exchanges.map { var exchange = $0; exchange.passive = true; return exchange },
+                 queues: queues.map { var queue = $0; queue.passive = true; return queue })
+    }
 }
 
 public struct ExchangeSpec: Sendable, Equatable {
@@ -20,6 +27,8 @@ public struct ExchangeSpec: Sendable, Equatable {
     public var name: String
     public var kind: Kind
     public var durable: Bool
+    /// Only check that it exists (a 404 when not).
+    public var passive = false
 
     public init(_ name: String, kind: Kind, durable: Bool = true) {
         self.name = name
@@ -48,6 +57,8 @@ public struct QueueSpec: Sendable, Equatable {
     /// Redeliveries before dead-lettering; only quorum queues enforce it (RabbitMQ 3.10).
     public var deliveryLimit: Int?
     public var maxLength: Int?
+    /// Only check that it exists (a 404 when not); the other fields are not compared.
+    public var passive = false
 
     public init(_ name: String, durable: Bool = true, exclusive: Bool = false, autoDelete: Bool = false,
                 type: QueueType = .classic, deadLetterExchange: String? = nil, deadLetterRoutingKey: String? = nil,

@@ -16,6 +16,12 @@ extension ServiceContext {
         let failures = MessageFailures(limit: try settings.int("service.max_message_failures", in: 1...1000))
         for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
             if stop.isStopping { break }
+            // The work exchanges are shared by runs, so the broker lets a per-run user publish with another run's routing
+            // key; its user_id (which the broker does check) says which run it belongs to.
+            if let publisher = delivery.userID, let publisherRun = RunUser.run(ofUser: publisher), publisherRun != fabric.names.run {
+                await fabric.deadLetter(delivery, reason: "published by \(publisher), a user of run \(publisherRun), not of run \(fabric.names.run)")
+                continue
+            }
             do {
                 _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
             } catch is CancellationError {
@@ -23,7 +29,7 @@ extension ServiceContext {
             } catch {
                 let count = failures.record(delivery)
                 if count >= failures.limit {
-                    await fabric.deadLetter(delivery, reason: "failed \(count) times; last: \(error)")
+                    await fabric.deadLetter(delivery, reason: "\(Fabric.repeatedFailurePrefix)\(count) times; last: \(error)")
                 } else {
                     logger.warning("message \(delivery.messageID ?? "?") from \(queue) failed (\(count) of \(failures.limit)): \(error); handed back")
                     try? await delivery.nack(requeue: true)

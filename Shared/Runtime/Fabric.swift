@@ -32,7 +32,9 @@ public final class Fabric: Sendable {
         Setting("log.level", "info", "trace, debug, info, notice, warning, error"),
     ]
 
-    public init(settings: Settings, role: String, runID: String, logger: Logger) throws {
+    /// Only the learner (or an admin, `declaresTopology`) declares the run's exchanges and queues; every other role only
+    /// checks they exist, and needs no configure permission on them (compose/rabbitmq/definitions.json gives it none).
+    public init(settings: Settings, role: String, runID: String, logger: Logger, declaresTopology: Bool? = nil) throws {
         var instance = try settings.string("service.instance")
         if instance.isEmpty { instance = "\(role)-\(ProcessInfo.processInfo.hostName)-\(getpid())" }
         identity = ServiceIdentity(role: role, instance: instance)
@@ -42,22 +44,26 @@ public final class Fabric: Sendable {
         }
         self.queueType = queueType
         self.logger = logger
-        amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")), topology: names.topology(queueType: queueType),
-                          name: instance, logger: logger)
+        let topology = names.topology(queueType: queueType)
+        amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")),
+                          topology: (declaresTopology ?? (role == "learner")) ? topology : topology.passive, name: instance, logger: logger)
         redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
     }
 
-    /// Connects to both, retrying while the brokers come up.
+    /// Connects to both, retrying while the brokers come up and while the run's learner has not declared its queues yet.
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
         try await retrying("Redis", until: deadline) { try await self.redis.connect() }
-        try await retrying("RabbitMQ", until: deadline, giveUpOn: { error in
-            // A refused login or a topology conflict will not fix itself.
-            guard let error = error as? AMQPError else { return true }
-            if case .authenticationRefused = error { return true }
-            if case .declarationFailed = error { return true }
-            return false
-        }) { try await self.amqp.connect() }
+        try await retrying("RabbitMQ", until: deadline, giveUpOn: Self.isPermanent) { try await self.amqp.connect() }
+    }
+
+    /// A refused login, a refused declaration (403) or a topology conflict (406) will not fix itself; a queue or exchange
+    /// the learner has not declared yet (404) will, and so will a broker that is not up yet.
+    public static func isPermanent(_ error: Error) -> Bool {
+        guard let error = error as? AMQPError else { return true }
+        if case .authenticationRefused = error { return true }
+        if case let .declarationFailed(_, code, _) = error { return code != 404 }
+        return false
     }
 
     /// Tries again with backoff (0.2 s doubling to 3 s) until `deadline`, or until an error that will not fix itself.
@@ -70,7 +76,11 @@ public final class Fabric: Sendable {
                 return
             } catch {
                 if giveUpOn(error) || ContinuousClock.now > deadline { throw error }
-                logger.warning("waiting for \(what): \(error)")
+                if case AMQPError.declarationFailed(_, 404, _) = error {
+                    logger.warning("waiting for the run's learner to declare its queues and exchanges: \(error)")
+                } else {
+                    logger.warning("waiting for \(what): \(error)")
+                }
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 3)
             }
@@ -88,6 +98,10 @@ public final class Fabric: Sendable {
         try await amqp.publish(exchange: exchange, routingKey: routingKey, body: try message.encoded(), messageID: message.messageID,
                                headers: ["run": .string(names.run), "sender": .string(identity.instance)])
     }
+
+    /// How a dead letter's reason starts when its handling kept failing (not the message's fault: `tributary dead-letters
+    /// replay` replays those without --force).
+    public static let repeatedFailurePrefix = "failed "
 
     /// Sends a message it cannot process to the dead-letter exchange with the reason, then acknowledges it:
     /// nothing is lost, and `tributary dead-letters` can list and replay it.

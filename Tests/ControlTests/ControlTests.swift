@@ -196,4 +196,15 @@ struct ControlCLITests {
             #expect(DeadLetter.replayTarget(queue: queue, names: names) == nil)
         }
     }
+
+    @Test func deadLettersReplayWithoutForceOnlyWhenAReplayCanHelp() {
+        // the broker's dead letters, and handling that kept failing: replayable
+        #expect(DeadLetter.isReplayable(headers: ["x-first-death-reason": "delivery_limit"]))
+        #expect(DeadLetter.isReplayable(headers: ["x-tributary-reason": "failed 5 times; last: Redis at 127.0.0.1:6389 lost"]))
+        // refused by a service as invalid, or no reason at all: not without --force
+        #expect(!DeadLetter.isReplayable(headers: ["x-tributary-reason": "RolloutGroup m1: field signature: does not verify"]))
+        #expect(!DeadLetter.isReplayable(headers: ["x-tributary-reason": "RolloutGroup m1: field signature: does not verify",
+                                                   "x-first-death-reason": "rejected"]))
+        #expect(!DeadLetter.isReplayable(headers: [:]))
+    }
 }

@@ -57,11 +57,11 @@ final class Cluster: @unchecked Sendable {
         try launch("broadcaster")
         try launch("reward")
         for _ in 0..<rollouts { try launch("rollout", extra: rolloutExtra) }
-        let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-readiness")
+        // The run's topology, declared as its learner will (the other roles wait until it exists; tests run as an admin).
+        let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), topology: names.topology(queueType: .classic), name: "e2e-readiness")
         try await amqp.connect()
         let queue = names.tasksQueue
         do {
-            // The workers declare the run's queues on connect; until then the queue is not there (an error, not ready).
             try await waitFor("\(rollouts) rollout workers to consume \(queue)", within: 120) {
                 ((try? await amqp.inspect(queue: queue))?.consumers ?? 0) >= rollouts
             }

@@ -1,9 +1,11 @@
 import Foundation
+import Logging
 import Messaging
 import Checkpoints
 import Config
-import Runtime
+@testable import Runtime
 import Store
+import Synchronization
 import TestSupport
 import Testing
 import Wire
@@ -32,22 +34,177 @@ struct DeploymentTests {
         try await checkRedis(stack: stack, names: names)
     }
 
+    /// `tributary users create RUN`: each role's user narrowed to one run, on the broker and in Redis; `users delete`.
+    @Test(.timeLimit(.minutes(10)))
+    func perRunUsersReachTheirRunOnly() async throws {
+        let stack = try DeploymentStack.start()
+        defer { stack.stop() }
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let mine = Names(run: "mine-\(suffix)"), other = Names(run: "other-\(suffix)")
+        let cli = try deploymentBinaryDirectory() + "/tributary"
+        let admin = ["--admin-amqp-url", stack.adminAMQPURL, "--management-url", "http://127.0.0.1:\(stack.managementPort)",
+                     "--admin-redis-url", stack.adminRedisURL]
+        let (status, output) = try runCommand([cli, "users", "create", mine.run, "--json"] + admin)
+        #expect(status == 0, "tributary users create failed:\n\(output)")
+        let created = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+        var amqpURLs: [String: String] = [:], redisURLs: [String: String] = [:]
+        for user in created?["users"] as? [[String: String]] ?? [] {
+            amqpURLs[user["role"] ?? ""] = user["amqp_url"]
+            redisURLs[user["role"] ?? ""] = user["redis_url"]
+        }
+        #expect(Set(amqpURLs.keys) == Set(RunUser.roles), "\(output)")
+
+        // The rights are compose's, with the run in place of "any run": definitions.json and users.acl say the same.
+        let definitions = try JSONSerialization.jsonObject(with: Data(contentsOf: repositoryRoot.appendingPathComponent("compose/rabbitmq/definitions.json"))) as? [String: Any]
+        let permissions = definitions?["permissions"] as? [[String: String]] ?? []
+        let topicPermissions = definitions?["topic_permissions"] as? [[String: String]] ?? []
+        let acl = try String(contentsOf: repositoryRoot.appendingPathComponent("compose/redis/users.acl"), encoding: .utf8).split(separator: "\n")
+        for user in RunUser.all(run: mine.run) {
+            let narrowed = { (pattern: String) in pattern.replacingOccurrences(of: "[A-Za-z0-9_-]+", with: mine.run) }
+            let shared = permissions.first { $0["user"] == user.role }
+            #expect([user.configure, user.write, user.read] == [shared?["configure"], shared?["write"], shared?["read"]].map { narrowed($0 ?? "") },
+                    "\(user.name)'s broker permissions differ from the \(user.role) user's in definitions.json")
+            #expect(user.deadLetterKeys == topicPermissions.first { $0["user"] == user.role && $0["exchange"] == Names.deadExchange }.map { narrowed($0["write"] ?? "") },
+                    "\(user.name)'s dead-letter keys differ from definitions.json's topic permission")
+            let line = acl.first { $0.hasPrefix("user \(user.role) on ") }.map(String.init) ?? ""
+            let rules = aclRules(line).dropFirst(4).map {
+                $0.replacingOccurrences(of: "tributary:*:", with: "tributary:\(mine.run):").replacingOccurrences(of: "~tributary:*", with: "~tributary:\(mine.run):*")
+            }
+            #expect(user.redisRules == rules, "\(user.name)'s Redis rules differ from users.acl's \(user.role) line")
+        }
+
+        let learner = stack.amqp("learner", names: mine)
+        try await learner.connect()
+        try await learner.declare(other.topology(queueType: .classic))
+        for names in [mine, other] {
+            try await learner.publish(exchange: Names.tasksExchange, routingKey: names.run, body: Array("task".utf8), messageID: "task-\(names.run)")
+            try await learner.publish(exchange: Names.controlExchange, routingKey: names.policyRoutingKey, body: Array("policy".utf8))
+        }
+        let user = { (role: String, names: Names) in
+            stack.amqp(url: amqpURLs[role] ?? "", name: "\(role)-\(names.run)", topology: DeploymentStack.topology(role: role, names: names))
+        }
+        // Its own run: what the role needs.
+        let rollout = user("rollout", mine)
+        try await rollout.connect()
+        let task = try await DeliveryInbox(rollout.consume(queue: mine.tasksQueue, prefetch: 1)).first("a task of its run")
+        #expect(task.messageID == "task-\(mine.run)")
+        try await task.ack()
+        try await rollout.publish(exchange: Names.rolloutsExchange, routingKey: mine.run, body: Array("group".utf8), messageID: "group-1")
+        let reward = user("reward", mine)
+        try await reward.connect()
+        #expect(try await DeliveryInbox(reward.consume(queue: mine.rolloutsQueue, prefetch: 1)).first("a group").userID == "\(mine.run).rollout")
+        try await rollout.publish(exchange: Names.deadExchange, routingKey: mine.tasksQueue, body: Array("bad".utf8), messageID: "dead-1")
+        let broadcaster = user("broadcaster", mine)
+        try await broadcaster.connect()
+        #expect(try await DeliveryInbox(broadcaster.consume(queue: mine.policiesQueue, prefetch: 1)).first("a policy").body == Array("policy".utf8))
+        let control = user("control", mine)
+        try await control.connect()
+        #expect(try await DeliveryInbox(control.consume(queue: mine.deadLettersQueue, prefetch: 1)).first("a dead letter").messageID == "dead-1")
+        // The other run: nothing.
+        for (role, queue) in [("rollout", other.tasksQueue), ("reward", other.rolloutsQueue), ("broadcaster", other.policiesQueue),
+                              ("control", other.deadLettersQueue)] {
+            let code = await refusedConsumeCode(user(role, mine), queue: queue, names: mine)
+            #expect(code == 403, "\(mine.run).\(role) consuming \(queue): expected 403, got \(code.map(String.init) ?? "deliveries")")
+        }
+        let code = await refusedPublishCode(user("rollout", mine), exchange: Names.deadExchange, routingKey: other.tasksQueue)
+        #expect(code == 403, "\(mine.run).rollout dead-lettering into \(other.run): expected 403, got \(code.map(String.init) ?? "success")")
+        #expect(await refusalCode { try await rollout.delete(queue: mine.tasksQueue) } == 403)
+        // The work exchanges are shared, so the broker lets it publish with the other run's routing key; the other run's
+        // consumer (ServiceContext.consume) reads the broker-checked user_id and dead-letters it instead of handling it.
+        try await rollout.publish(exchange: Names.rolloutsExchange, routingKey: other.run, body: Array("foreign".utf8), messageID: "foreign-1")
+        let scorerSettings = try Settings.load(role: "reward", abstract: "", specs: Fabric.settings, arguments: [
+            "--amqp.url", stack.amqpURL("reward"), "--redis.url", stack.redisURL("reward")], environment: [:])
+        let scorer = try Fabric(settings: scorerSettings, role: "reward", runID: other.run, logger: Logger(label: "deploy-scorer"))
+        try await scorer.connect(timeoutSeconds: 60)
+        let context = ServiceContext(settings: scorerSettings, fabric: scorer, status: StatusBoard(identity: scorer.identity, throughputUnit: "groups/s"),
+                                     stop: StopRequest(), logger: scorer.logger, control: AsyncStream { $0.finish() })
+        let handled = SeenMessages()
+        let consuming = Task {
+            try await context.consume(queue: other.rolloutsQueue, prefetch: 1) { delivery in
+                handled.add(delivery.messageID ?? "?")
+                try await delivery.ack()
+            }
+        }
+        let sharedRollout = stack.amqp("rollout", names: other)
+        try await sharedRollout.connect()
+        try await sharedRollout.publish(exchange: Names.rolloutsExchange, routingKey: other.run, body: Array("own".utf8), messageID: "own-1")
+        try await waitUntil("the other run's scorer to handle its own run's group") { handled.ids.contains("own-1") }
+        let adminClient = stack.amqp(url: stack.adminAMQPURL, name: "deploy-admin", topology: Topology())
+        try await adminClient.connect()
+        let foreign = try await DeliveryInbox(adminClient.consume(queue: other.deadLettersQueue, prefetch: 1)).first("the foreign group, dead-lettered")
+        #expect(foreign.messageID == "foreign-1")
+        #expect((foreign.headers["x-tributary-reason"] ?? "").contains("a user of run \(mine.run)"), "\(foreign.headers)")
+        #expect(!handled.ids.contains("foreign-1"), "a scorer handled a group another run's user published")
+        consuming.cancel()
+        for client in [sharedRollout, adminClient] { await client.close() }
+        await scorer.close()
+
+        // Redis: its run's keys, as the shared user's, and no other run's.
+        let owner = try await stack.redis("learner")
+        for names in [mine, other] {
+            _ = try await owner.hset(names.stateKey, fields: ["status": "running"])
+            try await TaskLedger(names: names, redis: owner).record([RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }])
+        }
+        let redisRollout = RedisClient(endpoint: try RedisEndpoint(url: redisURLs["rollout"] ?? ""))
+        try await redisRollout.connect()
+        #expect(try await redisRollout.hgetall(mine.stateKey)["status"] == Array("running".utf8))
+        try await expectNoPermission(redisRollout, ["HGETALL", other.stateKey], "\(mine.run).rollout reading \(other.run)'s state")
+        try await expectNoPermission(redisRollout, ["SET", mine.checkpoints.latest, "9"], "\(mine.run).rollout moving its run's ckpt:latest")
+        try await expectNoPermission(redisRollout, ["HGET", mine.ledgerKey, "task-1"], "\(mine.run).rollout reading its run's ledger")
+        let redisReward = RedisClient(endpoint: try RedisEndpoint(url: redisURLs["reward"] ?? ""))
+        try await redisReward.connect()
+        #expect(try await TaskLedger(names: mine, redis: redisReward).lookup("task-1") != .unknown)
+        try await expectNoPermission(redisReward, ["HGET", other.ledgerKey, "task-1"], "\(mine.run).reward reading \(other.run)'s ledger")
+        let redisControl = RedisClient(endpoint: try RedisEndpoint(url: redisURLs["control"] ?? ""))
+        try await redisControl.connect()
+        _ = try await redisControl.hgetall(mine.stateKey)
+        try await expectNoPermission(redisControl, ["HGETALL", other.stateKey], "\(mine.run).control reading \(other.run)'s state")
+        for client in [redisRollout, redisReward, redisControl, owner] { client.close() }
+        for client in [learner, rollout, reward, broadcaster, control] { await client.close() }
+
+        // Deleted: neither logs in any more.
+        let (deleteStatus, deleteOutput) = try runCommand([cli, "users", "delete", mine.run] + admin)
+        #expect(deleteStatus == 0, "tributary users delete failed:\n\(deleteOutput)")
+        await #expect(throws: AMQPError.self, "a deleted user logs in to the broker") { try await user("rollout", mine).connect() }
+        let deleted = RedisClient(endpoint: try RedisEndpoint(url: redisURLs["rollout"] ?? ""))
+        await #expect(throws: RedisError.self, "a deleted user logs in to Redis") {
+            try await deleted.connect()
+            _ = try await deleted.command(["PING"])
+        }
+        deleted.close()
+    }
+
     // MARK: RabbitMQ
 
     private func checkMessaging(stack: DeploymentStack, names: Names) async throws {
         let run = names.run
-        // Only the learner may create a run's queues (it needs read on them for that); others wait until it has.
+        // Only the learner creates a run's queues: before it has, the others' passive check finds nothing (a 404, which
+        // Fabric.connect retries), and a worker that tries to declare them itself is refused.
         let early = stack.amqp("rollout", names: names)
         do {
             try await early.connect()
-            Issue.record("a rollout worker created the run's queues")
+            Issue.record("a rollout worker's passive check passed before the run's queues existed")
         } catch AMQPError.declarationFailed(_, let code, _) {
-            #expect(code == 403)
+            #expect(code == 404)
         }
         await early.close()
+        #expect(await refusalCode { try await stack.amqp("rollout", names: names, topology: names.topology(queueType: .classic)).connect() } == 403,
+                "a rollout worker declared the run's topology")
+        // A worker's Fabric waits for the learner: it retries the 404 (and says which queue it waits for) until the
+        // learner has declared the run, then connects.
+        let waits = LogLines()
+        let worker = try Fabric(settings: try Settings.load(role: "rollout", abstract: "", specs: Fabric.settings, arguments: [
+            "--amqp.url", stack.amqpURL("rollout"), "--redis.url", stack.redisURL("rollout")], environment: [:]),
+                                role: "rollout", runID: run, logger: Logger(label: "deploy-worker") { _ in waits })
+        let workerConnects = Task { try await worker.connect(timeoutSeconds: 600) }
+        try await waitUntil("the worker's Fabric to wait for the run's queues") {
+            waits.lines.contains { $0.contains("waiting for the run's learner") && $0.contains("404") }
+        }
 
         let learner = stack.amqp("learner", names: names)
         try await learner.connect()
+        try await workerConnects.value
+        await worker.close()
         try await learner.publish(exchange: Names.tasksExchange, routingKey: run, body: Array("task".utf8), messageID: "task-1")
 
         let rollout = stack.amqp("rollout", names: names)
@@ -58,6 +215,7 @@ struct DeploymentTests {
                                                            bindings: [BindingSpec(queue: "", exchange: Names.controlExchange, routingKey: "all")]))
         let task = try await DeliveryInbox(rollout.consume(queue: names.tasksQueue, prefetch: 1)).first("a task")
         #expect(task.messageID == "task-1")
+        #expect(task.userID == "learner", "the broker-checked publisher of a task")
         try await task.ack()
         try await rollout.publish(exchange: Names.rolloutsExchange, routingKey: run, body: Array("group".utf8), messageID: "group-1")
         try await rollout.publish(exchange: Names.deadExchange, routingKey: names.tasksQueue, body: Array("bad task".utf8), messageID: "dead-1",
@@ -67,11 +225,13 @@ struct DeploymentTests {
         try await reward.connect()
         let group = try await DeliveryInbox(reward.consume(queue: names.rolloutsQueue, prefetch: 1)).first("a rollout group")
         #expect(group.messageID == "group-1")
+        #expect(group.userID == "rollout")
         try await group.ack()
         try await reward.publish(exchange: Names.scoredExchange, routingKey: run, body: Array("scored".utf8), messageID: "scored-1")
 
         let scored = try await DeliveryInbox(learner.consume(queue: names.scoredQueue, prefetch: 1)).first("a scored group")
         #expect(scored.messageID == "scored-1")
+        #expect(scored.userID == "reward")
         try await scored.ack()
         try await learner.publish(exchange: Names.controlExchange, routingKey: names.policyRoutingKey, body: Array("saved".utf8), messageID: "policy-1")
         _ = try await learner.purge(queue: names.tasksQueue)
@@ -90,24 +250,98 @@ struct DeploymentTests {
         try await control.publish(exchange: Names.controlExchange, routingKey: "all", body: Array("drain".utf8), messageID: "command-1",
                                   mandatory: false)
         #expect(try await rolloutControl.first("a control command").messageID == "command-1")
+        // status reads queue depths by passive declares, which need no permission
+        #expect(try await control.inspect(queue: names.deadLettersQueue).messages == 1)
         let dead = try await DeliveryInbox(control.consume(queue: names.deadLettersQueue, prefetch: 1)).first("a dead letter")
         #expect(dead.messageID == "dead-1")
+        #expect(dead.routingKey == names.tasksQueue && dead.userID == "rollout")
+        // a replay goes back through the work queue's exchange
+        try await control.publish(exchange: Names.tasksExchange, routingKey: run, body: dead.body, messageID: "dead-1")
         try await dead.ack()
 
         // What each role must not do: publish where another role publishes, or read another role's queue.
         for (role, exchange) in [("rollout", Names.scoredExchange), ("rollout", Names.checkpointsExchange), ("rollout", Names.controlExchange),
                                  ("rollout", Names.tasksExchange), ("reward", Names.tasksExchange), ("reward", Names.checkpointsExchange),
                                  ("broadcaster", Names.scoredExchange), ("learner", Names.checkpointsExchange),
-                                 ("learner", Names.scoredExchange), ("control", Names.checkpointsExchange)] {
+                                 ("learner", Names.scoredExchange), ("control", Names.checkpointsExchange), ("control", Names.deadExchange)] {
             let code = await refusedPublishCode(stack.amqp(role, names: names), exchange: exchange, routingKey: run)
             #expect(code == 403, "\(role) publishing to \(exchange): expected a 403 channel error, got \(code.map(String.init) ?? "success")")
         }
         for (role, queue) in [("rollout", names.scoredQueue), ("rollout", names.rolloutsQueue), ("rollout", names.policiesQueue),
-                              ("reward", names.scoredQueue), ("reward", names.tasksQueue), ("broadcaster", names.scoredQueue)] {
-            let code = await refusedConsumeCode(stack.amqp(role, names: names), queue: queue)
+                              ("rollout", names.deadLettersQueue), ("reward", names.scoredQueue), ("reward", names.tasksQueue),
+                              ("broadcaster", names.scoredQueue), ("control", names.tasksQueue), ("control", names.scoredQueue)] {
+            let code = await refusedConsumeCode(stack.amqp(role, names: names), queue: queue, names: names)
             #expect(code == 403, "\(role) consuming \(queue): expected 403, got \(code.map(String.init) ?? "deliveries")")
         }
+        // A dead letter names its queue by its routing key; each role's is its own queue's (a topic permission).
+        for (role, key) in [("rollout", names.scoredQueue), ("rollout", names.rolloutsQueue), ("reward", names.scoredQueue),
+                            ("broadcaster", names.tasksQueue)] {
+            let code = await refusedPublishCode(stack.amqp(role, names: names), exchange: Names.deadExchange, routingKey: key)
+            #expect(code == 403, "\(role) dead-lettering as if from \(key): expected 403, got \(code.map(String.init) ?? "success")")
+        }
+        // Nothing but the learner (and the admin) creates, changes or deletes the run's topology.
+        for role in ["rollout", "reward", "broadcaster", "control"] {
+            let client = stack.amqp(role, names: names)
+            try await client.connect()
+            let attempts: [(String, @Sendable () async throws -> Void)] = [
+                ("binding the run's scored queue to the rollouts exchange (forged scored groups)",
+                 { try await client.declare(Topology(bindings: [BindingSpec(queue: names.scoredQueue, exchange: Names.rolloutsExchange, routingKey: run)])) }),
+                ("binding the run's tasks queue to the rollouts exchange",
+                 { try await client.declare(Topology(bindings: [BindingSpec(queue: names.tasksQueue, exchange: Names.rolloutsExchange, routingKey: "x")])) }),
+                ("deleting the run's tasks queue", { try await client.delete(queue: names.tasksQueue) }),
+                ("deleting the run's scored queue", { try await client.delete(queue: names.scoredQueue) }),
+                ("declaring the run's tasks queue", { try await client.declare(Topology(queues: [QueueSpec(names.tasksQueue)])) }),
+                ("declaring a new queue of the run", { try await client.declare(Topology(queues: [QueueSpec("tributary.\(run).extra")])) }),
+                ("declaring the rollouts exchange", { try await client.declare(Topology(exchanges: [ExchangeSpec(Names.rolloutsExchange, kind: .direct)])) }),
+                ("declaring a new exchange", { try await client.declare(Topology(exchanges: [ExchangeSpec("tributary.extra", kind: .fanout)])) }),
+                ("binding the run's dead-letter queue to the scored exchange",
+                 { try await client.declare(Topology(bindings: [BindingSpec(queue: names.deadLettersQueue, exchange: Names.scoredExchange, routingKey: run)])) }),
+            ]
+            for (what, attempt) in attempts {
+                let code = await refusalCode(attempt)
+                #expect(code == 403, "\(role) \(what): expected 403, got \(code.map(String.init) ?? "success")")
+            }
+            await client.close()
+        }
+        // A private queue bound to an exchange a role may not read would let it read (or copy) another role's messages.
+        for (role, exchange) in [("rollout", Names.rolloutsExchange), ("rollout", Names.scoredExchange), ("rollout", Names.tasksExchange),
+                                 ("reward", Names.scoredExchange)] {
+            let client = stack.amqp(role, names: names)
+            let code = await refusalCode {
+                try await client.connect()
+                try await self.consumerEnd(client.consume(queue: "", prefetch: 1, declare: .exclusiveTemporary,
+                                                          bindings: [BindingSpec(queue: "", exchange: exchange, routingKey: run)]),
+                                           on: client, names: names)
+            }
+            await client.close()
+            #expect(code == 403, "\(role) binding a private queue to \(exchange): expected 403, got \(code.map(String.init) ?? "success")")
+        }
+        // Every publish carries its user as user_id, and the broker checks it: nobody publishes as another.
+        for (role, exchange, forged) in [("rollout", Names.rolloutsExchange, "reward"), ("reward", Names.scoredExchange, "learner"),
+                                         ("control", Names.controlExchange, "admin")] {
+            let client = stack.amqp(role, names: names)
+            let code = await refusalCode {
+                try await client.connect()
+                try await client.publish(exchange: exchange, routingKey: run, body: Array("forged".utf8), mandatory: false, userID: forged)
+            }
+            await client.close()
+            #expect(code == 406, "\(role) publishing as user \(forged): expected 406 PRECONDITION_FAILED, got \(code.map(String.init) ?? "success")")
+        }
         for client in [learner, rollout, reward, broadcaster, control] { await client.close() }
+    }
+
+    /// The broker's reply code when `attempt` is refused (on the declaration or the work channel), nil when it succeeds.
+    private func refusalCode(_ attempt: () async throws -> Void) async -> Int? {
+        do {
+            try await attempt()
+            return nil
+        } catch AMQPError.declarationFailed(_, let code, _) {
+            return code
+        } catch AMQPError.channelClosed(let code, _) {
+            return code
+        } catch {
+            return -1
+        }
     }
 
     /// The broker's reply code when `client` publishes to `exchange`, nil if the publish was confirmed.
@@ -124,22 +358,27 @@ struct DeploymentTests {
         }
     }
 
-    private func refusedConsumeCode(_ client: AMQPClient, queue: String) async -> Int? {
+    private func refusedConsumeCode(_ client: AMQPClient, queue: String, names: Names) async -> Int? {
         defer { Task { await client.close() } }
-        do {
+        return await refusalCode {
             try await client.connect()
-            for try await delivery in client.consume(queue: queue, prefetch: 1) {
-                try await delivery.nack(requeue: true)
-                return nil
-            }
-            return -1
-        } catch AMQPError.declarationFailed(_, let code, _) {
-            return code
-        } catch AMQPError.channelClosed(let code, _) {
-            return code
-        } catch {
-            return -1
+            try await consumerEnd(client.consume(queue: queue, prefetch: 1), on: client, names: names)
         }
+    }
+
+    /// Throws the error a consumer was refused with; returns if the broker let it run. The client's thread handles
+    /// commands in order, so once a later query is answered (or failed, while the client reconnects after a refusal on
+    /// the work channel) the consume has been answered too.
+    private func consumerEnd(_ stream: AsyncThrowingStream<Delivery, Error>, on client: AMQPClient, names: Names) async throws {
+        let reader = Task {
+            for try await delivery in stream {
+                try? await delivery.nack(requeue: true)
+                return
+            }
+        }
+        _ = try? await client.inspect(queue: names.tasksQueue)
+        reader.cancel()
+        try await reader.value
     }
 
     // MARK: Redis
@@ -282,20 +521,25 @@ private struct DeploymentStack {
     static let state = repositoryRoot.appendingPathComponent(".state/deployment-test")
     static let nodeName = "tributary-deploy@localhost"
     let amqpPort: Int, redisPort: Int, epmdPort: Int, distPort: Int
+    /// The management HTTP API (`tributary users`), as compose enables it.
+    let managementPort: Int
     let secrets: [String: String]
 
-    init(secrets: [String: String], ports: [Int]) {
+    init(secrets: [String: String], ports: [Int], managementPort: Int) {
         (amqpPort, redisPort, epmdPort, distPort) = (ports[0], ports[1], ports[2], ports[3])
+        self.managementPort = managementPort
         self.secrets = secrets
     }
 
     var recorded: [String: String] {
-        ["AMQP_PORT": String(amqpPort), "REDIS_PORT": String(redisPort), "EPMD_PORT": String(epmdPort), "DIST_PORT": String(distPort)]
+        ["AMQP_PORT": String(amqpPort), "REDIS_PORT": String(redisPort), "EPMD_PORT": String(epmdPort), "DIST_PORT": String(distPort),
+         "MANAGEMENT_PORT": String(managementPort)]
     }
 
     var rabbitEnvironment: [String: String] {
         ["TRIBUTARY_AMQP_PORT": String(amqpPort), "TRIBUTARY_EPMD_PORT": String(epmdPort), "TRIBUTARY_AMQP_DIST_PORT": String(distPort),
-         "TRIBUTARY_AMQP_NODENAME": Self.nodeName, "TRIBUTARY_STATE_DIR": Self.state.path]
+         "TRIBUTARY_AMQP_NODENAME": Self.nodeName, "TRIBUTARY_STATE_DIR": Self.state.path,
+         "TRIBUTARY_AMQP_MANAGEMENT_PORT": String(managementPort)]
     }
 
     static func start() throws -> DeploymentStack {
@@ -303,11 +547,12 @@ private struct DeploymentStack {
         // whatever an interrupted earlier run of this checkout left, on the ports it recorded
         if let old = RecordedPorts.read(in: state) {
             let ports = ["AMQP_PORT", "REDIS_PORT", "EPMD_PORT", "DIST_PORT"].compactMap { old[$0].flatMap(Int.init) }
-            if ports.count == 4 { DeploymentStack(secrets: secrets, ports: ports).stop() }
+            if ports.count == 4 { DeploymentStack(secrets: secrets, ports: ports, managementPort: old["MANAGEMENT_PORT"].flatMap(Int.init) ?? 0).stop() }
         }
         try? FileManager.default.removeItem(at: state)
         try FileManager.default.createDirectory(at: state.appendingPathComponent("redis"), withIntermediateDirectories: true)
-        let stack = DeploymentStack(secrets: secrets, ports: try freeLoopbackPorts(4))
+        let ports = try freeLoopbackPorts(5)
+        let stack = DeploymentStack(secrets: secrets, ports: Array(ports.prefix(4)), managementPort: ports[4])
         try RecordedPorts.write(stack.recorded, in: state)
         let definitions = state.appendingPathComponent("definitions.json").path
         let acl = state.appendingPathComponent("users.acl").path
@@ -349,11 +594,35 @@ private struct DeploymentStack {
         }
     }
 
-    func amqp(_ role: String, names: Names) -> AMQPClient {
-        let url = "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary"
-        // The whole topology, declared on connect, as every service does.
-        return AMQPClient(endpoint: try! AMQPEndpoint(url: url), topology: names.topology(queueType: .classic), name: "deploy-\(role)")
+    /// A role's client with what the role declares on connect: the learner (and the admin) the run's whole topology, the
+    /// other services a passive check of it (Fabric), the CLI nothing (ControlSession).
+    func amqp(_ role: String, names: Names, topology: Topology? = nil) -> AMQPClient {
+        amqp(url: amqpURL(role), name: "deploy-\(role)", topology: topology ?? Self.topology(role: role, names: names))
     }
+
+    func amqpURL(_ role: String) -> String {
+        "amqp://\(role):\(secrets["AMQP_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary"
+    }
+
+    func redisURL(_ role: String) -> String {
+        "redis://\(role):\(secrets["REDIS_\(role.uppercased())_PASSWORD"] ?? "")@127.0.0.1:\(redisPort)"
+    }
+
+    func amqp(url: String, name: String, topology: Topology) -> AMQPClient {
+        AMQPClient(endpoint: try! AMQPEndpoint(url: url), topology: topology, name: name)
+    }
+
+    static func topology(role: String, names: Names) -> Topology {
+        let whole = names.topology(queueType: .classic)
+        switch role {
+        case "learner", "admin": return whole
+        case "control": return Topology()
+        default: return whole.passive
+        }
+    }
+
+    var adminAMQPURL: String { "amqp://admin:\(secrets["AMQP_ADMIN_PASSWORD"] ?? "")@127.0.0.1:\(amqpPort)/tributary" }
+    var adminRedisURL: String { "redis://admin:\(secrets["REDIS_ADMIN_PASSWORD"] ?? "")@127.0.0.1:\(redisPort)" }
 
     func redis(_ role: String) async throws -> RedisClient {
         let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: redisPort, user: role,
@@ -394,11 +663,47 @@ private final class DeliveryInbox: Sendable {
     }
 }
 
+final class SeenMessages: Sendable {
+    private let stored = Mutex<[String]>([])
+    func add(_ id: String) { stored.withLock { $0.append(id) } }
+    var ids: [String] { stored.withLock { $0 } }
+}
+
+/// Every line logged through it, for a test to wait on what a service says.
+private final class LogLines: LogHandler, @unchecked Sendable {
+    private let stored = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    var lines: [String] { stored.withLock { $0 } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        stored.withLock { $0.append("\(message)") }
+    }
+}
+
 private struct DeploymentError: Error, CustomStringConvertible {
     var what: String
     var description: String { what }
 }
 
+
+/// The words of an ACL file line, a selector in parentheses kept whole (ACL SETUSER takes it as one argument).
+private func aclRules(_ line: String) -> [String] {
+    var rules: [String] = []
+    for word in line.split(separator: " ").map(String.init) {
+        if let last = rules.last, last.hasPrefix("("), !last.hasSuffix(")") {
+            rules[rules.count - 1] += " " + word
+        } else {
+            rules.append(word)
+        }
+    }
+    return rules
+}
 
 /// The built executables: TRIBUTARY_BIN_DIR, else beside this test binary (same build configuration), else .build/release.
 private func deploymentBinaryDirectory() throws -> String {

@@ -27,15 +27,16 @@ struct RoleHarness {
                                          environment: environment)
         var logger = Logger(label: "test.\(name)")
         logger.logLevel = .notice
+        // The test's side first: as an admin it declares the run's topology, which a role other than the learner only checks.
+        let testSettings = try Settings.load(role: "test", abstract: "", specs: Fabric.settings + [Setting("run.id", "default", "")],
+                                             arguments: ["--run.id", run, "--service.instance", "test-\(run)"], environment: environment)
+        let fabric = try Fabric(settings: testSettings, role: "test", runID: run, logger: logger, declaresTopology: true)
+        try await fabric.connect(timeoutSeconds: 10)
         let host = try await ServiceHost(role, name: name, settings: settings, throughputUnit: "items/s", logger: logger, signals: false)
         let task = Task<Error?, Never> {
             do { try await host.run() } catch { return error }
             return nil
         }
-        let testSettings = try Settings.load(role: "test", abstract: "", specs: Fabric.settings + [Setting("run.id", "default", "")],
-                                             arguments: ["--run.id", run, "--service.instance", "test-\(run)"], environment: environment)
-        let fabric = try Fabric(settings: testSettings, role: "test", runID: run, logger: logger)
-        try await fabric.connect(timeoutSeconds: 10)
         return RoleHarness(run: run, names: Names(run: run), host: host, task: task, fabric: fabric)
     }
 

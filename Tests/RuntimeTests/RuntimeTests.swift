@@ -1,4 +1,5 @@
 import Config
+import Messaging
 import Runtime
 import Synchronization
 import Testing
@@ -6,6 +7,24 @@ import Testing
 /// The runtime's pieces that need no broker: how a stop reaches the work in hand, and the run-state record.
 @Suite("Runtime")
 struct RuntimeTests {
+    @Test func connectingRetriesWhatTheLearnerWillFixAndNothingElse() {
+        // the run's queues not declared yet (the learner is coming up), or no broker yet: retried
+        #expect(!Fabric.isPermanent(AMQPError.declarationFailed(what: "queue 'tributary.r.tasks' passively", code: 404, text: "NOT_FOUND")))
+        #expect(!Fabric.isPermanent(AMQPError.connectionRefused(host: "127.0.0.1", port: 5672)))
+        // refused by permissions, a conflicting declaration, a wrong password: final
+        #expect(Fabric.isPermanent(AMQPError.declarationFailed(what: "queue 'tributary.r.tasks'", code: 403, text: "ACCESS_REFUSED")))
+        #expect(Fabric.isPermanent(AMQPError.declarationFailed(what: "queue 'tributary.r.tasks'", code: 406, text: "PRECONDITION_FAILED")))
+        #expect(Fabric.isPermanent(AMQPError.authenticationRefused(user: "rollout", vhost: "tributary", reason: "403")))
+    }
+
+    @Test func aPerRunUserNamesItsRun() {
+        #expect(RunUser.run(ofUser: "r-7.rollout") == "r-7")
+        #expect(RunUser.run(ofUser: "r_7.control") == "r_7")
+        for shared in ["rollout", "learner", "admin", "guest", "r7.learner", ".rollout", "a.b.rollout"] {
+            #expect(RunUser.run(ofUser: shared) == nil, "\(shared)")
+        }
+    }
+
     @Test func workInHandFinishesWhenNothingAsksForItBack() async throws {
         let stop = StopRequest()
         let handedBack = Atomic<Int>(0)
