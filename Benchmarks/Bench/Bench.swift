@@ -6,7 +6,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -49,4 +49,11 @@ struct TokenizerSuite: ParsableCommand {
     @Option(name: .customLong("tokenizer"), help: "A tokenizer.json to measure (repeatable); default: the three fixture tokenizers.") var tokenizers: [String] = []
     @Option(help: "A UTF-8 text file to encode; default: about 4 MB built from the fixture corpus.") var text: String?
     func run() throws { try runTokenizerBench(json: options.json, tokenizerPaths: tokenizers, textPath: text) }
+}
+
+struct AdversarySuite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adversary", abstract: "Every attack of the trust model during a short real training run, against the same run without them; signing costs.")
+    @OptionGroup var options: SuiteOptions
+    func run() throws { try runAdversaryBench(json: options.json) }
 }

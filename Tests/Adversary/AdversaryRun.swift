@@ -16,6 +16,7 @@ public struct AdversaryRecipe: Sendable {
     /// Run settings for the learner, e.g. ["--run.steps", "40"].
     public var learnerOverrides: [String]
     public var honestWorkers = 2
+    public var scorers = 1
     /// Attack once the run reached this step (so a version past 0 exists to lie about).
     public var attackAtStep = 2
     /// false: the same run without adversary or relay (the bench's baseline).
@@ -69,7 +70,8 @@ public enum AdversaryRun {
         let fleet = try ServiceFleet(binaries: binaries, logs: logs, environment: ["TRIBUTARY_BLAS_THREADS": "1"])
         let redis = RedisClient(endpoint: redisEndpoint)
         try await redis.connect()
-        let amqp = AMQPClient(endpoint: amqpEndpoint, name: "adversary-run")
+        // the run's topology, declared as its learner will (the other roles only check that it exists; this runs as an admin)
+        let amqp = AMQPClient(endpoint: amqpEndpoint, topology: names.topology(queueType: .classic), name: "adversary-run")
         try await amqp.connect()
         let relayServer = recipe.attack ? try RelayServer.start(in: logs) : nil
         defer {
@@ -124,17 +126,15 @@ public enum AdversaryRun {
             try fleet.launch("tributary-\(role)", name: name, arguments: common + ["--service.instance", name] + extra)
         }
         try launch("broadcaster", "broadcaster", ["--broadcaster.signing_key_file", keyFile.path])
-        try launch("reward", "reward")
+        for index in 0..<recipe.scorers { try launch("reward", "reward-\(index)") }
         let verify = ["--rollout.checkpoint_public_key", signing.publicKey.hex]
         for index in 0..<recipe.honestWorkers {
             try launch("rollout", "rollout-\(index)", verify + ["--rollout.state_dir", fleet.logs.appendingPathComponent("rollout-\(index)").path])
         }
-        var workers = recipe.honestWorkers
-        if let relayServer {
-            try launch("rollout", "rollout-relayed", verify + ["--rollout.state_dir", fleet.logs.appendingPathComponent("rollout-relayed").path,
-                                                              "--rollout.checkpoint_redis_url", relayServer.url, "--rollout.relay_lag_seconds", "1"])
-            workers += 1
-        }
+        // one more honest worker, reading checkpoints through the hostile relay (from the origin in a run without attacks)
+        let relayed = relayServer.map { ["--rollout.checkpoint_redis_url", $0.url, "--rollout.relay_lag_seconds", "1"] } ?? []
+        try launch("rollout", "rollout-relayed", verify + ["--rollout.state_dir", fleet.logs.appendingPathComponent("rollout-relayed").path] + relayed)
+        let workers = recipe.honestWorkers + 1
         try await waitFor("\(workers) rollout workers to consume \(names.tasksQueue)") {
             ((try? await amqp.inspect(queue: names.tasksQueue))?.consumers ?? 0) >= workers
         }
