@@ -195,6 +195,8 @@ extension RewardScorer {
         guard group.task.groupSize == issued.groupSize else {
             throw bad("task.group_size", "\(group.task.groupSize) differs from the issued \(issued.groupSize)")
         }
+        // temperature, top-k/top-p, length and seed: the learner trains under the sampler's distribution it issued
+        guard group.task.sampling == issued.sampling else { throw bad("task.sampling", "differs from the issued task's sampling settings") }
         return issued
     }
 }

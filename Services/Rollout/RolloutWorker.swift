@@ -192,13 +192,13 @@ struct RolloutWorker: Role {
             var sources: [(store: CheckpointStore, isOrigin: Bool)] = [(store, false)]
             if let originStore {
                 let relayLatest = try await store.latest().map { Int(clamping: $0) } ?? -1
+                // counted once each time it goes back; while it stays behind, the lag rule below keeps the origin in use
                 if relayLatest < policy.relayHighest.load(ordering: .relaxed) {
                     relayRollbacks.increment()
                     context.logger.error("the relay's latest went back to \(relayLatest) from \(policy.relayHighest.load(ordering: .relaxed)): reading the origin")
                     sources = [(originStore, true)]
-                } else {
-                    policy.relayHighest.store(relayLatest, ordering: .relaxed)
                 }
+                policy.relayHighest.store(relayLatest, ordering: .relaxed)
                 if relayLatest < minimum, policy.announcedVersion.load(ordering: .relaxed) >= minimum {
                     let since = relayBehindSince ?? ContinuousClock.now
                     relayBehindSince = since

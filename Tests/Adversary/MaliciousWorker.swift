@@ -120,6 +120,10 @@ public final class MaliciousWorker: @unchecked Sendable {
         swapped.promptTokens = PromptFormat.bytes.promptTokens("1+1=")
         try await publish("swapped prompt", swapped, .deadLettered("task.prompt"))
 
+        var hotter = group(task, texts: wrong)
+        hotter.task.sampling.temperature *= 3  // a flatter distribution than issued: its log-probs would skew the ratios
+        try await publish("other sampling settings", hotter, .deadLettered("task.sampling"))
+
         try await publish("future policy version", group(task, texts: wrong, version: (latest ?? 0) + 50), .deadLettered("is from the future"))
         if let latest, latest > 0 {
             try await publish("unloaded policy version", group(task, texts: wrong, version: latest), .deadLettered("recorded loading"))

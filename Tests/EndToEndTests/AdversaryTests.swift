@@ -21,7 +21,7 @@ struct AdversaryTests {
             #expect(outcome.refused, "\(outcome.name): \(outcome.detail) (logs in \(logs.path))")
         }
         let names = Set((report.outcomes + report.relayOutcomes).map(\.name))
-        for attack in ["forged answer", "swapped prompt", "future policy version", "unloaded policy version", "u64 max policy version",
+        for attack in ["forged answer", "swapped prompt", "other sampling settings", "future policy version", "unloaded policy version", "u64 max policy version",
                        "task never issued", "task filled twice", "replayed group", "another worker's id", "bad signature", "banned key",
                        "oversize group", "malformed group", "NaN log-probs",
                        "swapped shard", "swapped manifest", "zstd bomb in a shard", "rolled-back latest"] {
