@@ -180,10 +180,10 @@ extension RewardScorer {
         let issued: RolloutTask
         switch try await ledger.lookup(group.task.taskID) {
         case let .open(task): issued = task
-        case let .closed(promptSHA256):
-            // a late copy is not scored; one whose prompt is not the issued one is a forgery, and refused as such
-            if let promptSHA256, promptSHA256 != TaskLedger.promptSHA256(group.task.prompt) {
-                throw bad("task.prompt", "differs from the issued task's prompt")
+        case let .closed(fingerprint):
+            // a late copy is not scored; one that changed what it was given is a forgery, and refused as such
+            if let fingerprint, fingerprint != (try TaskLedger.fingerprint(group.task)) {
+                throw bad("task", "differs from the issued task's prompt, group size or sampling settings (the task is closed)")
             }
             return nil
         case .unknown: throw bad("task.task_id", "'\(group.task.taskID)' is not a task this run issued")

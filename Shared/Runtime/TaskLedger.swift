@@ -27,8 +27,9 @@ public struct TaskLedger: Sendable {
         /// Issued and not yet filled: the task as issued.
         case open(RolloutTask)
         /// Filled (trained on) or dropped and replaced: a late group for it (a redelivery after a crash) feeds nothing.
-        /// The issued prompt's SHA-256 stays, so a late group with another prompt is still told from a copy.
-        case closed(promptSHA256: String?)
+        /// The fingerprint of what a worker got stays, so a late group with another prompt, group size or sampling is
+        /// still told from a copy.
+        case closed(fingerprint: String?)
         /// Never issued by this run.
         case unknown
     }
@@ -36,24 +37,25 @@ public struct TaskLedger: Sendable {
     /// The task as issued, or whether it was closed or never issued.
     public func lookup(_ taskID: String) async throws -> Entry {
         guard let bytes = try await redis.hget(key, field: taskID) else { return .unknown }
-        if bytes.isEmpty { return .closed(promptSHA256: nil) }
-        if bytes.starts(with: Self.closedPrefix) { return .closed(promptSHA256: String(decoding: bytes.dropFirst(Self.closedPrefix.count), as: UTF8.self)) }
+        if bytes.isEmpty { return .closed(fingerprint: nil) }
+        if bytes.starts(with: Self.closedPrefix) { return .closed(fingerprint: String(decoding: bytes.dropFirst(Self.closedPrefix.count), as: UTF8.self)) }
         // the learner wrote it (only the learner may): parsed as is, not checked as a message from the wire
         return .open(try RolloutTask.fromStored(bytes))
     }
 
-    /// Tasks that can no longer be trained on (applied, or dropped and replaced) keep only a mark with their prompt's
-    /// SHA-256, so a late copy is told from a forged id or a swapped prompt.
+    /// Tasks that can no longer be trained on (applied, or dropped and replaced) keep only a mark with their fingerprint,
+    /// so a late copy is told from a forged id or a changed task.
     public func close(_ tasks: [RolloutTask]) async throws {
         guard !tasks.isEmpty else { return }
         var command: [any RedisArgument] = ["HSET", key]
-        for task in tasks { command += [task.taskID, Self.closedPrefix + Array(Self.promptSHA256(task.prompt).utf8)] }
+        for task in tasks { command += [task.taskID, Self.closedPrefix + Array(try Self.fingerprint(task).utf8)] }
         _ = try await redis.command(command)
     }
 
     static let closedPrefix = Array("closed:".utf8)
 
-    public static func promptSHA256(_ prompt: String) -> String { sha256Hex(Array(prompt.utf8)) }
+    /// SHA-256 over what a worker must echo unchanged: prompt, group size and sampling settings.
+    public static func fingerprint(_ task: RolloutTask) throws -> String { sha256Hex(try task.echoedBytes()) }
 
     /// What a rollout worker gets of a task: no answer, no verifier metadata.
     public static func forWorkers(_ task: RolloutTask) -> RolloutTask {

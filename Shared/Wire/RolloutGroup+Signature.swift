@@ -12,3 +12,16 @@ extension RolloutGroup {
         return try unsigned.serializedBytes(options: options)
     }
 }
+
+extension RolloutTask {
+    /// What a worker must echo back unchanged in its group, as bytes: prompt, group size and sampling settings.
+    public func echoedBytes() throws -> [UInt8] {
+        var echoed = RolloutTask()
+        echoed.prompt = prompt
+        echoed.groupSize = groupSize
+        echoed.sampling = sampling
+        var options = BinaryEncodingOptions()
+        options.useDeterministicOrdering = true
+        return try echoed.serializedBytes(options: options)
+    }
+}

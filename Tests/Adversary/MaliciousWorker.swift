@@ -118,11 +118,11 @@ public final class MaliciousWorker: @unchecked Sendable {
         var swapped = group(task, texts: wrong)
         swapped.task.prompt = "1+1="
         swapped.promptTokens = PromptFormat.bytes.promptTokens("1+1=")
-        try await publish("swapped prompt", swapped, .deadLettered("task.prompt"))
+        try await publish("swapped prompt", swapped, .deadLettered("differs from the issued task"))
 
         var hotter = group(task, texts: wrong)
         hotter.task.sampling.temperature *= 3  // a flatter distribution than issued: its log-probs would skew the ratios
-        try await publish("other sampling settings", hotter, .deadLettered("task.sampling"))
+        try await publish("other sampling settings", hotter, .deadLettered("differs from the issued task"))
 
         try await publish("future policy version", group(task, texts: wrong, version: (latest ?? 0) + 50), .deadLettered("is from the future"))
         if let latest, latest > 0 {
