@@ -111,11 +111,7 @@ struct RewardRoleTests {
         let harness = try await RoleHarness.start(RewardScorer.self, name: "reward", specs: SettingsCatalog.reward, run: RoleHarness.newRun("reward-keys"),
                                                   arguments: [])
         defer { Task { await harness.cleanUp() } }
-        let config = try RunConfig(Settings.fromTOML("[run]\nid = \"\(harness.run)\"\n", specs: RunConfig.settings, source: "test"))
-        try await RunState(config: "[run]\nid = \"\(harness.run)\"\n",
-                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
-            .write(to: harness.fabric.redis, names: harness.names)
-        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(3)
+        try await publishDefaultRun(harness, latest: 3)
         let issued = RolloutTask.with { $0.taskID = "t-1"; $0.prompt = "1+1="; $0.answer = "2"; $0.groupSize = 2 }
         try await TaskLedger(names: harness.names, redis: harness.fabric.redis).record([issued])
         var group = RolloutGroup()
@@ -183,11 +179,7 @@ struct RewardRoleTests {
         let harness = try await RoleHarness.start(RewardScorer.self, name: "reward", specs: SettingsCatalog.reward, run: RoleHarness.newRun("reward-poison"),
                                                   arguments: ["--service.max_message_failures", "2"])
         defer { Task { await harness.cleanUp() } }
-        let config = try RunConfig(Settings.fromTOML("[run]\nid = \"\(harness.run)\"\n", specs: RunConfig.settings, source: "test"))
-        try await RunState(config: "[run]\nid = \"\(harness.run)\"\n",
-                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
-            .write(to: harness.fabric.redis, names: harness.names)
-        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(0)
+        try await publishDefaultRun(harness, latest: 0)
         // a ledger entry that does not parse: handling the group throws (not the group's content, but it fails every time)
         _ = try await harness.fabric.redis.command(["HSET", harness.names.ledgerKey, "t-bad", [UInt8](repeating: 0xFF, count: 16)])
         var group = RolloutGroup()
@@ -207,5 +199,15 @@ struct RewardRoleTests {
         #expect(harness.host.context.status.current.state != "stopped")
         await harness.host.drain()
         #expect(try await harness.exit() == nil)
+    }
+
+    /// The run as its learner would publish it with every default (byte tokenizer, arithmetic), and `latest` announced.
+    private func publishDefaultRun(_ harness: RoleHarness, latest: UInt64) async throws {
+        let toml = "[run]\nid = \"\(harness.run)\"\n"
+        let config = try RunConfig(Settings.fromTOML(toml, specs: RunConfig.settings, source: "test"))
+        try await RunState(config: toml,
+                           other: RunFormat.stateFields(config: config, tokenizerJSON: nil, eos: ByteTokenizer.eos, vocabSize: ByteTokenizer.vocabSize))
+            .write(to: harness.fabric.redis, names: harness.names)
+        try await CheckpointStore(names: harness.names, redis: harness.fabric.redis).setLatest(latest)
     }
 }
