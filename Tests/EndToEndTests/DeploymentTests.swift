@@ -681,8 +681,8 @@ private final class LogLines: LogHandler, @unchecked Sendable {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        stored.withLock { $0.append("\(message)") }
+    func log(event: LogEvent) {
+        stored.withLock { $0.append("\(event.message)") }
     }
 }
 
