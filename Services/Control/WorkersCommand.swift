@@ -36,11 +36,12 @@ struct WorkersCommand: AsyncParsableCommand {
                 print("run \(session.names.run): \(workers.count) worker key\(workers.count == 1 ? "" : "s")")
                 for worker in workers {
                     let counts = worker.counts
-                    let name = worker.registration.map { "\($0.instance) on \($0.host)" } ?? "(not registered)"
-                    print("\(worker.key.prefix(16))  \(name)\(worker.banned.map { "  BANNED: \($0)" } ?? "")")
+                    // instance, host and refusal texts come from workers: no control characters reach the terminal
+                    let name = worker.registration.map { "\(printable($0.instance)) on \(printable($0.host))" } ?? "(not registered)"
+                    print("\(printable(worker.key).prefix(16))  \(name)\(worker.banned.map { "  BANNED: \(printable($0))" } ?? "")")
                     print("    accepted \(counts["accepted"] ?? 0), trained \(counts["trained"] ?? 0), late \(counts["late"] ?? 0), refused \(counts["refused"] ?? 0)"
                           + (worker.refusals.isEmpty ? "" : " (" + worker.refusals.map { "\($0.reason) \($0.count)" }.joined(separator: ", ") + ")"))
-                    if let last = worker.lastRefusal { print("    last refusal: \(last)") }
+                    if let last = worker.lastRefusal { print("    last refusal: \(printable(last))") }
                 }
             }
         }
@@ -69,6 +70,11 @@ struct WorkersCommand: AsyncParsableCommand {
             try await sendBan(options, learner, key: key, reason: "", unban: true)
         }
     }
+}
+
+/// Text a worker wrote, with control characters (terminal escapes) shown as '?', and at most 200 characters.
+func printable(_ text: String) -> String {
+    String(text.unicodeScalars.prefix(200).map { $0.properties.generalCategory == .control ? "?" : Character($0) })
 }
 
 /// Bans go through the run's learner (the CLI's Redis user writes nothing); the key is resolved against the known ones.

@@ -48,14 +48,29 @@ extension Learner {
     func collectBatch() async throws -> Batch? {
         var batch = Batch()
         bannedWorkers = Set(try await workers.bans().keys)
-        while batch.groups.count < config.groupsPerStep {
-            guard let delivery = try await nextGroup(waited: &batch.waited) else {
-                await handBack(batch.groups.map(\.delivery))
-                return nil
+        while true {
+            while batch.groups.count < config.groupsPerStep {
+                guard let delivery = try await nextGroup(waited: &batch.waited) else {
+                    await handBack(batch.groups.map(\.delivery))
+                    return nil
+                }
+                try await admit(delivery, into: &batch)
             }
-            try await admit(delivery, into: &batch)
+            // a ban that arrived while the batch filled drops the groups it already holds of that key
+            let banned = batch.groups.filter { bannedWorkers.contains(Hex.encode(Array($0.message.workerKey))) }
+            if banned.isEmpty { return batch }
+            batch.groups.removeAll { taken in banned.contains { $0.delivery.messageID == taken.delivery.messageID && $0.message.task.taskID == taken.message.task.taskID } }
+            for taken in banned { try await dropBanned(taken.delivery, taken.message) }
         }
-        return batch
+    }
+
+    /// A banned key's group: dead-lettered, counted against the key, its task closed and replaced.
+    func dropBanned(_ delivery: Delivery, _ message: ScoredGroupMessage) async throws {
+        let signer = Hex.encode(Array(message.workerKey))
+        try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
+        try await publishTasks(count: 1)
+        try await ledger.close([message.task])
+        await fabric.deadLetter(delivery, reason: "group of banned worker \(signer.prefix(16))…")
     }
 
     /// The next scored group, applying control commands as they come; groups that arrive while paused are held.
@@ -95,14 +110,6 @@ extension Learner {
         } catch let error as WireError {
             problem = error.reason
         }
-        // a worker banned after its group was scored: its group feeds nothing, and its task goes to someone else
-        let signer = Hex.encode(Array(message.workerKey))
-        if problem == nil, bannedWorkers.contains(signer) {
-            try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
-            try await publishTasks(count: 1)
-            try await ledger.close([message.task])
-            return await fabric.deadLetter(delivery, reason: "group of banned worker \(signer.prefix(16))…")
-        }
         // one group per issued task, whatever its message id (a worker that died before its ack served it twice)
         let facts = GroupAdmission.Facts(groupID: message.task.taskID, policyVersion: message.policyVersion,
                                          advantages: message.completions.map(\.advantage), problem: problem)
@@ -113,6 +120,8 @@ extension Learner {
         }
         switch verdict {
         case let .take(age):
+            // a worker banned after its group was scored: its group feeds nothing, and its task goes to someone else
+            if bannedWorkers.contains(Hex.encode(Array(message.workerKey))) { return try await dropBanned(delivery, message) }
             batch.groups.append(Batch.Taken(delivery: delivery, message: message, age: age))
             gauges.staleness.record(age)
         case .duplicate:

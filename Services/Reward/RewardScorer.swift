@@ -143,7 +143,8 @@ struct RewardScorer: Role {
 extension RewardScorer {
     /// One entry of the scored-group log (audits and tests): task, group, worker, version, whether the task was redelivered.
     func logScored(_ group: RolloutGroup, signal: Bool, extra: [String: String] = [:]) async throws {
-        let fields = ["task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "version": String(group.policyVersion),
+        let fields = ["task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "key": Hex.encode(Array(group.workerKey)),
+                      "version": String(group.policyVersion),
                       "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": signal ? "1" : "0"].merging(extra) { $1 }
         _ = try await context.fabric.redis.xadd(context.fabric.names.scoredLogKey, fields: fields.mapValues { $0 as any RedisArgument }, maxLength: 100_000)
     }
@@ -153,12 +154,13 @@ extension RewardScorer {
     func knownSigner(of group: RolloutGroup) async throws -> String {
         let key: String
         do {
-            key = try group.verifiedSigner().hex
+            // re-serializing and verifying a group of up to 8 MiB is CPU work: off the cooperative pool
+            key = try await compute.run { try group.verifiedSigner().hex }
         } catch {
             try await context.fabric.incrementCounter("bad_signature_groups")
             throw error
         }
-        guard try await registry.registration(of: key) != nil else {
+        guard try await registry.isRegistered(key) else {
             try await context.fabric.incrementCounter("unknown_worker_groups")
             throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "worker_key",
                                          reason: "\(key.prefix(16))… is not a registered worker of this run")

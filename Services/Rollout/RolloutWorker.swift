@@ -191,7 +191,8 @@ struct RolloutWorker: Role {
             // the stores to read, in order; `true` marks the origin
             var sources: [(store: CheckpointStore, isOrigin: Bool)] = [(store, false)]
             if let originStore {
-                let relayLatest = try await store.latest().map { Int(clamping: $0) } ?? -1
+                // a relay that errors is a relay that lags: the origin is read after the lag
+                let relayLatest = ((try? await store.latest()) ?? nil).map { Int(clamping: $0) } ?? -1
                 // counted once each time it goes back; while it stays behind, the lag rule below keeps the origin in use
                 if relayLatest < policy.relayHighest.load(ordering: .relaxed) {
                     relayRollbacks.increment()
@@ -210,13 +211,21 @@ struct RolloutWorker: Role {
             while next < sources.count {
                 let (source, isOrigin) = sources[next]
                 next += 1
-                guard let newest = try await source.latest(), Int(clamping: newest) >= minimum else { continue }
+                let newest: UInt64
+                do {
+                    guard let latest = try await source.latest(), Int(clamping: latest) >= minimum else { continue }
+                    newest = latest
+                } catch where !isOrigin {
+                    if let originStore, !sources.contains(where: \.isOrigin) { sources.append((originStore, true)) }
+                    continue
+                }
                 do {
                     try await load(version: newest, from: source, origin: isOrigin || checkpointRedis === context.fabric.redis)
                     if isOrigin { originFetches.increment() }
                     return true
-                } catch let error as CheckpointStoreError {
-                    // a relay or a writer served something that does not verify: keep the held policy, count it, look elsewhere
+                } catch where error is CheckpointStoreError || !isOrigin {
+                    // a relay or a writer served something that does not verify (or a relay failed to serve it at all):
+                    // keep the held policy, count it, look elsewhere
                     refused = true
                     refusedCheckpoints.increment()
                     context.logger.error("refused checkpoint version \(newest): \(error); keeping version \(policy.version.load(ordering: .relaxed))")

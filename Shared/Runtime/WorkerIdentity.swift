@@ -27,11 +27,17 @@ public struct WorkerIdentity: Sendable {
             throw SigningError("cannot create the worker's state folder \(directory): \(error.localizedDescription)")
         }
         let fresh = try SigningKey.generate()
-        let temporary = file + ".\(getpid()).tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data((fresh.hex + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw SigningError("cannot write the worker key \(temporary)")
-        }
+        // created 0600 and exclusively (never readable by others, not even for a moment); a unique name, since pids
+        // repeat across containers sharing a volume
+        let temporary = file + ".\(getpid()).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard descriptor >= 0 else { throw SigningError("cannot create the worker key \(temporary): \(String(cString: strerror(errno)))") }
         defer { unlink(temporary) }
+        let text = Array((fresh.hex + "\n").utf8)
+        let written = text.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor)
+        close(descriptor)
+        guard written == text.count, synced == 0 else { throw SigningError("cannot write the worker key \(temporary)") }
         // link fails when another process made the key first: then that key is the one
         if link(temporary, file) != 0, errno != EEXIST {
             throw SigningError("cannot store the worker key at \(file): \(String(cString: strerror(errno)))")
@@ -91,6 +97,11 @@ public struct WorkerRegistry: Sendable {
     public func register(_ key: VerifyingKey, instance: String) async throws {
         let registration = Registration(instance: instance, host: ProcessInfo.processInfo.hostName, registeredAtMs: WallClock.nowMs())
         _ = try await redis.command(["HSETNX", names.workersKey, key.hex, Array(try JSONEncoder().encode(registration))])
+    }
+
+    /// Whether a key registered (HEXISTS: a registration's value, which its worker wrote, is never read on this path).
+    public func isRegistered(_ keyHex: String) async throws -> Bool {
+        try await redis.command(["HEXISTS", names.workersKey, keyHex]).int == 1
     }
 
     public func registration(of keyHex: String) async throws -> Registration? {

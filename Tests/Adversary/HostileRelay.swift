@@ -1,6 +1,7 @@
 import Checkpoints
 import Compression
 import Foundation
+import Synchronization
 import Runtime
 import Store
 import Wire
@@ -19,11 +20,18 @@ public final class HostileRelay: @unchecked Sendable {
     let names: Names
     let origin: RedisClient
     let relay: RedisClient
+    /// The trick, the versions served with the trick played on each, and the newest copied: the copier task writes
+    /// them while the test reads them.
+    private let state = Mutex<(trick: Trick?, served: [UInt64: Trick], newestCopied: UInt64?, rolledBackTo: UInt64?)>((nil, [:], nil, nil))
+
     /// What it does to each new version; nil: copies honestly.
-    public var trick: Trick?
+    public var trick: Trick? {
+        get { state.withLock { $0.trick } }
+        set { state.withLock { $0.trick = newValue } }
+    }
+
     /// Versions served, and the trick played on each.
-    public private(set) var served: [UInt64: Trick] = [:]
-    var newestCopied: UInt64?
+    public var served: [UInt64: Trick] { state.withLock { $0.served } }
 
     public init(names: Names, origin: RedisEndpoint, relay: RedisEndpoint) {
         self.names = names
@@ -45,6 +53,7 @@ public final class HostileRelay: @unchecked Sendable {
     public func sync() async throws {
         let keys = names.checkpoints
         guard let text = try await origin.get(keys.latest), let latest = UInt64(String(decoding: text, as: UTF8.self)) else { return }
+        let (trick, newestCopied, rolledBackTo) = state.withLock { ($0.trick, $0.newestCopied, $0.rolledBackTo) }
         if let newestCopied, latest <= newestCopied { return }
         guard let manifestBytes = try await origin.get(keys.manifest(version: latest)) else { return }
         let manifest = try CheckpointManifest(serializedBytes: manifestBytes)
@@ -55,7 +64,6 @@ public final class HostileRelay: @unchecked Sendable {
             shards.append(bytes)
         }
         var servedManifest = manifestBytes
-        let trick = self.trick
         switch trick {
         case .swappedShard?:
             // other weights, correctly compressed: only the hash can tell
@@ -72,19 +80,27 @@ public final class HostileRelay: @unchecked Sendable {
             break
         }
         // what every worker reads besides checkpoints: the run state (its format) and tokenizer
-        let state = try await origin.hgetall(names.stateKey)
-        if !state.isEmpty { commands.append(["HSET", names.stateKey] + state.flatMap { [$0.key as any RedisArgument, $0.value] }) }
+        let runState = try await origin.hgetall(names.stateKey)
+        if !runState.isEmpty { commands.append(["HSET", names.stateKey] + runState.flatMap { [$0.key as any RedisArgument, $0.value] }) }
         if let tokenizer = try await origin.get(names.tokenizerKey) { commands.append(["SET", names.tokenizerKey, tokenizer]) }
         commands.append(["SET", keys.manifest(version: latest), servedManifest])
         if let signature = try await origin.get(keys.manifestSignature(version: latest)) {
             commands.append(["SET", keys.manifestSignature(version: latest), signature])
         }
         for (info, bytes) in zip(manifest.shards, shards) { commands.append(["SET", info.key, bytes]) }
-        // a rolled-back relay announces a version older than one it served before
-        let announced = trick == .rolledBackLatest ? (newestCopied ?? latest) : latest
-        commands.append(["SET", keys.latest, String(trick == .rolledBackLatest && announced >= 2 ? announced - 2 : announced)])
+        // a rolled-back relay goes back to a version older than one it served before, and stays there
+        let announced = trick == .rolledBackLatest ? (rolledBackTo ?? (newestCopied ?? latest).clampedMinus(2)) : latest
+        commands.append(["SET", keys.latest, String(announced)])
         for reply in try await relay.pipeline(commands) { if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET") } }
-        newestCopied = latest
-        if let trick { served[latest] = trick }
+        state.withLock { state in
+            state.newestCopied = latest
+            state.rolledBackTo = trick == .rolledBackLatest ? announced : nil
+            if let trick { state.served[latest] = trick }
+        }
     }
+}
+
+extension UInt64 {
+    /// self - other, or 0 below 0.
+    func clampedMinus(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }

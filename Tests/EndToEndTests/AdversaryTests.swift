@@ -22,7 +22,7 @@ struct AdversaryTests {
         }
         let names = Set((report.outcomes + report.relayOutcomes).map(\.name))
         for attack in ["forged answer", "swapped prompt", "other sampling settings", "future policy version", "unloaded policy version", "u64 max policy version",
-                       "task never issued", "task filled twice", "replayed group", "another worker's id", "bad signature", "banned key",
+                       "task never issued", "task filled twice", "replayed group", "another worker's id", "bad signature", "unsigned group", "banned key",
                        "oversize group", "malformed group", "NaN log-probs",
                        "swapped shard", "swapped manifest", "zstd bomb in a shard", "rolled-back latest"] {
             #expect(names.contains(attack), "attack '\(attack)' was not tried")

@@ -17,7 +17,8 @@ struct LearnerRoleTests {
                             "--model.layers", "1", "--model.channels", "32", "--model.heads", "2", "--model.context", "32"]
 
     /// A scored group of two completions whose advantages are `advantages`.
-    func group(_ harness: RoleHarness, id: String, version: UInt64, advantages: [Double] = [1, -1], tokens: [Int32] = [50, 51, 258]) -> ScoredGroupMessage {
+    func group(_ harness: RoleHarness, id: String, version: UInt64, advantages: [Double] = [1, -1], tokens: [Int32] = [50, 51, 258],
+               key: UInt8 = 7) -> ScoredGroupMessage {
         var message = ScoredGroupMessage()
         message.envelope = harness.fabric.envelope()
         message.rolloutMessageID = "group-\(id)-\(UUID().uuidString.prefix(4))"
@@ -29,7 +30,7 @@ struct LearnerRoleTests {
         message.policyVersion = version
         message.promptTokens = PromptFormat.bytes.promptTokens("12+7=")
         message.workerID = "test"
-        message.workerKey = Data(repeating: 7, count: 32)
+        message.workerKey = Data(repeating: key, count: 32)
         message.completions = advantages.map { advantage in
             ScoredCompletion.with {
                 $0.completion = Completion.with {
@@ -79,6 +80,35 @@ struct LearnerRoleTests {
         try await harness.waitFor("the dead letters") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
         let counters = try await harness.fabric.counters()
         #expect(counters["dead_lettered"] == 2 && counters["duplicate_groups"] == 2 && counters["stale_groups_dropped"] == 1)
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func aBanDropsTheKeysGroupsAlreadyHeldAndLaterOnes() async throws {
+        let run = RoleHarness.newRun("learner-ban")
+        let harness = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run, arguments: Self.arguments)
+        defer { Task { await harness.cleanUp() } }
+        try await harness.waitFor("the run to start") { try await RunState.read(harness.fabric.redis, names: harness.names).status == .running }
+        let banned = Data(repeating: 9, count: 32)
+        let bannedHex = String(repeating: "09", count: 32)
+        // held: the batch (2 per step) holds this group when the ban arrives
+        let held = group(harness, id: "held", version: 0, key: 9)
+        try await publish(harness, [held])
+        try await harness.waitFor("the group taken") { try await harness.messages(in: harness.names.scoredQueue) == 0 }
+        try await harness.sendControl(.banWorker(Tributary_V1_BanWorker.with { $0.workerKey = banned; $0.reason = "test" }),
+                                      to: Names.runRoutingKey(role: "learner", run: run))
+        let registry = WorkerRegistry(names: harness.names, redis: harness.fabric.redis)
+        try await harness.waitFor("the ban recorded") { try await registry.banReason(of: bannedHex) == "test" }
+        let later = group(harness, id: "later", version: 0, key: 9)
+        try await publish(harness, [group(harness, id: "b1", version: 0), later, group(harness, id: "b2", version: 0)])
+        try await harness.waitFor("step 1") { try await RunMetrics.read(harness.fabric.redis, names: harness.names).count == 1 }
+        let batch = try #require(try await harness.fabric.redis.xrange(harness.names.batchesLogKey).first)
+        #expect(String(decoding: batch.fields["tasks"] ?? [], as: UTF8.self) == "b1,b2")
+        try await harness.waitFor("both banned groups dead-lettered") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
+        let stats = try #require(try await registry.summaries().first { $0.key == bannedHex })
+        #expect(stats.counts["refused.banned"] == 2 && stats.counts["trained"] == nil, "\(stats.counts)")
+        #expect(try await registry.summaries().first { $0.key == String(repeating: "07", count: 32) }?.counts["trained"] == 2)
         await harness.host.drain()
         #expect(try await harness.exit() == nil)
     }
