@@ -136,21 +136,22 @@ extension Learner {
             batch.duplicates += 1
             gauges.duplicates.increment()
             try await fabric.incrementCounter("duplicate_groups")
-            try await delivery.ack()
-        case .stale:
+            try await acknowledge([delivery])
+        case .stale, .zeroSignal:
+            // A redelivered copy of a group already dropped (its ack was void): its task was replaced then, not again.
+            if delivery.redelivered, case .closed = try await ledger.lookup(message.task.taskID) { return try await acknowledge([delivery]) }
             // Dropped groups feed no step: replace them, then acknowledge at once (the prefetch window stays open).
-            batch.staleDropped += 1
-            gauges.staleDropped.increment()
-            try await fabric.incrementCounter("stale_groups_dropped")
+            if case .stale = verdict {
+                batch.staleDropped += 1
+                gauges.staleDropped.increment()
+                try await fabric.incrementCounter("stale_groups_dropped")
+            } else {
+                batch.zeroSignal += 1
+                gauges.zeroSignal.increment()
+            }
             try await publishTasks(count: 1)
             try await ledger.close([message.task])
-            try await delivery.ack()
-        case .zeroSignal:
-            batch.zeroSignal += 1
-            gauges.zeroSignal.increment()
-            try await publishTasks(count: 1)
-            try await ledger.close([message.task])
-            try await delivery.ack()
+            try await acknowledge([delivery])
         case let .invalid(reason):
             await fabric.deadLetter(delivery, reason: reason)
         }

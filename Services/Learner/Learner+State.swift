@@ -56,7 +56,17 @@ extension Learner {
         if let failure = replies.compactMap(\.errorMessage).first ?? (replies.last?.array ?? []).compactMap(\.errorMessage).first {
             throw LearnerStateError(key: names.learnerStateKey, problem: "saving failed: \(failure)")
         }
-        for delivery in deliveries { try await delivery.ack() }
+        try await acknowledge(deliveries)
+    }
+
+    /// Acks after the step is durable. One on a replaced connection settles nothing: the group comes back and is
+    /// dropped as already applied (counted as `acks_voided`).
+    func acknowledge(_ deliveries: [Delivery]) async throws {
+        var voided = 0
+        for delivery in deliveries {
+            do { try await delivery.ack() } catch AMQPError.deliveryVoid { voided += 1 }
+        }
+        if voided > 0 { try await fabric.incrementCounter("acks_voided", by: voided) }
     }
 
     func restore() async throws {

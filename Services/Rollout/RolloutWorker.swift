@@ -89,7 +89,8 @@ struct RolloutWorker: Role {
         let stream = fabric.amqp.consume(queue: "", prefetch: 8, declare: .exclusiveTemporary,
                                          bindings: [BindingSpec(queue: "", exchange: Names.checkpointsExchange)])
         for try await delivery in stream {
-            try await delivery.ack()
+            // an exclusive queue dies with its connection: a void ack here has nothing left to redeliver
+            do { try await delivery.ack() } catch AMQPError.deliveryVoid {}
             if let announcement = try? CheckpointAnnouncement.decode(delivery.body, deliveredID: delivery.messageID),
                announcement.envelope.runID == fabric.names.run {
                 policy.announcedVersion.store(max(policy.announcedVersion.load(ordering: .relaxed), Int(clamping: announcement.version)), ordering: .relaxed)

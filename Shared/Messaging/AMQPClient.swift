@@ -419,14 +419,15 @@ private final class AMQPWorker: @unchecked Sendable {
             consumerQueues[tag] = nil
             try connection.cancel(consumerTag: tag)
         case let .settle(settlement, tag, deliveryGeneration, continuation):
-            // A tag from an earlier connection is void: the broker has already requeued that message.
-            if deliveryGeneration == generation {
-                do { try connection.settle(settlement, tag: tag) } catch {
-                    continuation.resume(throwing: error)
-                    throw error
-                }
-            } else {
-                logger.debug("ignoring settlement of delivery \(tag) from an earlier connection")
+            // A tag from an earlier connection is void: the broker has already requeued that message. Say so: the
+            // caller must not take its ack for done (the message comes back, and is applied at most once by its id).
+            guard deliveryGeneration == generation else {
+                continuation.resume(throwing: AMQPError.deliveryVoid(tag: tag))
+                return
+            }
+            do { try connection.settle(settlement, tag: tag) } catch {
+                continuation.resume(throwing: error)
+                throw error
             }
             continuation.resume()
         case let .declare(more, continuation):

@@ -13,6 +13,9 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     case declarationFailed(what: String, code: Int, text: String)
     case protocolError(String)
     case clientClosed
+    /// An ack or nack of a delivery whose connection has since been replaced: nothing was settled, the broker requeued
+    /// the message when that connection went, and it will be delivered again (flagged redelivered).
+    case deliveryVoid(tag: UInt64)
 
     public var description: String {
         switch self {
@@ -29,6 +32,7 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .declarationFailed(what, code, text): "declaring \(what) failed: \(code) \(text)"
         case let .protocolError(text): "AMQP protocol error: \(text)"
         case .clientClosed: "the AMQP client is closed"
+        case let .deliveryVoid(tag): "delivery \(tag) came on a connection that has since been replaced: not settled; the broker requeued it and will deliver it again"
         }
     }
 }

@@ -45,7 +45,8 @@ struct ControlListener: Service {
         let stream = fabric.amqp.consume(queue: "", prefetch: 16, declare: .exclusiveTemporary, bindings: bindings)
         do {
             for try await delivery in stream.cancelOnGracefulShutdown() {
-                try await delivery.ack()
+                // an exclusive queue dies with its connection: a void ack here has nothing left to redeliver
+                do { try await delivery.ack() } catch AMQPError.deliveryVoid {}
                 guard let command = try? ControlCommand.decode(delivery.body, deliveredID: delivery.messageID) else {
                     logger.warning("ignoring an undecodable control message \(delivery.messageID ?? "?")")
                     continue

@@ -26,6 +26,9 @@ extension ServiceContext {
                 _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
             } catch is CancellationError {
                 throw CancellationError()
+            } catch AMQPError.deliveryVoid {
+                // not this message's failure: its connection was replaced, and the broker delivers it again
+                logger.notice("message \(delivery.messageID ?? "?") from \(queue) came on a replaced connection; it will be redelivered")
             } catch {
                 let count = failures.record(delivery)
                 if count >= failures.limit {
