@@ -57,16 +57,16 @@ extension Learner {
                 try await admit(delivery, into: &batch)
             }
             // a ban that arrived while the batch filled drops the groups it already holds of that key
-            let banned = batch.groups.filter { bannedWorkers.contains(Hex.encode(Array($0.message.workerKey))) }
+            let banned = batch.groups.filter { bannedWorkers.contains($0.message.workerKeyHex) }
             if banned.isEmpty { return batch }
-            batch.groups.removeAll { taken in banned.contains { $0.delivery.messageID == taken.delivery.messageID && $0.message.task.taskID == taken.message.task.taskID } }
+            batch.groups.removeAll { bannedWorkers.contains($0.message.workerKeyHex) }
             for taken in banned { try await dropBanned(taken.delivery, taken.message) }
         }
     }
 
     /// A banned key's group: dead-lettered, counted against the key, its task closed and replaced.
     func dropBanned(_ delivery: Delivery, _ message: ScoredGroupMessage) async throws {
-        let signer = Hex.encode(Array(message.workerKey))
+        let signer = message.workerKeyHex
         try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
         try await publishTasks(count: 1)
         try await ledger.close([message.task])
@@ -121,7 +121,7 @@ extension Learner {
         switch verdict {
         case let .take(age):
             // a worker banned after its group was scored: its group feeds nothing, and its task goes to someone else
-            if bannedWorkers.contains(Hex.encode(Array(message.workerKey))) { return try await dropBanned(delivery, message) }
+            if bannedWorkers.contains(message.workerKeyHex) { return try await dropBanned(delivery, message) }
             batch.groups.append(Batch.Taken(delivery: delivery, message: message, age: age))
             gauges.staleness.record(age)
         case .duplicate:
@@ -156,4 +156,9 @@ extension Learner {
             await fabric.deadLetter(delivery, reason: reason)
         }
     }
+}
+
+extension ScoredGroupMessage {
+    /// The key the scorer verified, as bans and per-worker counts name it.
+    var workerKeyHex: String { Hex.encode(Array(workerKey)) }
 }

@@ -4,7 +4,6 @@ import Config
 import Foundation
 import Messaging
 import Runtime
-import Signing
 import Store
 import Wire
 
@@ -15,7 +14,7 @@ extension Learner {
         try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
         applied.formUnion(tasks)
         try await ledger.close(batch.groups.map(\.message.task))
-        try await workers.countTrained(batch.groups.map { Hex.encode(Array($0.message.workerKey)) })
+        try await workers.countTrained(batch.groups.map { $0.message.workerKeyHex })
     }
 
     func snapshotPolicy() async throws -> PolicySnapshot {

@@ -6,6 +6,7 @@ import RL
 import Runtime
 import Signing
 import Store
+import TestSupport
 import Wire
 
 /// A rollout worker that lies, for the adversary suite and `tributary-bench adversary`. It joins the run as any worker
@@ -161,10 +162,7 @@ public final class MaliciousWorker: @unchecked Sendable {
         try banned.sign(&fromBanned)
         // the ban reaches the learner first, then Redis: published once the key is in the ban list
         let registry = WorkerRegistry(names: names, redis: redis)
-        let deadline = ContinuousClock.now + .seconds(60)
-        while try await registry.banReason(of: banned.publicKey.hex) == nil, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await waitUntil("the ban of \(banned.publicKey.hex.prefix(16))… recorded") { try await registry.banReason(of: banned.publicKey.hex) != nil }
         try await publishRaw("banned key", fromBanned, .deadLettered("is banned"))
 
         // oversize: a group past 8 MiB is refused before it is decoded
