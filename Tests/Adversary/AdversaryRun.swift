@@ -112,10 +112,8 @@ public enum AdversaryRun {
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
-        func state() async throws -> [String: String] {
-            try await redis.hgetall(names.stateKey).mapValues { String(decoding: $0, as: UTF8.self) }
-        }
-        func step() async throws -> Int { Int(try await state()["step"] ?? "") ?? 0 }
+        func state() async throws -> RunState { try await RunState.read(redis, names: names) }
+        func step() async throws -> Int { try await state().step ?? 0 }
 
         // Checkpoints signed by a key the test makes; every worker holds the public key.
         let signing = try SigningKey.generate()
@@ -178,17 +176,27 @@ public enum AdversaryRun {
             }
             // each relay trick in turn, until the relayed worker read a version served under it from the origin instead
             if let relay {
+                // the relayed worker's own counters say it noticed: a refused copy, or a `latest` that went back
+                let port = try await metricsPort(of: "rollout-relayed", names: names, redis: redis)
+                func counter(_ series: String) -> Double {
+                    guard let port, let exposition = try? httpGet(port: port, path: "/metrics") else { return 0 }
+                    return prometheusValue(series, in: exposition) ?? 0
+                }
                 for trick in HostileRelay.Trick.allCases {
+                    let series = trick == .rolledBackLatest ? "tributary_relay_rollbacks_total" : "tributary_checkpoints_refused_total"
+                    let before = counter(series)
                     relay.trick = trick
                     let seen = try await redis.xrange(names.loadsLogKey).count
                     var outcome = MaliciousWorker.Outcome(name: trick.rawValue, refused: false, detail: "the relayed worker loaded no version it served")
+                    // met once it counted the trick and then loaded a version served under it (refused only if from the origin)
                     try await waitFor("the relayed worker to meet \(trick.rawValue)") {
+                        guard counter(series) > before else { return false }
                         for entry in try await redis.xrange(names.loadsLogKey).dropFirst(seen) {
                             let fields = entry.fields.mapValues { String(decoding: $0, as: UTF8.self) }
                             guard fields["worker"] == "rollout-relayed", let version = fields["version"].flatMap(UInt64.init),
                                   relay.served[version] == trick else { continue }
                             outcome.refused = fields["source"] == "origin"
-                            outcome.detail = "version \(version): loaded from \(fields["source"] ?? "?")"
+                            outcome.detail = "version \(version): counted in \(series), loaded from \(fields["source"] ?? "?")"
                             return true
                         }
                         return false
@@ -210,11 +218,11 @@ public enum AdversaryRun {
         }
         progress("waiting for the run to finish")
         // finished, or stopped when the recipe stopped it
-        try await waitFor("the run to finish") { ["finished", "stopped"].contains(try await state()["status"]) }
+        try await waitFor("the run to finish") { [.finished, .stopped].contains(try await state().status) }
         let finished = try await state()
-        report.finalStep = Int(finished["step"] ?? "") ?? 0
-        report.accuracyBefore = finished["accuracy_before"].flatMap(Double.init)
-        report.accuracyAfter = finished["accuracy_after"].flatMap(Double.init)
+        report.finalStep = finished.step ?? 0
+        report.accuracyBefore = finished.accuracyBefore
+        report.accuracyAfter = finished.accuracyAfter
         report.seconds = (ContinuousClock.now - started).seconds
         // steps 2..N (step 1 holds the pipeline's fill), as the pipeline bench counts them
         let steps = try await RunMetrics.read(redis, names: names).dropFirst()
@@ -257,7 +265,7 @@ public enum AdversaryRun {
 
     static func metricsPort(of instance: String, names: Names, redis: RedisClient) async throws -> Int? {
         guard let beat = try await redis.get(names.heartbeatKey(role: "rollout", instance: instance)) else { return nil }
-        return (try JSONSerialization.jsonObject(with: Data(beat)) as? [String: Any])?["metricsPort"] as? Int
+        return try JSONDecoder().decode(StatusBoard.Snapshot.self, from: Data(beat)).metricsPort
     }
 }
 

@@ -22,7 +22,7 @@ public final class HostileRelay: @unchecked Sendable {
     let relay: RedisClient
     /// The trick, the versions served with the trick played on each, and the newest copied: the copier task writes
     /// them while the test reads them.
-    private let state = Mutex<(trick: Trick?, served: [UInt64: Trick], newestCopied: UInt64?, rolledBackTo: UInt64?)>((nil, [:], nil, nil))
+    private let state = Mutex<(trick: Trick?, served: [UInt64: Trick], newestCopied: UInt64?)>((nil, [:], nil))
 
     /// What it does to each new version; nil: copies honestly.
     public var trick: Trick? {
@@ -53,7 +53,7 @@ public final class HostileRelay: @unchecked Sendable {
     public func sync() async throws {
         let keys = names.checkpoints
         guard let text = try await origin.get(keys.latest), let latest = UInt64(String(decoding: text, as: UTF8.self)) else { return }
-        let (trick, newestCopied, rolledBackTo) = state.withLock { ($0.trick, $0.newestCopied, $0.rolledBackTo) }
+        let (trick, newestCopied) = state.withLock { ($0.trick, $0.newestCopied) }
         if let newestCopied, latest <= newestCopied { return }
         guard let manifestBytes = try await origin.get(keys.manifest(version: latest)) else { return }
         let manifest = try CheckpointManifest(serializedBytes: manifestBytes)
@@ -88,19 +88,14 @@ public final class HostileRelay: @unchecked Sendable {
             commands.append(["SET", keys.manifestSignature(version: latest), signature])
         }
         for (info, bytes) in zip(manifest.shards, shards) { commands.append(["SET", info.key, bytes]) }
-        // a rolled-back relay goes back to a version older than one it served before, and stays there
-        let announced = trick == .rolledBackLatest ? (rolledBackTo ?? (newestCopied ?? latest).clampedMinus(2)) : latest
+        // a rolled-back relay goes back to version 0, older than any `latest` a worker has read from it, and stays there
+        // (going back by a little could stay above the last value a worker happened to look at)
+        let announced: UInt64 = trick == .rolledBackLatest ? 0 : latest
         commands.append(["SET", keys.latest, String(announced)])
         for reply in try await relay.pipeline(commands) { if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET") } }
         state.withLock { state in
             state.newestCopied = latest
-            state.rolledBackTo = trick == .rolledBackLatest ? announced : nil
             if let trick { state.served[latest] = trick }
         }
     }
-}
-
-extension UInt64 {
-    /// self - other, or 0 below 0.
-    func clampedMinus(_ other: UInt64) -> UInt64 { self > other ? self - other : 0 }
 }
