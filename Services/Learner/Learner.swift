@@ -10,9 +10,11 @@ import Runtime
 import ServiceLifecycle
 import Wire
 
-/// One run's learner: its config, model, trainer, step and the ids of the groups it applied.
+/// One run's learner: its config, model, trainer, step and the task ledger it trains from.
 final class Learner {
     let context: ServiceContext
+    /// Held while this learner trains the run; every write of its state is fenced by it.
+    let lease: LearnerLease
     let fabric: Fabric
     let names: Names
     let store: CheckpointStore
@@ -27,8 +29,18 @@ final class Learner {
     let compute = ComputeQueue(label: "learner.model")
     let trainer: Confined<GRPOTrainer>
     var step = 0
+    /// The run's epoch: 1 for a new run id, one more each time the id is reused with `run start --fresh`.
+    var epoch: UInt64 = 1
+    /// Policy versions are numbered across epochs: version = versionBase + step, where a new epoch starts above every
+    /// version an older one broadcast. A version number is never reused, so no checkpoint key is ever rewritten and
+    /// a worker that holds an old epoch's policy never passes it for a new one's.
+    var versionBase: UInt64 = 0
     var taskIndex = 0
-    var applied: Set<String> = []
+    /// `learner.task_deadline_seconds`: a task's first deadline (doubled on each reissue).
+    let taskDeadlineSeconds: Double
+    /// `learner.ledger_keep_steps`: closed tasks' marks are kept this many steps.
+    let ledgerKeepSteps: Int
+    var lastTick = ContinuousClock.now
     var paused = false
     var stopRun = false
     /// Groups that arrived while paused, taken first on resume.
@@ -42,8 +54,11 @@ final class Learner {
     let vocabSize: Int, contextLength: Int, eosToken: Int32
     let gauges: LearnerGauges
 
-    init(context: ServiceContext, settings: Settings, events: LearnerEvents) throws {
+    init(context: ServiceContext, lease: LearnerLease, settings: Settings, events: LearnerEvents) throws {
         self.context = context
+        self.lease = lease
+        taskDeadlineSeconds = Double(try context.settings.int("learner.task_deadline_seconds", in: 1...86_400))
+        ledgerKeepSteps = try context.settings.int("learner.ledger_keep_steps", in: 1...1_000_000)
         fabric = context.fabric
         names = fabric.names
         store = CheckpointStore(names: names, redis: fabric.redis)
@@ -85,7 +100,14 @@ final class Learner {
         }
     }
 
-    var version: UInt64 { UInt64(step) }
+    var version: UInt64 { versionBase + UInt64(step) }
+
+    /// An envelope of this process in the run's epoch.
+    func envelope() -> Envelope {
+        var envelope = fabric.envelope()
+        envelope.epoch = epoch
+        return envelope
+    }
 
     /// Scored groups held at once.
     func prefetch() throws -> Int {
@@ -95,14 +117,16 @@ final class Learner {
 
     func run(resuming: Bool) async throws {
         print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)", excluding: ["run.id"]))
-        try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key))))
-        // what an earlier end of this run left (a failure's reason, a finish time) no longer describes it
-        _ = try await fabric.redis.command(["HDEL", names.stateKey, "reason", "finished_at_ms", "accuracy_after"])
         if resuming {
             try await restore()
         } else {
-            try await startFresh()
+            try await beginEpoch()
         }
+        try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key)),
+                                         other: ["epoch": String(epoch), "version_base": String(versionBase)]))
+        // what an earlier end of this run left (a failure's reason, a finish time) no longer describes it
+        try await lease.exec([["HDEL", names.stateKey, "reason", "finished_at_ms", "accuracy_after"]])
+        if !resuming { try await startFresh() }
         let snapshot = try await snapshotPolicy()
         if !resuming { try await saveLearnerState(snapshot, ackAfter: [], withReference: true) }
         try await publishPolicy(snapshot)
@@ -124,7 +148,7 @@ final class Learner {
             let trained = try await optimize(on: batch)
             if context.stop.isHandingBack { return await handBack(batch.groups.map(\.delivery)) }
             step += 1
-            try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, applied ids; then the acks
+            try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, ledger; then the acks
             try await publishPolicy(trained.snapshot)
             try await publishTasks(count: config.groupsPerStep)
             try await record(trained, batch)
@@ -153,12 +177,23 @@ final class Learner {
         heldWhilePaused = []
     }
 
+    /// A run id used before: its next epoch, whose versions start above every version the old one may have broadcast.
+    func beginEpoch() async throws {
+        let old = try await RunState.read(fabric.redis, names: names)
+        let latest = try await store.latest()
+        if old.status != nil || latest != nil {
+            epoch = (old.other["epoch"].flatMap { UInt64($0) } ?? 1) + 1
+            versionBase = max(latest ?? 0, old.version ?? 0) + 1
+            context.logger.notice("run \(names.run) had state (\(old.status.map { "\($0)" } ?? "no status"), version \(old.version ?? latest ?? 0)): starting its epoch \(epoch) at version \(versionBase)")
+        }
+    }
+
     func startFresh() async throws {
-        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
-                                    names.workerStatsKey])
+        try await lease.exec([["DEL", names.learnerStateKey, names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
+                               ledger.deadlinesKey, ledger.closedKey, names.workerStatsKey]])
         // A new run under a reused id starts with empty work queues.
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
-        try await setState(RunState(step: 0, version: 0, startedAtMs: WallClock.nowMs()))
+        try await setState(RunState(step: 0, version: version, startedAtMs: WallClock.nowMs()))
         try await warmStart()
         freezeReference()
         let before = try await evaluate()

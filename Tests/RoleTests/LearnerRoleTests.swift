@@ -24,6 +24,7 @@ struct LearnerRoleTests {
         message.rolloutMessageID = "group-\(id)-\(UUID().uuidString.prefix(4))"
         // the task as the scorer copies it from the ledger: the learner trains on its own encoding of this prompt
         message.task = RolloutTask.with {
+            $0.envelope.epoch = 1  // a run id's first epoch
             $0.taskID = id
             $0.prompt = "12+7="
         }
@@ -45,8 +46,12 @@ struct LearnerRoleTests {
         return message
     }
 
+    /// Each group's task is issued first (open in the ledger, unless it already closed), as the learner would have.
     func publish(_ harness: RoleHarness, _ messages: [ScoredGroupMessage]) async throws {
-        for message in messages { try await harness.fabric.publish(message, exchange: Names.scoredExchange, routingKey: harness.run) }
+        for message in messages {
+            _ = try await harness.fabric.redis.command(["HSETNX", harness.names.ledgerKey, message.task.taskID, try message.task.encoded()])
+            try await harness.fabric.publish(message, exchange: Names.scoredExchange, routingKey: harness.run)
+        }
     }
 
     @Test(.timeLimit(.minutes(3)))
@@ -74,8 +79,12 @@ struct LearnerRoleTests {
         #expect(steps[0].staleness == ["0": 2])
         #expect(steps[2].staleDropped == 1 && steps[2].duplicates == 1, "\(steps[2])")
         #expect(steps[2].staleness == ["0": 1, "1": 1], "\(steps[2])")
-        let applied = try await harness.fabric.redis.command(["SMEMBERS", harness.names.appliedGroupsKey]).array?.compactMap(\.string) ?? []
-        #expect(Set(applied) == ["a", "b", "c", "d", "e", "f"])
+        // the ledger closed exactly the trained tasks as trained, and the stale one as replaced
+        let ledger = TaskLedger(names: harness.names, redis: harness.fabric.redis)
+        for id in ["a", "b", "c", "d", "e", "f"] {
+            guard case .closed(.trained, _) = try await ledger.lookup(id) else { Issue.record("task \(id) is not closed as trained"); continue }
+        }
+        guard case .closed(.replaced, _) = try await ledger.lookup("old") else { Issue.record("stale task 'old' is not closed as replaced"); return }
         // the two invalid groups are parked with reasons naming the field
         try await harness.waitFor("the dead letters") { try await harness.messages(in: harness.names.deadLettersQueue) == 2 }
         let counters = try await harness.fabric.counters()
@@ -109,6 +118,34 @@ struct LearnerRoleTests {
         let stats = try #require(try await registry.summaries().first { $0.key == bannedHex })
         #expect(stats.counts["refused.banned"] == 2 && stats.counts["trained"] == nil, "\(stats.counts)")
         #expect(try await registry.summaries().first { $0.key == String(repeating: "07", count: 32) }?.counts["trained"] == 2)
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func tasksNotFilledByTheirDeadlineAreReissuedAndTheirLateGroupsFeedNothing() async throws {
+        let run = RoleHarness.newRun("learner-deadline")
+        let harness = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run,
+                                                  arguments: Self.arguments + ["--learner.task_deadline_seconds", "1"])
+        defer { Task { await harness.cleanUp() } }
+        try await harness.waitFor("the run to start") { try await RunState.read(harness.fabric.redis, names: harness.names).status == .running }
+        let ledger = TaskLedger(names: harness.names, redis: harness.fabric.redis)
+        let first = try await ledger.audit(nowMs: .max)
+        #expect(first.open == 4, "groups_per_step 2 x (async level 1 + 1) tasks issued: \(first)")
+        // nobody serves them (every task is lost, as if purged): each is reissued under a new id, with a new seed
+        try await harness.waitFor("every first task expired") { try await ledger.audit(nowMs: 0).expired >= 4 }
+        let issued = try await harness.fabric.redis.hgetall(harness.names.ledgerKey)
+        let reissued = try issued.filter { !$0.value.starts(with: Array("closed:".utf8)) }.map { try RolloutTask.fromStored($0.value) }
+        #expect(reissued.count == 4 && reissued.allSatisfy { $0.taskID.contains(".r") }, "\(reissued.map(\.taskID))")
+        let expiredID = try #require(issued.first { $0.value.starts(with: Array("closed:expired:".utf8)) }?.key)
+        #expect(try await harness.fabric.counters()["tasks_reissued"] ?? 0 >= 4)
+        // a late group for an expired task is acknowledged, counted, and trains nothing
+        var late = group(harness, id: expiredID, version: 0)
+        late.task.taskID = expiredID
+        try await harness.fabric.publish(late, exchange: Names.scoredExchange, routingKey: harness.run)
+        try await harness.waitFor("the late group counted") { try await harness.fabric.counters()["late_groups"] == 1 }
+        #expect(try await harness.messages(in: harness.names.scoredQueue) == 0)
+        #expect(try await RunMetrics.read(harness.fabric.redis, names: harness.names).isEmpty)
         await harness.host.drain()
         #expect(try await harness.exit() == nil)
     }
