@@ -41,10 +41,7 @@ struct LearnerRole: Role {
             }
             group.addTask { try await keep(lease) }
             group.addTask {
-                while !Task.isCancelled {
-                    try await Task.sleep(for: .seconds(1))
-                    events.yield(.tick)
-                }
+                while (try? await Task.sleep(for: .seconds(1))) != nil { events.yield(.tick) }
             }
             defer { group.cancelAll() }
             let source = LearnerEvents(stream)
@@ -103,8 +100,7 @@ struct LearnerRole: Role {
     /// Renews the lease a few times per TTL; a lease lost to another learner ends this process with an error at once,
     /// before anything more is written.
     func keep(_ lease: LearnerLease) async throws {
-        while !Task.isCancelled {
-            try await Task.sleep(for: .milliseconds(max(200, lease.ttlMs / 4)))
+        while (try? await Task.sleep(for: .milliseconds(max(200, lease.ttlMs / 4)))) != nil {
             if try await !lease.renew() {
                 let holder = try? await LearnerLease.holder(names: context.fabric.names, redis: context.fabric.redis)
                 let error = LeaseLost(key: lease.key, detail: "learner \(holder?.instance ?? "?") (token \(holder.map { String($0.token) } ?? "?")) holds it now")

@@ -223,7 +223,8 @@ final class RunCache: Sendable {
     func current(fabric: Fabric) async throws -> Run? {
         let replies = try await fabric.redis.command(["HMGET", fabric.names.stateKey, "config", "epoch"]).array ?? []
         guard let stored = replies.first?.bytes else { return nil }
-        let epoch = replies.dropFirst().first?.string.flatMap { UInt64($0) } ?? 1
+        // a run state without one (written by no learner of this version) checks no epoch
+        let epoch = replies.dropFirst().first?.string.flatMap { UInt64($0) } ?? 0
         let toml = String(decoding: stored, as: UTF8.self)
         if let hit = cached.withLock({ $0 }), hit.toml == toml, hit.run.epoch == epoch { return hit.run }
         let config = try RunConfig(try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"))
