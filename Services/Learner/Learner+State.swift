@@ -71,9 +71,26 @@ extension Learner {
     }
 
     func restore() async throws {
+        let saved = try await reloadDurableState()
+        guard let savedStep = saved["step"].flatMap({ Int(String(decoding: $0, as: UTF8.self)) }) else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "holds no step")
+        }
+        step = savedStep
+        epoch = saved["epoch"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 1
+        versionBase = saved["version_base"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0
+        taskIndex = saved["task_index"].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+        // the run stood still while no learner ran: its open tasks' clocks did too (their groups may be waiting in the queue)
+        if let savedMs = saved["saved_ms"].flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }) {
+            try await extendDeadlines(byMs: WallClock.nowMs() - savedMs)
+        }
+        context.logger.notice("restored step \(step) of epoch \(epoch) (version \(version))\(saved["reference"] == nil ? "" : ", the reference policy")")
+    }
+
+    /// The model, optimizer and reference policy from the last durable step (a restart, or a step that was not finite).
+    @discardableResult
+    func reloadDurableState() async throws -> [String: [UInt8]] {
         let saved = try await fabric.redis.hgetall(names.learnerStateKey)
-        guard let stepText = saved["step"].map({ String(decoding: $0, as: UTF8.self) }), let savedStep = Int(stepText),
-              let weights = saved["weights"], let optimizer = saved["optimizer"] else {
+        guard saved["step"] != nil, let weights = saved["weights"], let optimizer = saved["optimizer"] else {
             throw LearnerStateError(key: names.learnerStateKey, problem: "incomplete (step, weights and optimizer are needed)")
         }
         let weightBytes = try Zstd.decompress(weights, maxOutputSize: CheckpointStore.maxCheckpointBytes)
@@ -88,15 +105,7 @@ extension Learner {
             try trainer.value.optimizer.loadState(optimizerBytes)
             if let referenceBytes { try trainer.value.loadReference(safetensors: referenceBytes) }
         }
-        step = savedStep
-        epoch = saved["epoch"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 1
-        versionBase = saved["version_base"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0
-        taskIndex = saved["task_index"].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
-        // the run stood still while no learner ran: its open tasks' clocks did too (their groups may be waiting in the queue)
-        if let savedMs = saved["saved_ms"].flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }) {
-            try await extendDeadlines(byMs: WallClock.nowMs() - savedMs)
-        }
-        context.logger.notice("restored step \(step) of epoch \(epoch) (version \(version))\(referenceBytes == nil ? "" : ", the reference policy")")
+        return saved
     }
 
     /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens, in

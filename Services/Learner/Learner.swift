@@ -41,6 +41,9 @@ final class Learner {
     /// `learner.ledger_keep_steps`: closed tasks' marks are kept this many steps.
     let ledgerKeepSteps: Int
     var lastTick = ContinuousClock.now
+    /// `learner.max_nonfinite_steps`, and how many steps in a row were skipped as not finite.
+    let maxNonFiniteSteps: Int
+    var nonFiniteInARow = 0
     var paused = false
     var stopRun = false
     /// Groups that arrived while paused, taken first on resume.
@@ -59,6 +62,7 @@ final class Learner {
         self.lease = lease
         taskDeadlineSeconds = Double(try context.settings.int("learner.task_deadline_seconds", in: 1...86_400))
         ledgerKeepSteps = try context.settings.int("learner.ledger_keep_steps", in: 1...1_000_000)
+        maxNonFiniteSteps = try context.settings.int("learner.max_nonfinite_steps", in: 1...1000)
         fabric = context.fabric
         names = fabric.names
         store = CheckpointStore(names: names, redis: fabric.redis)
@@ -145,7 +149,14 @@ final class Learner {
     func train() async throws {
         while step < config.steps {
             guard let batch = try await collectBatch() else { return }  // stopped, drained or handed back
-            let trained = try await optimize(on: batch)
+            let trained: TrainedStep
+            do {
+                trained = try await optimize(on: batch)
+                nonFiniteInARow = 0
+            } catch let skipped as NonFiniteStep {
+                try await skip(batch, because: skipped)
+                continue
+            }
             if context.stop.isHandingBack { return await handBack(batch.groups.map(\.delivery)) }
             step += 1
             try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, ledger; then the acks
@@ -161,14 +172,33 @@ final class Learner {
         let learningRate = config.learningRate
         let trainer = self.trainer
         let started = ContinuousClock.now
-        let metrics = try await compute.run { try trainer.value.step(samples: samples, learningRate: learningRate) }
-        // a diverged step is never saved or broadcast: the run fails with the reason, from the last durable step
-        guard metrics.loss.isFinite, metrics.gradNorm.isFinite else {
-            throw LearnerStateError(key: names.learnerStateKey, problem: "step \(step + 1) gave loss \(metrics.loss), gradient norm \(metrics.gradNorm); not saved (lower trainer.learning_rate or set trainer.max_grad_norm)")
+        let (metrics, weightsFinite) = try await compute.run {
+            let metrics = try trainer.value.step(samples: samples, learningRate: learningRate)
+            return (metrics, trainer.value.model.withParameters { weights, _ in weights.allSatisfy(\.isFinite) })
+        }
+        // a diverged step is never saved or broadcast: the model goes back to the last durable step
+        guard metrics.loss.isFinite, metrics.gradNorm.isFinite, weightsFinite else {
+            throw NonFiniteStep(step: step + 1, loss: metrics.loss, gradNorm: metrics.gradNorm, weightsFinite: weightsFinite)
         }
         let trainSeconds = (ContinuousClock.now - started).seconds
         let tokens = samples.reduce(0) { $0 + $1.promptTokens.count + $1.completionTokens.count }
         return TrainedStep(metrics: metrics, tokens: tokens, trainSeconds: trainSeconds, snapshot: try await snapshotPolicy())
+    }
+
+    /// A step whose loss, gradient or new weights are not finite: the model and optimizer go back to the last durable
+    /// step, the batch's tasks are replaced (their groups acknowledged, feeding nothing) and the skip is counted; after
+    /// `learner.max_nonfinite_steps` in a row the run fails with the reason.
+    func skip(_ batch: Batch, because skipped: NonFiniteStep) async throws {
+        nonFiniteInARow += 1
+        try await fabric.incrementCounter("nonfinite_steps_skipped")
+        guard nonFiniteInARow < maxNonFiniteSteps else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "\(nonFiniteInARow) steps in a row were not finite, the last: \(skipped); nothing of them was saved (lower trainer.learning_rate or set trainer.max_grad_norm)")
+        }
+        context.logger.error("skipped: \(skipped); back to step \(step)'s weights (\(nonFiniteInARow) in a row, the run fails at \(maxNonFiniteSteps))")
+        try await reloadDurableState()
+        let tasks = batch.groups.map { ($0.message.task, TaskLedger.Closing.replaced) }
+        try await publishTasks(count: tasks.count, closing: tasks)
+        try await acknowledge(batch.groups.map(\.delivery))
     }
 
     /// Held deliveries go back to the scored queue at once (drain, shutdown, stop).
@@ -208,6 +238,15 @@ final class Learner {
         try await setState(RunState(status: stopRun ? .stopped : .finished, finishedAtMs: WallClock.nowMs(), accuracyAfter: after))
         context.status.set(state: "finished", detail: "step \(step)")
     }
+}
+
+/// An optimizer step whose loss, gradient norm or weights were NaN or infinite.
+struct NonFiniteStep: Error, CustomStringConvertible {
+    var step: Int
+    var loss: Double
+    var gradNorm: Double
+    var weightsFinite: Bool
+    var description: String { "step \(step) gave loss \(loss), gradient norm \(gradNorm)\(weightsFinite ? "" : ", weights not finite")" }
 }
 
 /// What one optimizer step produced.

@@ -68,12 +68,6 @@ struct RewardScorer: Role {
                 return
             }
             (format, run) = (published, known)
-            // a task of an older epoch of this run id (started afresh since): acknowledged and counted, never scored
-            if group.task.envelope.epoch < known.epoch {
-                try await fabric.incrementCounter("stale_epoch_groups")
-                try await delivery.ack()
-                return
-            }
             // from here on a refusal is the signer's own doing, and is counted against its key
             let open: RolloutTask?
             do {
@@ -82,6 +76,13 @@ struct RewardScorer: Role {
                 guard try await registry.hasLoaded(signer, version: group.policyVersion) else {
                     throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "policy_version",
                                                  reason: "\(group.policyVersion) is not a version worker \(signer.prefix(16))… recorded loading")
+                }
+                // a task of an older epoch of this run id (started afresh since): acknowledged and counted, never scored
+                if group.task.envelope.epoch < known.epoch {
+                    try await fabric.incrementCounter("stale_epoch_groups")
+                    try await registry.count(signer, "stale_epoch")
+                    try await delivery.ack()
+                    return
                 }
                 open = try await issuedTask(of: group, format: format)
             } catch let error as WireError {

@@ -150,6 +150,74 @@ struct LearnerRoleTests {
         #expect(try await harness.exit() == nil)
     }
 
+    /// The run file StartRun carries for `run` with the test's knobs.
+    static func runFile(_ run: String, steps: Int = 3) -> String {
+        """
+        [run]
+        id = "\(run)"
+        steps = \(steps)
+        groups_per_step = 2
+        async_level = 1
+        eval_tasks = 4
+        [inference]
+        group_size = 2
+        max_new_tokens = 4
+        [model]
+        layers = 1
+        channels = 32
+        heads = 2
+        context = 32
+        """
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func aSecondLearnerStandsByAndAReusedRunIDStartsANewEpochOnlyWhenAskedTo() async throws {
+        let run = RoleHarness.newRun("learner-epoch")
+        let first = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run,
+                                                arguments: Self.arguments + ["--service.instance", "learner-first"])
+        defer { Task { await first.cleanUp() } }
+        try await first.waitFor("the run to start") { try await RunState.read(first.fabric.redis, names: first.names).status == .running }
+        // a second learner of the same run waits as a standby: it never takes the lease the first one holds
+        let second = try await RoleHarness.start(LearnerRole.self, name: "learner", specs: SettingsCatalog.learner, run: run,
+                                                 arguments: Self.arguments + ["--service.instance", "learner-second"])
+        try await first.waitFor("the standby's heartbeat") {
+            guard let beat = try await first.fabric.redis.get(first.names.heartbeatKey(role: "learner", instance: "learner-second")) else { return false }
+            return try JSONDecoder().decode(StatusBoard.Snapshot.self, from: Data(beat)).state == "standby"
+        }
+        #expect(try await LearnerLease.holder(names: first.names, redis: first.fabric.redis)?.instance == "learner-first")
+
+        // the first one stops the run and exits (releasing the lease): the standby takes over, finds the run stopped
+        // and, though autostart is on, does not start it over by guessing
+        try await first.sendControl(.stop(Tributary_V1_StopRun()), to: Names.runRoutingKey(role: "learner", run: run))
+        try await first.waitFor("the run stopped") { try await RunState.read(first.fabric.redis, names: first.names).status == .stopped }
+        await first.host.drain()
+        #expect(try await first.exit() == nil)
+        try await first.waitFor("the standby to hold the lease") {
+            try await LearnerLease.holder(names: first.names, redis: first.fabric.redis)?.instance == "learner-second"
+        }
+        let control = Names.runRoutingKey(role: "learner", run: run)
+        try await second.sendControl(.startRun(Tributary_V1_StartRun.with { $0.configToml = Self.runFile(run, steps: 7) }), to: control)
+        // refused (neither fresh nor resume): the run that starts is the fresh one sent next, with its 3 steps
+        try await second.sendControl(.startRun(Tributary_V1_StartRun.with { $0.configToml = Self.runFile(run); $0.fresh = true }), to: control)
+        try await second.waitFor("epoch 2 running") {
+            let state = try await RunState.read(second.fabric.redis, names: second.names)
+            return state.other["epoch"] == "2" && state.status == .running
+        }
+        let state = try await RunState.read(second.fabric.redis, names: second.names)
+        #expect(state.other["version_base"] == "1" && state.version == 1, "versions go on above the old epoch's: \(state)")
+        let started = try Settings.fromTOML(try #require(state.config), specs: RunConfig.settings, source: "run state")
+        #expect(try started.int("run.steps") == 3, "the StartRun without --fresh or --resume (7 steps) was refused")
+        let open = try await second.fabric.redis.hgetall(second.names.ledgerKey).keys
+        #expect(!open.isEmpty && open.allSatisfy { $0.hasPrefix("\(run)-e2-") }, "\(open.sorted())")
+        // a group of the old epoch's task feeds nothing and is counted
+        var old = group(second, id: "\(run)-1", version: 0)
+        old.task.envelope.epoch = 1
+        try await second.fabric.publish(old, exchange: Names.scoredExchange, routingKey: run)
+        try await second.waitFor("the old epoch's group counted") { try await second.fabric.counters()["stale_epoch_groups"] == 1 }
+        await second.host.drain()
+        #expect(try await second.exit() == nil)
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func aLearnerThatFailsWritesFailedWithTheReasonAndWatchExitsOne() async throws {
         let run = RoleHarness.newRun("learner-fail")
