@@ -231,10 +231,21 @@ final class Learner {
         try await setState(RunState(accuracyBefore: before))
     }
 
+    /// The tasks still open when the run ends are closed as `unused`: nothing waits for them, and an audit of the ledger
+    /// tells them from lost work.
+    func closeUnusedTasks() async throws {
+        var unused: [RolloutTask] = []
+        for id in try await ledger.openTaskIDs() {
+            if case let .open(task) = try await ledger.lookup(id) { unused.append(task) }
+        }
+        try await lease.exec(try ledger.closeCommands(unused, .unused, step: step))
+    }
+
     func finish() async throws {
         let after = try await evaluate()
         context.logger.notice("held-out accuracy after \(step) steps: \(String(format: "%.3f", after))")
         _ = try? await fabric.amqp.purge(queue: names.tasksQueue)  // nobody needs the tasks ahead any more
+        try await closeUnusedTasks()
         try await setState(RunState(status: stopRun ? .stopped : .finished, finishedAtMs: WallClock.nowMs(), accuracyAfter: after))
         context.status.set(state: "finished", detail: "step \(step)")
     }

@@ -37,6 +37,8 @@ public struct TaskLedger: Sendable {
         case replaced
         /// Not filled before its deadline (or dead-lettered, lost with a worker): reissued with a new seed.
         case expired
+        /// Still open when the run ended: no step needed it any more.
+        case unused
     }
 
     public enum Entry: Sendable, Equatable {
@@ -129,6 +131,11 @@ public struct TaskLedger: Sendable {
         return .open(try RolloutTask.fromStored(bytes))
     }
 
+    /// Every open task's id.
+    public func openTaskIDs() async throws -> [String] {
+        (try await redis.command(["ZRANGE", deadlinesKey, "0", "-1"]).array ?? []).compactMap(\.string)
+    }
+
     /// Open tasks whose deadline passed, oldest first.
     public func overdue(nowMs: Int64, limit: Int = 1000) async throws -> [String] {
         let reply = try await redis.command(["ZRANGEBYSCORE", deadlinesKey, "-inf", String(nowMs), "LIMIT", "0", String(limit)])
@@ -137,12 +144,12 @@ public struct TaskLedger: Sendable {
 
     /// What became of every task the ledger still holds (pruned marks are gone): the chaos table's account of lost work.
     public struct Audit: Sendable, Equatable, CustomStringConvertible {
-        public var open = 0, trained = 0, replaced = 0, expired = 0
+        public var open = 0, trained = 0, replaced = 0, expired = 0, unused = 0
         /// Open past its deadline by more than the grace given to `audit`: work the learner should have reissued.
         public var overdue = 0
         public var overdueIDs: [String] = []
         public var description: String {
-            "open \(open) (overdue \(overdue)), trained \(trained), replaced \(replaced), expired \(expired)"
+            "open \(open) (overdue \(overdue)), trained \(trained), replaced \(replaced), expired \(expired), unused at the end \(unused)"
         }
     }
 
@@ -161,6 +168,7 @@ public struct TaskLedger: Sendable {
             case .trained: audit.trained += 1
             case .replaced: audit.replaced += 1
             case .expired, nil: audit.expired += 1
+            case .unused: audit.unused += 1
             }
         }
         audit.overdueIDs.sort()

@@ -67,6 +67,11 @@ struct PipelineTests {
             // No batch used a group older than k = 2.
             let batches = try await cluster.stream(cluster.names.batchesLogKey)
             #expect(batches.count == 6)
+            // Every task the ledger closed as trained fed exactly one step, and none is left open after the run.
+            let trainedTasks = batches.flatMap { ($0["tasks"] ?? "").split(separator: ",").map(String.init) }
+            #expect(Set(trainedTasks).count == trainedTasks.count, "a task trained twice: \(trainedTasks)")
+            let audit = try await TaskLedger(names: cluster.names, redis: cluster.redis).audit(nowMs: WallClock.nowMs())
+            #expect(audit.trained == trainedTasks.count && audit.open == 0, "\(audit)")
             for batch in batches {
                 let step = try #require(Int(batch["step"] ?? ""))
                 let minimum = try #require(Int(batch["min_version"] ?? ""))
