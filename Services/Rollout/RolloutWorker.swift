@@ -53,7 +53,7 @@ struct RolloutWorker: Role {
         identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
-        maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
+        maxGroup = try context.settings.int("rollout.max_group_size")
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
         loads = Counter(label: "tributary_checkpoints_loaded_total", dimensions: context.dimensions)
