@@ -41,7 +41,7 @@ struct BroadcasterRoleTests {
         defer { replica.stop() }
         let replicaClient = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: replica.port))
         defer { replicaClient.close() }
-        // (redis-server --daemonize returns before it listens: refused connections until then)
+        // (refused connections until it listens)
         try await waitUntil("the relay in sync") { (try? await replicaClient.command(["INFO", "replication"]))?.string?.contains("master_link_status:up") == true }
         // 120 s for the relay: only a failing test waits that long
         let harness = try await RoleHarness.start(CheckpointBroadcaster.self, name: "broadcaster", specs: SettingsCatalog.broadcaster,
@@ -49,14 +49,14 @@ struct BroadcasterRoleTests {
                                                   arguments: ["--broadcaster.replicas", "1", "--broadcaster.replica_timeout_ms", "120000"])
         defer { Task { await harness.cleanUp() } }
         // a relay that stops confirming: the broadcaster's WAIT blocks its connection
-        try replica.signal(SIGSTOP)
+        replica.signal(SIGSTOP)
         try await save(version: 0, harness)
         // the heartbeat, on another connection, still reports it
         try await harness.waitFor("the heartbeat to show the wait for relays") { try await heartbeat(harness)?.state == "waiting for relays" }
         let store = CheckpointStore(names: harness.names, redis: harness.fabric.redis)
         #expect(try await store.latest() == nil, "announced before a relay confirmed it")
 
-        try replica.signal(SIGCONT)
+        replica.signal(SIGCONT)
         try await harness.waitFor("version 0 announced") { try await store.latest() == 0 }
         // what the relay confirmed: the version's manifest and shards read and verify from it
         let (bytes, _) = try await CheckpointStore(names: harness.names, redis: replicaClient).read(version: 0)
@@ -66,34 +66,35 @@ struct BroadcasterRoleTests {
     }
 }
 
-/// A redis-server of its own on a free loopback port, a replica (`replicaof`) of the test's Redis, as a relay is.
+/// A redis-server of its own on a free loopback port, a replica (`replicaof`) of the test's Redis, as a relay is. A child
+/// of the test (not daemonized), so it is signalled and stopped by its pid whatever happens.
 struct ReplicaServer {
     let port: Int
     let directory: URL
+    let process: LaunchedProcess
 
     static func start(of origin: RedisEndpoint) throws -> ReplicaServer {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("replica-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = ReplicaServer(port: try freeLoopbackPorts(1)[0], directory: directory)
-        var arguments = ["redis-server", "--port", String(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                         "--replicaof", origin.host, String(origin.port), "--dir", directory.path, "--daemonize", "yes",
-                         "--pidfile", directory.appendingPathComponent("redis.pid").path, "--logfile", directory.appendingPathComponent("redis.log").path]
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { URL(fileURLWithPath: String($0)) }
+        guard let binaries = path.first(where: { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("redis-server").path) }) else {
+            throw ReplicaFailed(description: "no redis-server on PATH")
+        }
+        let port = try freeLoopbackPorts(1)[0]
+        var arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                         "--replicaof", origin.host, String(origin.port), "--dir", directory.path]
         if let password = origin.password { arguments += ["--masterauth", password] }
-        let (status, output) = try runCommand(arguments)
-        guard status == 0 else { throw ReplicaFailed(description: "redis-server --replicaof did not start: \(output)") }
-        return server
+        let process = try LaunchedProcess("redis-server", in: binaries, arguments: arguments,
+                                          logPath: directory.appendingPathComponent("redis.log").path, name: "replica")
+        return ReplicaServer(port: port, directory: directory, process: process)
     }
 
-    func signal(_ signal: Int32) throws {
-        guard let pid = runningProcess(pidFile: directory.appendingPathComponent("redis.pid")) else {
-            throw ReplicaFailed(description: "the replica on port \(port) is not running")
-        }
-        kill(pid, signal)
-    }
+    /// SIGSTOP: a relay that stops confirming; SIGCONT: it goes on.
+    func signal(_ number: Int32) { process.signal(number) }
 
     func stop() {
-        try? signal(SIGCONT)
-        if let pid = runningProcess(pidFile: directory.appendingPathComponent("redis.pid")) { kill(pid, SIGKILL) }
+        process.signal(SIGKILL)
+        _ = process.blockingWaitForExit(within: 10)
         try? FileManager.default.removeItem(at: directory)
     }
 }
