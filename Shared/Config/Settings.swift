@@ -55,11 +55,6 @@ public struct SettingRange: Sendable, Equatable, CustomStringConvertible {
         SettingRange(bounds: .reals(lower: lower, upper: upper, lowerIncluded: true, upperIncluded: false))
     }
 
-    public var isInteger: Bool {
-        if case .integers = bounds { return true }
-        return false
-    }
-
     /// Interval notation: [1, 4096], (0, 1], [0, 1).
     public var description: String {
         switch bounds {
