@@ -10,6 +10,7 @@
 #   TRIBUTARY_AMQP_PORT   RabbitMQ AMQP port      (default: 5682)
 #   TRIBUTARY_REDIS_PORT  Redis port              (default: 6389)
 #   TRIBUTARY_EPMD_PORT, TRIBUTARY_AMQP_DIST_PORT, TRIBUTARY_AMQP_NODENAME  for a second RabbitMQ beside the first
+#   TRIBUTARY_REDIS_APPENDFSYNC  always (default: a write is on disk before Redis answers it) or everysec (faster, loses up to 1 s on a crash)
 #   TRIBUTARY_AMQP_MANAGEMENT_PORT  when set, the management HTTP API on 127.0.0.1 there (`tributary users` needs it)
 set -euo pipefail
 
@@ -106,7 +107,7 @@ start_redis() {
     log "starting redis on 127.0.0.1:$REDIS_PORT (state in $REDIS_DIR)"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" \
         --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
-        --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+        --appendonly yes --appendfsync "${TRIBUTARY_REDIS_APPENDFSYNC:-always}" --maxmemory-policy noeviction --save "" \
         --protected-mode yes
     local deadline=$((SECONDS + 30))
     until redis_up; do
