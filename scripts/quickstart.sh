@@ -33,28 +33,56 @@ RUN="$(sed -n 's/^id *= *"\(.*\)".*/\1/p' "$CONFIG" | head -1)"
 RUN="${RUN:-default}"
 started_at=$(date +%s)
 
-scripts/install-deps.sh
+exec 3>&2      # the terminal's stderr: a trap can run inside a command whose output goes elsewhere
 started_brokers=0
-if ! scripts/brokers.sh status >/dev/null 2>&1; then
-    scripts/brokers.sh start
-    started_brokers=1
-fi
-
-pids=()
+pids=()        # the services
+foreground=""  # the CLI command the script is waiting on (run start, watch, plot, ...)
 cleanup() {
     # Ask politely (SIGTERM: drain and exit 0), then make sure.
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    local all=("${pids[@]}" ${foreground:+"$foreground"})
+    for pid in "${all[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for _ in $(seq 1 100); do
         alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
         ((alive)) || break
         sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${all[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     if ((started_brokers)); then scripts/brokers.sh stop || true; fi
 }
+# Ctrl-C or SIGTERM: stop everything started here, then end by that signal (130 or 143 if it cannot be re-raised).
+interrupted() {
+    trap '' INT TERM  # a second Ctrl-C must not cut the cleanup short
+    trap - EXIT
+    echo "quickstart: interrupted (SIG$1); stopping what it started" >&3
+    cleanup >&3 2>&3
+    trap - INT TERM
+    kill -s "$1" $$ 2>/dev/null
+    exit $((128 + $2))
+}
 trap cleanup EXIT
+trap 'interrupted INT 2' INT
+trap 'interrupted TERM 15' TERM
+
+# Runs a CLI command in the background and waits for it. Bash runs a trap only once the foreground command ends, so a
+# foreground `tributary watch` would outlive an interrupt; `wait` returns at once and the trap stops the command too.
+run() {
+    "$@" &
+    foreground=$!
+    local status=0
+    wait "$foreground" || status=$?
+    foreground=""
+    return "$status"
+}
+
+# Brokers and the build run in the foreground: an interrupt sent to this script alone waits for them to end (Ctrl-C
+# reaches them directly), then stops everything.
+scripts/install-deps.sh
+if ! scripts/brokers.sh status >/dev/null 2>&1; then
+    started_brokers=1  # before they start: an interrupt mid-start stops whatever came up
+    scripts/brokers.sh start
+fi
 
 echo "quickstart: building (release)"
 swift build -c release 2>&1 | grep -E "error|warning: unre|Compiling|Build" | tail -3
@@ -79,16 +107,16 @@ CLI="$BIN/tributary"
 # run id starts its next epoch. An interrupted one is resumed by the learner itself (it finds the run in progress).
 started=""
 for _ in $(seq 1 100); do
-    if reply="$("$CLI" run start --run.id "$RUN" --config "$CONFIG" --fresh 2>&1)"; then started="started from $CONFIG"; break; fi
-    if [[ "$reply" == *"is already"* ]]; then started="resumed: an interrupted quickstart left it in progress"; break; fi
+    if run "$CLI" run start --run.id "$RUN" --config "$CONFIG" --fresh >"$OUT/logs/run-start.txt" 2>&1; then started="started from $CONFIG"; break; fi
+    if grep -q "is already" "$OUT/logs/run-start.txt"; then started="resumed: an interrupted quickstart left it in progress"; break; fi
     sleep 0.3
 done
 echo "quickstart: run '$RUN' ${started:-not started (see $OUT/logs/learner-0.log)}"
-"$CLI" watch --run.id "$RUN" --until-finished --wait-for-start
+run "$CLI" watch --run.id "$RUN" --until-finished --wait-for-start
 
-"$CLI" plot --run.id "$RUN" --out "$OUT/reward.svg"
+run "$CLI" plot --run.id "$RUN" --out "$OUT/reward.svg"
 latest="$("$CLI" checkpoint list --run.id "$RUN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latest"])')"
-"$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run.id "$RUN"
+run "$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run.id "$RUN"
 before="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_before)"
 after="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_after)"
 wall=$(( $(date +%s) - started_at ))
@@ -112,4 +140,4 @@ print(f"plot:        {summary['plot']}")
 print(f"checkpoint:  {summary['checkpoints']['exported']} (and every kept version in Redis)")
 print(f"summary:     {out}/summary.json")
 EOF
-"$CLI" shutdown all --run.id "$RUN" --wait --timeout 30 >/dev/null || true
+run "$CLI" shutdown all --run.id "$RUN" --wait --timeout 30 >/dev/null || true

@@ -5,12 +5,17 @@ import Messaging
 import Metrics
 import Runtime
 import Signing
+import Store
 import Wire
 
 /// Takes each PolicySaved, writes the version's manifest and shards, waits for the relays, moves `latest`,
 /// announces the version and deletes versions no step may use any more.
 struct CheckpointBroadcaster: Role {
     let context: ServiceContext
+    /// The checkpoint writes and the `WAIT` for the relays go on a Redis connection of their own: `WAIT` acknowledges the
+    /// writes of its own connection, and blocks it for up to `broadcaster.replica_timeout_ms`, which on the heartbeat's
+    /// connection would let the heartbeat (10 s TTL) expire.
+    let checkpointRedis: RedisClient
     let store: CheckpointStore
     let shardBytes: Int
     let replicas: Int
@@ -31,11 +36,12 @@ struct CheckpointBroadcaster: Role {
         } else {
             context.logger.warning("manifests are unsigned (no broadcaster.signing_key_file): a relay could serve forged checkpoints")
         }
-        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis, signer: signer)
-        shardBytes = try settings.int("broadcaster.shard_bytes", in: 4096...(256 << 20))
-        replicas = try settings.int("broadcaster.replicas", in: 0...64)
-        replicaTimeoutMs = try settings.int("broadcaster.replica_timeout_ms", in: 0...600_000)
-        keepVersions = try settings.int("broadcaster.keep_versions", in: 1...1000)
+        checkpointRedis = RedisClient(endpoint: context.fabric.redis.endpoint)
+        store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis, signer: signer)
+        shardBytes = try settings.int("broadcaster.shard_bytes")
+        replicas = try settings.int("broadcaster.replicas")
+        replicaTimeoutMs = try settings.int("broadcaster.replica_timeout_ms")
+        keepVersions = try settings.int("broadcaster.keep_versions")
         broadcast = Counter(label: "tributary_checkpoints_broadcast_total", dimensions: context.dimensions)
         relayShortfall = Counter(label: "tributary_relay_shortfall_total", dimensions: context.dimensions)
         broadcastTime = Metrics.Timer(label: "tributary_checkpoint_broadcast_seconds", dimensions: context.dimensions, preferredDisplayUnit: .seconds)
@@ -43,6 +49,8 @@ struct CheckpointBroadcaster: Role {
     }
 
     func run() async throws {
+        try await checkpointRedis.connect()
+        defer { checkpointRedis.close() }
         context.status.set(state: "waiting for policies")
         try await context.consume(queue: context.fabric.names.policiesQueue, prefetch: 1) { delivery in
             try await handle(delivery)
@@ -81,7 +89,8 @@ struct CheckpointBroadcaster: Role {
         }
         let manifest = try await store.write(version: saved.version, safetensors: bytes, shardBytes: shardBytes) { CrashPoint.hit(CrashPoint.broadcasterMidWrite) }
         if replicas > 0 {
-            let acknowledged = try await fabric.redis.wait(numReplicas: replicas, timeoutMs: replicaTimeoutMs)
+            context.status.set(state: "waiting for relays", detail: "version \(saved.version)")
+            let acknowledged = try await checkpointRedis.wait(numReplicas: replicas, timeoutMs: replicaTimeoutMs)
             if acknowledged < replicas {
                 context.logger.warning("only \(acknowledged) of \(replicas) relays confirmed version \(saved.version); announcing anyway")
                 relayShortfall.increment()

@@ -104,9 +104,15 @@ struct SetCommand: AsyncParsableCommand {
     @OptionGroup var options: ControlOptions
     @OptionGroup var learner: LearnerOptions
     @Argument(help: ArgumentHelp("A live setting, e.g. trainer.learning_rate.", valueName: "key")) var key: String
-    @Argument(help: ArgumentHelp("Its new value.", valueName: "value")) var value: String
+    // every unrecognized input, so that a negative number (-1) is taken as the value, not as an unknown flag
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Its new value.", valueName: "value")) var values: [String] = []
+    var value: String { values.first ?? "" }
 
     func validate() throws {
+        guard values.count == 1 else {
+            throw ValidationError(values.isEmpty ? "Missing expected argument '<value>'"
+                                                 : "set takes one value after the key, not \(values.map { "'\($0)'" }.joined(separator: " "))")
+        }
         // The range checks need the run's configuration; here only the key and the value's type, against the defaults.
         var base = try Settings.fromTOML("", specs: RunConfig.settings, source: "defaults")
         try base.set("run.id", options.runID, origin: "--run")

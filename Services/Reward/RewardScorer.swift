@@ -30,7 +30,7 @@ struct RewardScorer: Role {
         store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
         ledger = TaskLedger(names: context.fabric.names, redis: context.fabric.redis)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
-        prefetch = try context.settings.int("reward.prefetch", in: 1...1024)
+        prefetch = try context.settings.int("reward.prefetch")
         scored = Counter(label: "tributary_scored_groups_total", dimensions: context.dimensions)
         zeroSignal = Counter(label: "tributary_zero_signal_groups_total", dimensions: context.dimensions)
         // A code run's groups fail here (and are dead-lettered with the reason): say so in every heartbeat.

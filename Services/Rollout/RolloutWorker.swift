@@ -53,7 +53,7 @@ struct RolloutWorker: Role {
         identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
-        maxGroup = try context.settings.int("rollout.max_group_size", in: 1...4096)
+        maxGroup = try context.settings.int("rollout.max_group_size")
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
         loads = Counter(label: "tributary_checkpoints_loaded_total", dimensions: context.dimensions)
@@ -93,11 +93,12 @@ struct RolloutWorker: Role {
             do { try await delivery.ack() } catch AMQPError.deliveryVoid {}
             if let announcement = try? CheckpointAnnouncement.decode(delivery.body, deliveredID: delivery.messageID),
                announcement.envelope.runID == fabric.names.run {
-                policy.announcedVersion.store(max(policy.announcedVersion.load(ordering: .relaxed), Int(clamping: announcement.version)), ordering: .relaxed)
+                // the hash first: a worker woken by the version reads the checkpoint against it
                 policy.announced.withLock { announced in
                     announced[announcement.version] = announcement.sha256
                     if announced.count > 64, let oldest = announced.keys.min() { announced.removeValue(forKey: oldest) }
                 }
+                policy.announcedVersion.announce(Int(clamping: announcement.version))
             }
         }
     }
@@ -202,7 +203,7 @@ struct RolloutWorker: Role {
                     sources = [(originStore, true)]
                 }
                 policy.relayHighest.store(relayLatest, ordering: .relaxed)
-                if relayLatest < minimum, policy.announcedVersion.load(ordering: .relaxed) >= minimum {
+                if relayLatest < minimum, policy.announcedVersion.current >= minimum {
                     let since = relayBehindSince ?? ContinuousClock.now
                     relayBehindSince = since
                     if ContinuousClock.now - since >= relayLag { sources = [(originStore, true)] }
@@ -241,14 +242,26 @@ struct RolloutWorker: Role {
                 continue
             }
             context.status.set(state: "waiting for policy", detail: "need version \(minimum)")
-            // Wake on the announcement (watched every 5 ms, no Redis traffic); look at `latest` every 500 ms in case one was missed.
-            let recheck = ContinuousClock.now + .milliseconds(500)
-            while policy.announcedVersion.load(ordering: .relaxed) < minimum, ContinuousClock.now < recheck, !context.stop.isStopping {
-                try await Task.sleep(for: .milliseconds(5))
-            }
+            try await waitForPolicy(minimum: minimum, until: deadline)
         }
         return false
     }
+
+    /// Between two looks at `latest`: the announcement of a fresh enough version wakes the worker at once; without one it
+    /// looks again after `announcementRecheck` anyway, as announcements sent while its exclusive queue was being
+    /// redeclared (a reconnect) are lost. A version announced but not yet readable here (a relay still replicating it)
+    /// is looked for again after `replicationRecheck`, until the relay has it or the lag rule reads the origin.
+    func waitForPolicy(minimum: Int, until deadline: ContinuousClock.Instant) async throws {
+        if policy.announcedVersion.current >= minimum {
+            try await Task.sleep(until: min(ContinuousClock.now + Self.replicationRecheck, deadline), clock: .continuous)
+        } else {
+            _ = await policy.announcedVersion.wait(atLeast: minimum, until: min(ContinuousClock.now + Self.announcementRecheck, deadline))
+            try Task.checkCancellation()
+        }
+    }
+
+    static let announcementRecheck = Duration.milliseconds(500)
+    static let replicationRecheck = Duration.milliseconds(100)
 
     /// Fetches a version (every shard verified against its manifest) and makes it the held policy.
     func load(version: UInt64, from source: CheckpointStore, origin: Bool = true) async throws {
@@ -281,12 +294,12 @@ struct RolloutWorker: Role {
 }
 
 /// The worker's policy: the model and its version, touched only on the compute queue; and the newest version
-/// announced on the checkpoint fanout (one writer: the announcement listener).
+/// announced on the checkpoint fanout (one writer: the announcement listener), which wakes the tasks waiting for it.
 final class PolicyHolder: Sendable {
     let compute = ComputeQueue(label: "rollout.model")
     let model = Confined<(any Policy)?>(nil)
     let version = Atomic<Int>(-1)
-    let announcedVersion = Atomic<Int>(-1)
+    let announcedVersion = AnnouncedVersion()
     /// The newest `latest` seen on the relay: a relay whose `latest` goes back has been rolled back.
     let relayHighest = Atomic<Int>(-1)
     /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.

@@ -29,9 +29,11 @@ public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Checkpoints in Redis: a protobuf manifest plus zstd-compressed shards, each with the SHA-256 of its raw bytes.
+/// Compressing, decompressing and hashing a whole checkpoint runs on the store's codec queue, off the cooperative pool.
 public struct CheckpointStore: Sendable {
     public let keys: CheckpointKeys
     public let redis: RedisClient
+    let codec = CheckpointCodec()
     /// The broadcaster's key: manifests it writes are signed.
     public let signer: SigningKey?
     /// A reader's trust anchor: with it, a manifest that is unsigned or badly signed is refused.
@@ -48,7 +50,8 @@ public struct CheckpointStore: Sendable {
 
     /// Learner side: the policy's safetensors bytes, compressed, under the staging key; returns (key, sha256).
     public func stage(version: UInt64, safetensors: [UInt8]) async throws -> (key: String, sha256: String) {
-        try await stage(version: version, compressed: try Zstd.compress(safetensors, level: 1), sha256: sha256Hex(safetensors))
+        let (compressed, sha256) = try await codec.run { (try Zstd.compress(safetensors, level: 1), sha256Hex(safetensors)) }
+        return try await stage(version: version, compressed: compressed, sha256: sha256)
     }
 
     /// The same, for bytes already compressed (zstd) whose raw SHA-256 is known.
@@ -60,37 +63,20 @@ public struct CheckpointStore: Sendable {
 
     public func readStaged(key: String, expectedSHA256: String, version: UInt64) async throws -> [UInt8] {
         guard let compressed = try await redis.get(key) else { throw CheckpointStoreError.missing(key: key) }
-        let bytes = try Zstd.decompress(compressed, maxOutputSize: Self.maxCheckpointBytes)
-        let found = sha256Hex(bytes)
-        guard found == expectedSHA256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: expectedSHA256, found: found) }
-        return bytes
+        return try await codec.run {
+            let bytes = try Zstd.decompress(compressed, maxOutputSize: Self.maxCheckpointBytes)
+            let found = sha256Hex(bytes)
+            guard found == expectedSHA256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: expectedSHA256, found: found) }
+            return bytes
+        }
     }
 
     /// Broadcaster side: shard, compress, hash and write; the manifest goes last, so a reader never sees a partial version.
     /// `beforeManifest` runs once the shards are written (the fault table's crash point).
     public func write(version: UInt64, safetensors: [UInt8], shardBytes: Int, beforeManifest: () -> Void = {}) async throws -> CheckpointManifest {
-        var manifest = CheckpointManifest()
-        manifest.runID = keys.run
-        manifest.version = version
-        manifest.totalBytes = UInt64(safetensors.count)
-        manifest.sha256 = sha256Hex(safetensors)
-        manifest.shardBytes = UInt64(shardBytes)
-        manifest.compression = "zstd"
-        manifest.createdAtUnixMs = WallClock.nowMs()
-        var commands: [[any RedisArgument]] = []
-        for (index, start) in stride(from: 0, to: safetensors.count, by: shardBytes).enumerated() {
-            let raw = Array(safetensors[start..<min(start + shardBytes, safetensors.count)])
-            let compressed = try Zstd.compress(raw, level: 1)
-            let key = keys.shard(version: version, index: index)
-            manifest.shards.append(ShardInfo.with {
-                $0.index = UInt32(index)
-                $0.key = key
-                $0.rawBytes = UInt64(raw.count)
-                $0.compressedBytes = UInt64(compressed.count)
-                $0.sha256 = sha256Hex(raw)
-            })
-            commands.append(["SET", key, compressed])
-        }
+        let keys = keys
+        let (manifest, shards) = try await codec.run { try Self.encode(safetensors, version: version, shardBytes: shardBytes, keys: keys) }
+        let commands: [[any RedisArgument]] = zip(manifest.shards, shards).map { info, compressed in ["SET", info.key, compressed] }
         for reply in try await redis.pipeline(commands) {
             if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET shard") }
         }
@@ -100,6 +86,32 @@ public struct CheckpointStore: Sendable {
         if let signer { _ = try await redis.command(["SET", keys.manifestSignature(version: version), signer.sign(manifestBytes)]) }
         _ = try await redis.command(["SET", keys.manifest(version: version), manifestBytes])
         return manifest
+    }
+
+    /// The manifest of `safetensors` cut into shards of `shardBytes`, and each shard compressed.
+    static func encode(_ safetensors: [UInt8], version: UInt64, shardBytes: Int, keys: CheckpointKeys) throws -> (CheckpointManifest, [[UInt8]]) {
+        var manifest = CheckpointManifest()
+        manifest.runID = keys.run
+        manifest.version = version
+        manifest.totalBytes = UInt64(safetensors.count)
+        manifest.sha256 = sha256Hex(safetensors)
+        manifest.shardBytes = UInt64(shardBytes)
+        manifest.compression = "zstd"
+        manifest.createdAtUnixMs = WallClock.nowMs()
+        var shards: [[UInt8]] = []
+        for (index, start) in stride(from: 0, to: safetensors.count, by: shardBytes).enumerated() {
+            let raw = Array(safetensors[start..<min(start + shardBytes, safetensors.count)])
+            let compressed = try Zstd.compress(raw, level: 1)
+            manifest.shards.append(ShardInfo.with {
+                $0.index = UInt32(index)
+                $0.key = keys.shard(version: version, index: index)
+                $0.rawBytes = UInt64(raw.count)
+                $0.compressedBytes = UInt64(compressed.count)
+                $0.sha256 = sha256Hex(raw)
+            })
+            shards.append(compressed)
+        }
+        return (manifest, shards)
     }
 
     /// The manifest, its signature checked when this store has a verifier, and its claims bounded before anything is
@@ -134,6 +146,11 @@ public struct CheckpointStore: Sendable {
     public func read(version: UInt64) async throws -> (bytes: [UInt8], manifest: CheckpointManifest) {
         let manifest = try await manifest(version: version)
         let replies = try await redis.pipeline(manifest.shards.map { ["GET", $0.key] })
+        return (try await codec.run { try Self.decode(replies, manifest: manifest, version: version) }, manifest)
+    }
+
+    /// The file from its shards as Redis returned them, each verified against the manifest, then the whole.
+    static func decode(_ replies: [RedisReply], manifest: CheckpointManifest, version: UInt64) throws -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(Int(manifest.totalBytes))
         for (shard, reply) in zip(manifest.shards, replies) {
@@ -156,7 +173,7 @@ public struct CheckpointStore: Sendable {
         }
         let whole = sha256Hex(bytes)
         guard whole == manifest.sha256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: manifest.sha256, found: whole) }
-        return (bytes, manifest)
+        return bytes
     }
 
     public func setLatest(_ version: UInt64) async throws {
@@ -181,5 +198,18 @@ public struct CheckpointStore: Sendable {
             let parts = key.split(separator: ":")
             return parts.count >= 2 ? UInt64(parts[parts.count - 2]) : nil
         }.sorted()
+    }
+}
+
+/// Compressing, decompressing and hashing whole checkpoints takes seconds for a large model: it runs on a queue of its
+/// own, never on Swift's cooperative pool (a thread per core), where it would stall every other task of the process,
+/// heartbeats included. The same shape as Runtime's ComputeQueue, which this module cannot see.
+final class CheckpointCodec: Sendable {
+    private let queue = DispatchQueue(label: "checkpoint.codec")
+
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
     }
 }

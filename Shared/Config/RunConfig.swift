@@ -49,52 +49,55 @@ public struct RunConfig: Sendable, Equatable {
 
     public static let settings: [Setting] = [
         Setting("run.id", "default", "run id: names its queues and Redis keys ([A-Za-z0-9_-])"),
-        Setting("run.async_level", "2", "k: a task for step s may be served by any policy version >= s - k (0 = on-policy)"),
-        Setting("run.steps", "40", "learner steps (optimizer updates) of GRPO"),
-        Setting("run.groups_per_step", "8", "rollout groups in each learner batch"),
-        Setting("run.seed", "1", "seed of task generation and model initialisation"),
-        Setting("run.eval_tasks", "200", "held-out tasks for accuracy before and after"),
+        Setting("run.async_level", "2", "k: a task for step s may be served by any policy version >= s - k (0 = on-policy)", range: .integers(0...64)),
+        Setting("run.steps", "40", "learner steps (optimizer updates) of GRPO", range: .integers(1...1_000_000)),
+        Setting("run.groups_per_step", "8", "rollout groups in each learner batch", range: .integers(1...4096)),
+        Setting("run.seed", "1", "seed of task generation and model initialisation", range: .integers(0...Int.max)),
+        Setting("run.eval_tasks", "200", "held-out tasks for accuracy before and after", range: .integers(1...100_000)),
         Setting("environment.name", "arithmetic", "arithmetic, reverse, sort, jsonl or code"),
-        Setting("environment.digits", "2", "arithmetic: digits per operand"),
-        Setting("environment.operands", "2", "arithmetic: operands per expression"),
+        Setting("environment.digits", "2", "arithmetic: digits per operand", range: .integers(1...9)),
+        Setting("environment.operands", "2", "arithmetic: operands per expression", range: .integers(2...8)),
         Setting("environment.operations", "add", "arithmetic: comma-separated add, subtract, multiply"),
         Setting("environment.dataset", "", "jsonl/code: dataset path"),
         Setting("environment.checker", "exact", "jsonl: exact, numeric or regex"),
-        Setting("inference.group_size", "8", "G: completions per prompt"),
-        Setting("inference.temperature", "1.0", "sampling temperature"),
-        Setting("inference.top_p", "1.0", "nucleus sampling mass"),
-        Setting("inference.top_k", "0", "top-k sampling (0 = off)"),
-        Setting("inference.max_new_tokens", "8", "completion length limit"),
-        Setting("trainer.learning_rate", "0.001", "GRPO learning rate"),
-        Setting("trainer.epsilon_low", "0.2", "ratio clip below 1"),
-        Setting("trainer.epsilon_high", "0.2", "ratio clip above 1"),
-        Setting("trainer.delta", "4", "INTELLECT-2 cap on the ratio when the advantage is negative"),
-        Setting("trainer.kl_coefficient", "0", "k3 KL penalty against the reference policy, frozen when the run starts (after the warm start)"),
-        Setting("trainer.adam_beta1", "0.9", "AdamW first-moment decay"),
-        Setting("trainer.adam_beta2", "0.999", "AdamW second-moment decay"),
-        Setting("trainer.weight_decay", "0", "AdamW decoupled weight decay"),
-        Setting("trainer.max_grad_norm", "1", "clip the global gradient norm to this (0: no clip)"),
-        Setting("trainer.entropy_coefficient", "0", "entropy bonus"),
-        Setting("trainer.warmup_steps", "0", "supervised warm-start steps before GRPO"),
-        Setting("trainer.warmup_learning_rate", "0.003", "warm-start learning rate"),
-        Setting("trainer.warmup_batch", "32", "warm-start examples per step"),
-        Setting("trainer.warmup_target_accuracy", "0", "stop the warm start early once a probe set (not held-out) reaches this accuracy (0: never)"),
-        Setting("trainer.micro_batch", "64", "sequences per forward/backward; gradients accumulate into one step (bounds the learner's activation memory)"),
-        Setting("model.layers", "2", "transformer blocks"),
-        Setting("model.heads", "4", "attention heads"),
-        Setting("model.channels", "128", "embedding width"),
-        Setting("model.context", "64", "context length"),
+        Setting("inference.group_size", "8", "G: completions per prompt", range: .integers(2...256)),
+        Setting("inference.temperature", "1.0", "sampling temperature (0: greedy; otherwise at least \(RunConfig.lowestTemperature))", range: .reals(0...100)),
+        Setting("inference.top_p", "1.0", "nucleus sampling mass", range: .reals(above: 0, through: 1)),
+        Setting("inference.top_k", "0", "top-k sampling (0 = off)", range: .integers(0...1_000_000)),
+        Setting("inference.max_new_tokens", "8", "completion length limit", range: .integers(1...4096)),
+        Setting("trainer.learning_rate", "0.001", "GRPO learning rate", range: .reals(above: 0, through: 1)),
+        Setting("trainer.epsilon_low", "0.2", "ratio clip below 1", range: .reals(0...1)),
+        Setting("trainer.epsilon_high", "0.2", "ratio clip above 1", range: .reals(0...10)),
+        Setting("trainer.delta", "4", "INTELLECT-2 cap on the ratio when the advantage is negative", range: .reals(1...100)),
+        Setting("trainer.kl_coefficient", "0", "k3 KL penalty against the reference policy, frozen when the run starts (after the warm start)", range: .reals(0...100)),
+        Setting("trainer.adam_beta1", "0.9", "AdamW first-moment decay", range: .reals(from: 0, below: 1)),
+        Setting("trainer.adam_beta2", "0.999", "AdamW second-moment decay", range: .reals(from: 0, below: 1)),
+        Setting("trainer.weight_decay", "0", "AdamW decoupled weight decay", range: .reals(0...1)),
+        Setting("trainer.max_grad_norm", "1", "clip the global gradient norm to this (0: no clip)", range: .reals(0...1_000_000)),
+        Setting("trainer.entropy_coefficient", "0", "entropy bonus", range: .reals(0...100)),
+        Setting("trainer.warmup_steps", "0", "supervised warm-start steps before GRPO", range: .integers(0...1_000_000)),
+        Setting("trainer.warmup_learning_rate", "0.003", "warm-start learning rate", range: .reals(above: 0, through: 1)),
+        Setting("trainer.warmup_batch", "32", "warm-start examples per step", range: .integers(1...65_536)),
+        Setting("trainer.warmup_target_accuracy", "0", "stop the warm start early once a probe set (not held-out) reaches this accuracy (0: never)", range: .reals(0...1)),
+        Setting("trainer.micro_batch", "64", "sequences per forward/backward; gradients accumulate into one step (bounds the learner's activation memory)", range: .integers(1...65_536)),
+        Setting("model.layers", "2", "transformer blocks", range: .integers(1...64)),
+        Setting("model.heads", "4", "attention heads", range: .integers(1...64)),
+        Setting("model.channels", "128", "embedding width", range: .integers(8...4096)),
+        Setting("model.context", "64", "context length", range: .integers(8...4096)),
         Setting("model.path", "", "start from this Hugging Face model directory (config.json, safetensors, tokenizer.json); empty: a new GPT of the shape above with the byte tokenizer"),
         Setting("prompt.template", "", "chat template for prompts: chatml, llama3, or a template of your own (docs/models.md); empty: bare prompts"),
         Setting("prompt.system", "", "system turn before each prompt (with a template)"),
-        Setting("reward.correctness_weight", "1", "weight of the verifier's correctness component"),
-        Setting("reward.format_weight", "0", "weight of the verifier's format component"),
+        Setting("reward.correctness_weight", "1", "weight of the verifier's correctness component", range: .reals(0...100)),
+        Setting("reward.format_weight", "0", "weight of the verifier's format component", range: .reals(0...100)),
         Setting("reward.target_lengths", "", "length control: comma-separated target lengths in tokens, one drawn per task and written into its prompt (empty: off)"),
-        Setting("reward.length_penalty_per_token", "0.001", "length control: reward lost per token of distance from the target"),
-        Setting("reward.max_length_penalty", "0.5", "length control: the most reward a completion's length can cost"),
+        Setting("reward.length_penalty_per_token", "0.001", "length control: reward lost per token of distance from the target", range: .reals(0...100)),
+        Setting("reward.max_length_penalty", "0.5", "length control: the most reward a completion's length can cost", range: .reals(0...100)),
         Setting("reward.length_instruction", "Think for {target} tokens.\n", "length control: written in front of the prompt; {target} becomes the target"),
         Setting("reward.mean_only", "false", "advantages as r - mean (no division by the group's standard deviation)"),
     ]
+
+    /// The smallest temperature above 0 (greedy) that sampling takes.
+    public static let lowestTemperature: Float = 0.01
 
     /// Keys `tributary set` may change during a run.
     public static let liveKeys: Set<String> = ["trainer.learning_rate", "run.async_level", "inference.group_size"]
@@ -118,35 +121,35 @@ public struct RunConfig: Sendable, Equatable {
         guard !runID.isEmpty, runID.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
             throw SettingsError(problem: "setting 'run.id' = '\(runID)' must be letters, digits, - or _")
         }
-        asyncLevel = try settings.int("run.async_level", in: 0...64)
-        steps = try settings.int("run.steps", in: 1...1_000_000)
-        groupsPerStep = try settings.int("run.groups_per_step", in: 1...4096)
-        seed = UInt64(try settings.int("run.seed", in: 0...Int.max))
-        evalTasks = try settings.int("run.eval_tasks", in: 1...100_000)
+        asyncLevel = try settings.int("run.async_level")
+        steps = try settings.int("run.steps")
+        groupsPerStep = try settings.int("run.groups_per_step")
+        seed = UInt64(try settings.int("run.seed"))
+        evalTasks = try settings.int("run.eval_tasks")
         let name = try settings.string("environment.name")
-        environment = EnvironmentSpec(name: name, digits: try settings.int("environment.digits", in: 1...9),
-                                      operands: try settings.int("environment.operands", in: 2...8),
+        environment = EnvironmentSpec(name: name, digits: try settings.int("environment.digits"),
+                                      operands: try settings.int("environment.operands"),
                                       operations: try settings.list("environment.operations"),
                                       datasetPath: try settings.string("environment.dataset").isEmpty ? nil : try settings.string("environment.dataset"),
                                       checker: try settings.string("environment.checker"))
-        groupSize = try settings.int("inference.group_size", in: 2...256)
+        groupSize = try settings.int("inference.group_size")
         temperature = try settings.float("inference.temperature")
         topP = try settings.float("inference.top_p")
-        topK = try settings.int("inference.top_k", in: 0...1_000_000)
-        maxNewTokens = try settings.int("inference.max_new_tokens", in: 1...4096)
+        topK = try settings.int("inference.top_k")
+        maxNewTokens = try settings.int("inference.max_new_tokens")
         learningRate = try settings.float("trainer.learning_rate")
         epsilonLow = try settings.double("trainer.epsilon_low")
         epsilonHigh = try settings.double("trainer.epsilon_high")
         delta = try settings.double("trainer.delta")
         klCoefficient = try settings.double("trainer.kl_coefficient")
         entropyCoefficient = try settings.double("trainer.entropy_coefficient")
-        warmupSteps = try settings.int("trainer.warmup_steps", in: 0...1_000_000)
+        warmupSteps = try settings.int("trainer.warmup_steps")
         warmupLearningRate = try settings.float("trainer.warmup_learning_rate")
-        warmupBatch = try settings.int("trainer.warmup_batch", in: 1...65_536)
+        warmupBatch = try settings.int("trainer.warmup_batch")
         warmupTargetAccuracy = try settings.double("trainer.warmup_target_accuracy")
-        microBatch = try settings.int("trainer.micro_batch", in: 1...65_536)
-        model = GPTConfig(contextLength: try settings.int("model.context", in: 8...4096), layers: try settings.int("model.layers", in: 1...64),
-                          heads: try settings.int("model.heads", in: 1...64), channels: try settings.int("model.channels", in: 8...4096))
+        microBatch = try settings.int("trainer.micro_batch")
+        model = GPTConfig(contextLength: try settings.int("model.context"), layers: try settings.int("model.layers"),
+                          heads: try settings.int("model.heads"), channels: try settings.int("model.channels"))
         try model.validate()
         let path = try settings.string("model.path")
         modelPath = path.isEmpty ? nil : path
@@ -161,24 +164,18 @@ public struct RunConfig: Sendable, Equatable {
             throw SettingsError(problem: "setting 'prompt.system' needs a 'prompt.template' to put the system turn in")
         }
         try EnvironmentFactory.validate(environment)
-        guard temperature >= 0, temperature.isFinite else { throw SettingsError(problem: "setting 'inference.temperature' must be finite and >= 0") }
-        guard topP > 0, topP <= 1 else { throw SettingsError(problem: "setting 'inference.top_p' must be in (0, 1]") }
-        guard klCoefficient >= 0 else { throw SettingsError(problem: "setting 'trainer.kl_coefficient' must be >= 0") }
-        guard learningRate.isFinite, learningRate >= 0 else { throw SettingsError(problem: "setting 'trainer.learning_rate' must be finite and >= 0") }
+        // 1 / temperature scales the logits: a tiny nonzero temperature overflows them to inf
+        guard temperature == 0 || temperature >= Self.lowestTemperature else {
+            throw SettingsError(problem: "setting 'inference.temperature' = \(try settings.string("inference.temperature")) is below \(Self.lowestTemperature): 0 samples greedily, otherwise at least \(Self.lowestTemperature) (in [0, 100])")
+        }
         adamBeta1 = try settings.float("trainer.adam_beta1")
         adamBeta2 = try settings.float("trainer.adam_beta2")
         weightDecay = try settings.float("trainer.weight_decay")
         maxGradNorm = try settings.float("trainer.max_grad_norm")
-        for (key, value) in [("trainer.adam_beta1", adamBeta1), ("trainer.adam_beta2", adamBeta2)] where !(value >= 0 && value < 1) {
-            throw SettingsError(problem: "setting '\(key)' = \(value) must be in [0, 1)")
-        }
-        for (key, value) in [("trainer.weight_decay", weightDecay), ("trainer.max_grad_norm", maxGradNorm)] where !(value >= 0 && value.isFinite) {
-            throw SettingsError(problem: "setting '\(key)' = \(value) must be finite and >= 0")
-        }
         var targets: [Int] = []
         for item in try settings.list("reward.target_lengths") {
-            guard let target = Int(item), target >= 1 else {
-                throw SettingsError(problem: "setting 'reward.target_lengths': '\(item)' is not a positive number of tokens")
+            guard let target = Int(item), (1...65_536).contains(target) else {
+                throw SettingsError(problem: "setting 'reward.target_lengths': '\(item)' is not a number of tokens in [1, 65536]")
             }
             targets.append(target)
         }
@@ -186,11 +183,6 @@ public struct RunConfig: Sendable, Equatable {
                                       lengthPenaltyPerToken: try settings.double("reward.length_penalty_per_token"),
                                       maxLengthPenalty: try settings.double("reward.max_length_penalty"), targetLengths: targets,
                                       lengthInstruction: try settings.string("reward.length_instruction"))
-        for (key, value) in [("reward.correctness_weight", rewardShaping.correctnessWeight), ("reward.format_weight", rewardShaping.formatWeight),
-                             ("reward.length_penalty_per_token", rewardShaping.lengthPenaltyPerToken), ("reward.max_length_penalty", rewardShaping.maxLengthPenalty)]
-            where !value.isFinite {
-            throw SettingsError(problem: "setting '\(key)' must be a finite number")
-        }
         meanOnlyAdvantages = try settings.bool("reward.mean_only")
     }
 

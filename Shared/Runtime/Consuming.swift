@@ -13,7 +13,7 @@ extension ServiceContext {
     /// dead-lettered with the last error.
     public func consume(queue: String, prefetch: Int, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         let stop = self.stop
-        let failures = MessageFailures(limit: try settings.int("service.max_message_failures", in: 1...1000))
+        let failures = MessageFailures(limit: try settings.int("service.max_message_failures"))
         for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
             if stop.isStopping { break }
             // The work exchanges are shared by runs, so the broker lets a per-run user publish with another run's routing

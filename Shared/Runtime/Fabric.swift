@@ -24,11 +24,12 @@ public final class Fabric: Sendable {
         Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL"),
         Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL (the nearest relay, for rollout workers)"),
         Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
-        Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers"),
-        Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error"),
-        Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)"),
+        Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers", range: .reals(0...86_400)),
+        Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error",
+                range: .integers(1...1000)),
+        Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)", range: .integers(-1...65535)),
         Setting("queue.type", "classic", "classic (single broker) or quorum (cluster)"),
-        Setting("blas.threads", "1", "OpenBLAS threads for this process"),
+        Setting("blas.threads", "1", "OpenBLAS threads for this process", range: .integers(1...256)),
         Setting("log.level", "info", "trace, debug, info, notice, warning, error"),
     ]
 

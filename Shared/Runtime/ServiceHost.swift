@@ -35,7 +35,7 @@ public final class ServiceHost: Sendable {
             }
             if let refusal = policy.refusal { logger.notice("code tasks will be refused: \(refusal)") }
         }
-        let metricsPort = try settings.int("metrics.port", in: -1...65535)
+        let metricsPort = try settings.int("metrics.port")
         server = metricsPort >= 0 ? try MetricsServer(port: metricsPort, render: { ProcessMetrics.registry.emitToBuffer() }) : nil
         let port = server?.port ?? -1
         status.update { $0.metricsPort = port }
@@ -121,7 +121,7 @@ public enum ServiceProcess {
         if settings.dryRun { return 0 }
         ProcessMetrics.bootstrap()
         do {
-            BLAS.setThreads(try settings.int("blas.threads", in: 1...256))
+            BLAS.setThreads(try settings.int("blas.threads"))
             let host = try await ServiceHost(role, name: name, settings: settings, throughputUnit: throughputUnit, logger: logger)
             try await host.run()
             logger.info("\(name) stopped (\(host.context.stop.reason ?? "done"))")

@@ -105,6 +105,110 @@ struct ConfigTests {
         #expect(knobs.rewardShaping.targetLengths == [4, 8] && knobs.rewardShaping.formatWeight == 0.2 && knobs.meanOnlyAdvantages)
     }
 
+    /// The message a bad value gets, whichever way it came in.
+    func problem(_ body: () throws -> Void) -> String {
+        do { try body() } catch let error as SettingsError { return error.problem } catch { return "\(error)" }
+        return ""
+    }
+
+    /// Bad values for several kinds of setting, each with the range its error must name.
+    static let badValues: [(key: String, value: String, range: String)] = [
+        ("trainer.learning_rate", "nan", "(0, 1]"), ("trainer.learning_rate", "inf", "(0, 1]"), ("trainer.learning_rate", "-1", "(0, 1]"),
+        ("trainer.learning_rate", "0", "(0, 1]"), ("trainer.learning_rate", "2", "(0, 1]"),
+        ("inference.temperature", "inf", "[0, 100]"), ("inference.temperature", "-inf", "[0, 100]"), ("inference.temperature", "-1", "[0, 100]"),
+        ("inference.top_p", "nan", "(0, 1]"), ("inference.top_p", "1.5", "(0, 1]"),
+        ("trainer.epsilon_high", "-0.1", "[0, 10]"), ("trainer.adam_beta2", "1", "[0, 1)"), ("trainer.kl_coefficient", "nan", "[0, 100]"),
+        ("run.steps", "-1", "[1, 1000000]"), ("run.steps", "2000000", "[1, 1000000]"), ("run.async_level", "65", "[0, 64]"),
+        ("inference.group_size", "1", "[2, 256]"),
+    ]
+
+    @Test func everyBadValueIsRefusedNamingTheKeyTheValueAndTheRange() throws {
+        for (key, value, range) in Self.badValues {
+            let message = problem { _ = try Settings.load(role: "t", abstract: "", specs: RunConfig.settings, arguments: ["--\(key)", value], environment: [:]) }
+            #expect(message.contains("'\(key)'") && message.contains("= \(value)") && message.contains(range), "\(key) = \(value): \(message)")
+        }
+        #expect(problem { _ = try Settings.load(role: "t", abstract: "", specs: RunConfig.settings, arguments: ["--trainer.learning_rate=nan"], environment: [:]) }
+            == "setting 'trainer.learning_rate' = nan (from flag) is not a finite number in (0, 1]")
+        #expect(problem { _ = try Settings.load(role: "t", abstract: "", specs: RunConfig.settings, arguments: [], environment: ["TRIBUTARY_RUN_STEPS": "0"]) }
+            == "setting 'run.steps' = 0 (from env) is outside [1, 1000000]")
+        #expect(problem { _ = try Settings.load(role: "t", abstract: "", specs: RunConfig.settings, arguments: ["--run.steps", "2.5"], environment: [:]) }
+            == "setting 'run.steps' = 2.5 (from flag) is not an integer in [1, 1000000]")
+    }
+
+    @Test func aRunFileWithABadValueIsRefusedWhereverItIsRead() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).toml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        for (key, value, range) in Self.badValues {
+            let parts = key.split(separator: ".")
+            let text = "[\(parts[0])]\n\(parts[1]) = \(Double(value) == nil || value.contains("inf") ? "\"\(value)\"" : value)\n"
+            // what `tributary run start` and the learner's StartRun read
+            let started = problem { _ = try RunConfig(Settings.fromTOML(text, specs: RunConfig.settings, source: "run.toml")) }
+            #expect(started.contains("'\(key)'") && started.contains(value) && started.contains(range) && started.contains("run.toml"), "\(text): \(started)")
+            // a process started with --config
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let loaded = problem { _ = try Settings.load(role: "t", abstract: "", specs: SettingsCatalog.learner, arguments: ["--config", path], environment: [:]) }
+            #expect(loaded.contains("'\(key)'") && loaded.contains(range) && loaded.contains(path), "\(text): \(loaded)")
+        }
+        // TOML's own nan and inf, unquoted
+        #expect(problem { _ = try Settings.fromTOML("[trainer]\nlearning_rate = nan\n", specs: RunConfig.settings, source: "run.toml") }
+            == "setting 'trainer.learning_rate' = nan (from run.toml) is not a finite number in (0, 1]")
+        #expect(problem { _ = try Settings.fromTOML("[inference]\ntemperature = -inf\n", specs: RunConfig.settings, source: "run.toml") }
+            .contains("'inference.temperature' = -inf"))
+        // another role's section in the same file is checked by that role's range, even by a process that does not take it
+        try "[rollout]\nversion_wait_seconds = -1\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let other = problem { _ = try Settings.load(role: "t", abstract: "", specs: [Setting("run.id", "default", "")], arguments: ["--config", path], environment: [:]) }
+        #expect(other.contains("'rollout.version_wait_seconds' = -1") && other.contains("[0, 86400]"), "\(other)")
+    }
+
+    @Test func validValuesStillPassAtTheirBounds() throws {
+        let settings = try Settings.load(role: "t", abstract: "", specs: RunConfig.settings,
+                                         arguments: ["--trainer.learning_rate", "1", "--inference.temperature", "0", "--inference.top_p", "1e-3",
+                                                     "--trainer.adam_beta2", "0", "--run.async_level", "64", "--trainer.epsilon_low", "1"], environment: [:])
+        let config = try RunConfig(settings)
+        #expect(config.learningRate == 1 && config.temperature == 0 && config.topP == 0.001 && config.adamBeta2 == 0 && config.asyncLevel == 64)
+        #expect(try RunConfig(Settings.fromTOML("[trainer]\nlearning_rate = 5e-6\n[inference]\ntemperature = 0.7\n", specs: RunConfig.settings, source: "t"))
+            .learningRate == 5e-6)
+        // a tiny nonzero temperature would overflow the logits: refused with what to use instead
+        #expect(problem { _ = try RunConfig(Settings.fromTOML("[inference]\ntemperature = 1e-30\n", specs: RunConfig.settings, source: "t")) }
+            .contains("0 samples greedily"))
+    }
+
+    @Test func setRefusesABadValueAndKeepsTheOldOne() throws {
+        var settings = try Settings.fromTOML("", specs: RunConfig.settings, source: "defaults")
+        for (key, value, range) in Self.badValues {
+            let message = problem { try settings.set(key, value, origin: "set m1") }
+            #expect(message.contains("'\(key)' = \(value) (from set m1)") && message.contains(range), "\(message)")
+        }
+        #expect(settings["trainer.learning_rate"] == "0.001" && settings["run.steps"] == "40")
+        try settings.set("trainer.learning_rate", "0.0005", origin: "set m2")
+        #expect(try RunConfig(settings).learningRate == 0.0005)
+    }
+
+    @Test func everyNumericSettingOfEveryRoleDeclaresARangeThatHoldsItsDefault() throws {
+        let specs = SettingsCatalog.rollout + SettingsCatalog.reward + SettingsCatalog.learner + SettingsCatalog.broadcaster
+        for spec in specs where !spec.isBoolean && Double(spec.defaultValue) != nil {
+            let range = try #require(spec.range, "\(spec.key) is numeric and has no range")
+            #expect(throws: Never.self, "\(spec.key)") { try spec.check(spec.defaultValue, origin: "default") }
+            #expect(!range.contains(.nan) && !range.contains(.infinity) && !range.contains(-.infinity))
+        }
+        for spec in specs where spec.range != nil { #expect(Double(spec.defaultValue) != nil, "\(spec.key) has a range and a default that is no number") }
+    }
+
+    @Test func helpShowsEachRange() {
+        let help = Settings.helpText(role: "tributary-learner", abstract: "", specs: SettingsCatalog.learner)
+        let line = help.split(separator: "\n").first { $0.contains("--trainer.learning_rate ") }
+        #expect(line?.contains("(default: 0.001, in (0, 1]; env TRIBUTARY_TRAINER_LEARNING_RATE)") == true, "\(line ?? "")")
+        #expect(help.contains("in [2, 256]") && help.contains("in [0, 1)"))
+    }
+
+    @Test func rangesPrintInIntervalNotation() {
+        #expect(SettingRange.integers(1...4096).description == "[1, 4096]")
+        #expect(SettingRange.reals(above: 0, through: 1).description == "(0, 1]")
+        #expect(SettingRange.reals(from: 0, below: 1).description == "[0, 1)")
+        #expect(SettingRange.reals(0...0.5).description == "[0, 0.5]")
+        #expect(SettingRange.integers(-1...65535).contains(-1) && !SettingRange.integers(0...10).contains(2.5))
+    }
+
     @Test func liveChangesThatWouldBreakRecordedLogprobsAreRefusedByName() throws {
         for key in ["inference.temperature", "inference.top_p", "inference.top_k"] {
             do {

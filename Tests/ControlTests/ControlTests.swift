@@ -2,10 +2,12 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import Messaging
 import Store
 @testable import Control
 import Config
 import Runtime
+import TestSupport
 import Testing
 
 /// The control CLI's pure parts (Services/Control), and its read of the metrics stream against the real Redis.
@@ -170,6 +172,66 @@ struct ControlCLITests {
         #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "nope", value: "1", base: base) }
         #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "trainer.learning_rate", value: "fast", base: base) }
         #expect(throws: SettingsError.self) { try LiveSetting.validate(key: "inference.group_size", value: "1", base: base) }
+    }
+
+    @Test func liveSettingsRefuseNonFiniteNegativeAndOutOfRangeValuesWithTheRange() throws {
+        let base = try Settings.fromTOML("[run]\nid = \"r\"\n", specs: RunConfig.settings, source: "base")
+        for (key, value, range) in [("trainer.learning_rate", "nan", "(0, 1]"), ("trainer.learning_rate", "inf", "(0, 1]"),
+                                    ("trainer.learning_rate", "-1", "(0, 1]"), ("trainer.learning_rate", "1.5", "(0, 1]"),
+                                    ("run.async_level", "-1", "[0, 64]"), ("run.async_level", "1000", "[0, 64]"),
+                                    ("inference.group_size", "nan", "[2, 256]"), ("inference.group_size", "257", "[2, 256]")] {
+            do {
+                try LiveSetting.validate(key: key, value: value, base: base)
+                Issue.record("set \(key) \(value) was accepted")
+            } catch {
+                #expect("\(error)".contains("setting '\(key)' = \(value)") && "\(error)".contains(range), "\(error)")
+            }
+        }
+        // the command line refuses it before anything connects
+        #expect(throws: (any Error).self) { try SetCommand.parse(["trainer.learning_rate", "nan"]) }
+        #expect(throws: (any Error).self) { try SetCommand.parse(["trainer.learning_rate", "-1"]) }
+        #expect(throws: (any Error).self) { try SetCommand.parse(["trainer.learning_rate", "0.1", "--forse"]) }
+        #expect(throws: (any Error).self) { try SetCommand.parse(["trainer.learning_rate"]) }
+        #expect(try SetCommand.parse(["trainer.learning_rate", "0.0005"]).value == "0.0005")
+        #expect(try SetCommand.parse(["--force", "run.async_level", "1", "--run.id", "r"]).value == "1")
+    }
+
+    @Test func everyProcessSettingThatIsANumberDeclaresARange() throws {
+        for spec in Fabric.settings where Double(spec.defaultValue) != nil {
+            #expect(spec.range != nil, "\(spec.key)")
+            try spec.check(spec.defaultValue, origin: "default")
+        }
+        #expect(throws: SettingsError.self) { try Settings.load(role: "t", abstract: "", specs: Fabric.settings, arguments: ["--service.connect_timeout", "nan"], environment: [:]) }
+        #expect(throws: SettingsError.self) { try Settings.load(role: "t", abstract: "", specs: Fabric.settings, arguments: ["--metrics.port", "-2"], environment: [:]) }
+        #expect(throws: SettingsError.self) { try Settings.load(role: "t", abstract: "", specs: Fabric.settings, arguments: ["--blas.threads", "0"], environment: [:]) }
+        #expect(try Settings.load(role: "t", abstract: "", specs: Fabric.settings, arguments: ["--metrics.port", "-1"], environment: [:]).int("metrics.port") == -1)
+    }
+
+    /// `tributary set` itself, against the real broker: a queue bound where the run's learner listens sees what it sends.
+    @Test(.timeLimit(.minutes(2)))
+    func theSetCommandSendsAValidValueAndRefusesABadOneBeforePublishing() async throws {
+        let names = Names(run: "set-test-\(UUID().uuidString.prefix(8))")
+        let queue = "\(names.run).learner-control"
+        let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "set-test")
+        try await amqp.connect()
+        try await amqp.declare(Topology(exchanges: [ExchangeSpec(Names.controlExchange, kind: .topic)], queues: [QueueSpec(queue, durable: false)],
+                                        bindings: [BindingSpec(queue: queue, exchange: Names.controlExchange, routingKey: Names.runRoutingKey(role: "learner", run: names.run))]))
+        func cli(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+            try await runCommandOffPool([binaryDirectory.appendingPathComponent("tributary").path, "set"] + arguments + ["--run.id", names.run, "--force"])
+        }
+        for (value, range) in [("nan", "(0, 1]"), ("inf", "(0, 1]"), ("-1", "(0, 1]"), ("3", "(0, 1]")] {
+            let refused = try await cli(["trainer.learning_rate", value])
+            #expect(refused.status != 0 && refused.output.contains("setting 'trainer.learning_rate' = \(value)") && refused.output.contains(range), "\(refused.output)")
+        }
+        let refusedGroups = try await cli(["inference.group_size", "-4"])
+        #expect(refusedGroups.status != 0 && refusedGroups.output.contains("[2, 256]"), "\(refusedGroups.output)")
+        // every refusal exited before it published (a publish is confirmed, so it would be in the queue by now)
+        #expect(try await amqp.inspect(queue: queue).messages == 0)
+        let sent = try await cli(["trainer.learning_rate", "0.0005"])
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(try await amqp.inspect(queue: queue).messages == 1)
+        try await amqp.delete(queue: queue)
+        await amqp.close()
     }
 
     @Test func controlTargetsBecomeRoutingKeys() throws {

@@ -92,6 +92,56 @@ struct RolloutRoleTests {
     }
 
     @Test(.timeLimit(.minutes(2)))
+    func aWorkerWaitingForAVersionServesItsTaskOnceTheVersionIsAnnounced() async throws {
+        let harness = try await RoleHarness.start(RolloutWorker.self, name: "rollout", specs: SettingsCatalog.rollout, run: RoleHarness.newRun("rollout-announced"),
+                                                  arguments: ["--rollout.version_wait_seconds", "600"])
+        defer { Task { await harness.cleanUp() } }
+        try await prepare(harness)
+        var waiting = task(harness, id: "t-next")
+        waiting.minPolicyVersion = 1
+        waiting.groupSize = 2
+        waiting.sampling.maxNewTokens = 4
+        try await harness.fabric.publish(waiting, exchange: Names.tasksExchange, routingKey: harness.run)
+        try await harness.waitFor("the worker to wait for version 1") { harness.host.context.status.current.state == "waiting for policy" }
+        // what the broadcaster does: version 1 written, `latest` moved, then announced with its hash
+        let store = CheckpointStore(names: harness.names, redis: harness.fabric.redis)
+        let model = GPT(config: GPTConfig(contextLength: 64, layers: 1, heads: 2, channels: 32), seed: 9)
+        let manifest = try await store.write(version: 1, safetensors: model.safetensorsBytes(), shardBytes: 1 << 20)
+        try await store.setLatest(1)
+        var announcement = CheckpointAnnouncement()
+        announcement.envelope = harness.fabric.envelope()
+        announcement.version = 1
+        announcement.sha256 = manifest.sha256
+        try await harness.fabric.publish(announcement, exchange: Names.checkpointsExchange, routingKey: "")
+        try await harness.waitFor("the group published") { try await harness.messages(in: harness.names.rolloutsQueue) == 1 }
+        #expect(harness.host.context.status.current.policyVersion == 1)
+        await harness.host.drain()
+        #expect(try await harness.exit() == nil)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anAnnouncementWakesEveryWaiterItSatisfiesAndNoOther() async throws {
+        let announced = AnnouncedVersion()
+        // deadlines far away: only the announcement can end these waits before the time limit
+        let far = ContinuousClock.now + .seconds(600)
+        let forThree = Task { await announced.wait(atLeast: 3, until: far) }
+        let forFive = Task { await announced.wait(atLeast: 5, until: far) }
+        announced.announce(3)
+        #expect(await forThree.value)
+        #expect(announced.current == 3)
+        announced.announce(2)  // older: changes nothing
+        #expect(announced.current == 3)
+        forFive.cancel()  // a cancelled wait (a task handed back) ends at once, unsatisfied
+        #expect(await !forFive.value)
+        // a version already announced does not wait; a deadline already past ends the wait unsatisfied
+        #expect(await announced.wait(atLeast: 1, until: far))
+        #expect(await !announced.wait(atLeast: 4, until: ContinuousClock.now))
+        let later = Task { await announced.wait(atLeast: 6, until: far) }
+        announced.announce(7)
+        #expect(await later.value)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
     func aWorkerWithThePublicKeyRefusesAnUnsignedCheckpointAndTakesTheSignedOne() async throws {
         let key = try SigningKey.generate()
         let harness = try await RoleHarness.start(RolloutWorker.self, name: "rollout", specs: SettingsCatalog.rollout, run: RoleHarness.newRun("rollout-signed"),
