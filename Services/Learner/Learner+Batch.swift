@@ -47,6 +47,7 @@ extension Learner {
     /// (what was taken goes back to the queue).
     func collectBatch() async throws -> Batch? {
         var batch = Batch()
+        heldTasks = []
         bannedWorkers = Set(try await workers.bans().keys)
         while true {
             while batch.groups.count < config.groupsPerStep {
@@ -55,6 +56,7 @@ extension Learner {
                     return nil
                 }
                 try await admit(delivery, into: &batch)
+                heldTasks = Set(batch.groups.map(\.message.task.taskID))
             }
             // a ban that arrived while the batch filled drops the groups it already holds of that key
             let banned = batch.groups.filter { bannedWorkers.contains($0.message.workerKeyHex) }

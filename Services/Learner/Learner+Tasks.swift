@@ -111,7 +111,7 @@ extension Learner {
         guard !overdue.isEmpty else { return }
         var reissued: [(task: RolloutTask, attempt: Int)] = []
         var expired: [(RolloutTask, TaskLedger.Closing)] = []
-        for id in overdue {
+        for id in overdue where !heldTasks.contains(id) {
             guard case let .open(task) = try await ledger.lookup(id) else {
                 // closed meanwhile (a crash between two writes of an older version): only its deadline was left
                 _ = try await fabric.redis.command(["ZREM", ledger.deadlinesKey, id])

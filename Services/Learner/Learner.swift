@@ -41,6 +41,8 @@ final class Learner {
     /// `learner.ledger_keep_steps`: closed tasks' marks are kept this many steps.
     let ledgerKeepSteps: Int
     var lastTick = ContinuousClock.now
+    /// Tasks whose group the batch being collected holds: never reissued, however late (they train with the step).
+    var heldTasks: Set<String> = []
     /// `learner.max_nonfinite_steps`, and how many steps in a row were skipped as not finite.
     let maxNonFiniteSteps: Int
     var nonFiniteInARow = 0
