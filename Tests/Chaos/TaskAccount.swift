@@ -1,0 +1,156 @@
+import Foundation
+import Messaging
+import Runtime
+import Store
+import Wire
+
+/// What became of every task a run issued, counted from the learner's ledger, the batch log and the broker's
+/// dead-letter queue: never from the learner's own set of applied ids, which is what is under test.
+///
+/// - trained: its id is in a step of the batch log;
+/// - replaced: closed in the ledger without being trained (its group was dropped, stale or without signal, and the learner
+///   issued another task in its place);
+/// - dead-lettered: a task, group or scored group of it is in the dead-letter queue with a reason;
+/// - in flight: open when the run finished and issued less than the task deadline before (its group may still come);
+/// - lost: none of these: open past its deadline, never trained, never dead-lettered.
+/// Applied twice counts every training of a task (or of a task of the same lineage) after its first.
+public struct TaskAccount: Sendable, Codable, Equatable {
+    public var issued = 0
+    public var trained = 0
+    public var replaced = 0
+    public var deadLettered = 0
+    public var inFlight = 0
+    public var lost = 0
+    public var appliedTwice = 0
+    /// Trained ids the ledger never issued (a forged or foreign task trained on).
+    public var trainedUnissued = 0
+    /// Steps below the final one with no batch-log entry: a learner that died between its save and its log line leaves
+    /// one, and its tasks then count as replaced (closed, not in the log) or lost (left open).
+    public var unloggedSteps: [Int] = []
+    /// Steps logged more than once (a step taken again after a rollback).
+    public var stepsLoggedTwice: [Int] = []
+    /// Up to ten ids of each kind, for a closer look.
+    public var lostExamples: [String] = []
+    public var twiceExamples: [String] = []
+    /// The in-flight window used (seconds): the run's task deadline when it has one.
+    public var deadlineSeconds = 0.0
+
+    public init() {}
+}
+
+/// One message of the run's dead-letter queue: the task it was for (when it decodes) and why it was parked.
+public struct DeadLetter: Sendable {
+    public var taskID: String?
+    public var queue: String
+    public var reason: String
+}
+
+public enum TaskAccounting {
+    /// The window a task open at the finish may be in flight when the run sets no task deadline: far longer than a task
+    /// takes when nothing goes wrong, shorter than a short run.
+    public static let defaultDeadlineSeconds = 60.0
+
+    /// Reads the dead-letter queue empty (call once the fleet is stopped); every message is acknowledged.
+    public static func drainDeadLetters(names: Names, amqp: AMQPClient, within seconds: Double = 60) async throws -> [DeadLetter] {
+        let total = try await amqp.inspect(queue: names.deadLettersQueue).messages
+        guard total > 0 else { return [] }
+        let stream = amqp.consume(queue: names.deadLettersQueue, prefetch: 64)
+        let collector = Task {
+            var letters: [DeadLetter] = []
+            for try await delivery in stream {
+                let queue = delivery.headers["x-tributary-queue"] ?? delivery.routingKey
+                letters.append(DeadLetter(taskID: taskID(of: delivery.body, queue: queue), queue: queue,
+                                          reason: delivery.headers["x-tributary-reason"] ?? delivery.headers["x-first-death-reason"] ?? ""))
+                try await delivery.ack()
+                if letters.count >= total { break }
+            }
+            return letters
+        }
+        let timeout = Task {
+            try await Task.sleep(for: .seconds(seconds))
+            collector.cancel()
+        }
+        defer { timeout.cancel() }
+        return try await collector.value
+    }
+
+    /// The task id inside a dead-lettered task, rollout group or scored group (stored bytes: no envelope checks).
+    static func taskID(of body: [UInt8], queue: String) -> String? {
+        let id: String?
+        if queue.hasSuffix(".tasks") {
+            id = (try? RolloutTask.fromStored(body))?.taskID
+        } else if queue.hasSuffix(".rollouts") {
+            id = (try? RolloutGroup.fromStored(body))?.task.taskID
+        } else if queue.hasSuffix(".scored") {
+            id = (try? ScoredGroupMessage.fromStored(body))?.task.taskID
+        } else {
+            id = nil
+        }
+        return id.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The account of a run that finished (or was given up on) at `endMs`. Today from the ledger hash (task id → the task
+    /// as issued, or `closed:` + fingerprint) and the batch log's `tasks`; when the ledger records how each task closed and
+    /// its deadline (`TaskLedger.audit()`), this is the one function to switch to it.
+    public static func account(names: Names, redis: RedisClient, deadLetters: [DeadLetter], endMs: Int64, finalStep: Int,
+                               deadlineSeconds: Double? = nil) async throws -> TaskAccount {
+        var account = TaskAccount()
+        account.deadlineSeconds = deadlineSeconds ?? defaultDeadlineSeconds
+        let ledger = try await redis.hgetall(names.ledgerKey)
+        let batches = try await redis.xrange(names.batchesLogKey).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } }
+
+        var trainings: [String: Int] = [:]
+        var stepsLogged: [Int: Int] = [:]
+        for batch in batches {
+            if let step = batch["step"].flatMap({ Int($0) }) { stepsLogged[step, default: 0] += 1 }
+            for task in (batch["tasks"] ?? "").split(separator: ",") { trainings[String(task), default: 0] += 1 }
+        }
+        account.unloggedSteps = (0..<max(0, finalStep)).filter { stepsLogged[$0] == nil }
+        account.stepsLoggedTwice = stepsLogged.filter { $0.value > 1 }.map(\.key).sorted()
+        // by lineage: today a task's lineage is its id (a replacement is a new problem under a new id); a reissue of the
+        // same problem under a new id (task deadlines) must map to its original here
+        var byLineage: [String: Int] = [:]
+        for (task, count) in trainings { byLineage[lineage(of: task, ledger: ledger), default: 0] += count }
+        for (lineage, count) in byLineage.sorted(by: { $0.key < $1.key }) where count > 1 {
+            account.appliedTwice += count - 1
+            if account.twiceExamples.count < 10 { account.twiceExamples.append(lineage) }
+        }
+        account.trainedUnissued = trainings.keys.filter { ledger[$0] == nil }.count
+
+        let deadLettered = Set(deadLetters.filter { !$0.reason.isEmpty }.compactMap(\.taskID))
+        let window = Int64(account.deadlineSeconds * 1000)
+        account.issued = ledger.count
+        for (task, stored) in ledger.sorted(by: { $0.key < $1.key }) {
+            if trainings[task] != nil {
+                account.trained += 1
+            } else if deadLettered.contains(task) {
+                account.deadLettered += 1
+            } else if stored.isEmpty || stored.starts(with: closedMark) {
+                account.replaced += 1
+            } else if let issued = try? RolloutTask.fromStored(stored), endMs - issued.envelope.sentAtUnixMs <= window {
+                account.inFlight += 1
+            } else {
+                account.lost += 1
+                if account.lostExamples.count < 10 { account.lostExamples.append(task) }
+            }
+        }
+        return account
+    }
+
+    static let closedMark = Array("closed:".utf8)
+
+    /// The problem a task id stands for. Today every issued id is its own problem.
+    static func lineage(of task: String, ledger: [String: [UInt8]]) -> String { task }
+
+    /// The run's task deadline in seconds, when its configuration (the run state's TOML) sets one.
+    public static func deadlineSeconds(config: String?) -> Double? {
+        guard let config else { return nil }
+        for line in config.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2, parts[0] == "task_deadline_seconds", let value = Double(parts[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))) {
+                return value
+            }
+        }
+        return nil
+    }
+}
