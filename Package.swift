@@ -70,7 +70,8 @@ let package = Package(
         .target(name: "Adversary", dependencies: ["Runtime", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "RL", "TestSupport",
                                                   .product(name: "Logging", package: "swift-log")], path: "Tests/Adversary"),
         // the fault table's harness: runs under faults, its own brokers, a supervised fleet, the accounting of every task
-        .target(name: "Chaos", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "TestSupport"], path: "Tests/Chaos"),
+        .target(name: "Chaos", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "TestSupport",
+                                              .product(name: "Logging", package: "swift-log")], path: "Tests/Chaos"),
         // the model's results for fixed inputs, and how two computations of them are compared (to rounding)
         .target(name: "ModelAgreement", dependencies: ["Model"], path: "Tests/ModelAgreement"),
         .executableTarget(name: "ModelProbe", dependencies: ["Model", "ModelAgreement"], path: "Tests/ModelProbe"),

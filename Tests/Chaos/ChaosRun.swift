@@ -1,6 +1,7 @@
 import Checkpoints
 import Config
 import Foundation
+import Logging
 import Messaging
 import Runtime
 import Store
@@ -10,8 +11,11 @@ import Wire
 /// One training run of the fault table: the quickstart's task (or any run file) with fewer steps, the fleet supervised
 /// as compose would, faults injected at seeded random steps after training started.
 public struct ChaosRecipe: Sendable {
-    /// The run file every process gets (its id and steps are rewritten per run).
+    /// The run file every process gets (its id rewritten per run, its steps endless: see `steps`).
     public var runFile: String
+    /// The run trains endlessly and the harness stops it (StopRun: the learner evaluates and marks it stopped) once it
+    /// reached this step and stepped three times after its last fault, so that no fault of fixed length can outlast a
+    /// run that would have finished without it (a few smoke steps take under a second).
     public var steps: Int
     /// Run settings for the learner only, e.g. ["--run.eval_tasks", "200"].
     public var learnerOverrides: [String] = []
@@ -123,6 +127,13 @@ public final class ChaosHarness: Sendable {
         jail?.remove()
     }
 
+    /// The harness's own clients lose their broker on purpose (faults 5 and 6): their reconnect warnings are noise.
+    static var quietLogger: Logger {
+        var logger = Logger(label: "tributary.chaos")
+        logger.logLevel = .error
+        return logger
+    }
+
     static func progress(_ text: String) {
         FileHandle.standardError.write(Data("chaos: \(text)\n".utf8))
     }
@@ -166,16 +177,19 @@ final class ChaosRun: @unchecked Sendable {
         logs = harness.logs.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         runFile = logs.appendingPathComponent("run.toml")
-        try Self.runFileText(base: recipe.runFile, run: run, steps: recipe.steps).write(to: runFile, atomically: true, encoding: .utf8)
+        try Self.runFileText(base: recipe.runFile, run: run, steps: Self.endlessSteps).write(to: runFile, atomically: true, encoding: .utf8)
         let brokers = harness.brokers
         fleet = SupervisedFleet(fleet: try ServiceFleet(binaries: harness.binaries, logs: logs,
                                                         environment: recipe.environment.merging(brokers.serviceEnvironment) { $1 }))
-        amqp = AMQPClient(endpoint: try brokers.amqpEndpoint, topology: names.topology(queueType: .classic), name: "chaos-harness")
+        amqp = AMQPClient(endpoint: try brokers.amqpEndpoint, topology: names.topology(queueType: .classic), name: "chaos-harness",
+                          logger: ChaosHarness.quietLogger)
         redis = RedisClient(endpoint: brokers.redisEndpoint)
         watch = VersionWatch(names: names, amqp: try brokers.amqpEndpoint, redis: brokers.redisEndpoint)
         rng = SeededGenerator(state: recipe.seed ^ Self.stableHash(name))
         report = ChaosReport(run: run, seed: recipe.seed, faults: faults, steps: recipe.steps, logs: logs.path)
     }
+
+    static let endlessSteps = 1_000_000
 
     /// FNV-1a: the run's name picks its own random stream from the seed (Swift's hashValue differs per process).
     static func stableHash(_ text: String) -> UInt64 {
@@ -287,6 +301,7 @@ final class ChaosRun: @unchecked Sendable {
 
     /// Waits for the run to reach `target`; throws when it stalls.
     func awaitStep(_ target: Int) async throws {
+        if let status = try? await state().status, status.isFinal { throw ChaosError("the run ended (\(status)) before step \(target)") }
         var last = await step()
         var lastChange = ContinuousClock.now
         while last < target {
@@ -324,33 +339,46 @@ final class ChaosRun: @unchecked Sendable {
                                                    checks: [ChaosCheck(name: "injected", passed: false, detail: "\(error)")]))
                 throw error
             }
-            await recordRecovery(&injection)
+            // a crash point that never fired injected nothing to recover from
+            if !injection.checks.contains(where: { !$0.passed && $0.name.hasPrefix("crash point") }) { await recordRecovery(&injection) }
             ChaosHarness.progress("\(names.run): fault \(fault.number) at step \(injection.atStep): steps resumed after "
                                   + (injection.recoverySeconds.map { String(format: "%.1f s", $0) } ?? "— (none)"))
             report.injections.append(injection)
         }
     }
 
-    /// Until the learner marks the run finished (with its held-out accuracy), or it stalls.
+    /// Until the run reached its steps and three more after its last fault; then StopRun, and until the learner has
+    /// evaluated and marked it stopped. Given up when no step comes for `stallSeconds`.
     func awaitFinish() async throws {
         let deadline = started + .seconds(recipe.timeoutSeconds)
+        let target = max(recipe.steps, await step() + 3)
         var last = -1
         var lastChange = ContinuousClock.now
         while true {
             let current = try? await state()
-            if let current, current.status == .finished, current.accuracyAfter != nil, (current.startedAtMs ?? .max) >= epochStartedMs - 60_000 {
-                report.finished = true
-                return
-            }
-            let step = current?.step ?? 0
+            // a fresh epoch (fault 11) counts its own steps
+            let step = (current?.startedAtMs ?? 0) >= epochStartedMs ? current?.step ?? 0 : 0
+            if step >= target { break }
+            if let status = current?.status, status.isFinal { throw ChaosError("the run ended (\(status)) at step \(step) before step \(target): \(current?.reason ?? "")") }
             if step != last {
                 (last, lastChange) = (step, ContinuousClock.now)
             } else if (ContinuousClock.now - lastChange).seconds > recipe.stallSeconds {
                 throw ChaosError("no step for \(Int(recipe.stallSeconds)) s at step \(step) (status \(current?.status?.rawValue ?? "?"))")
             }
-            guard ContinuousClock.now < deadline else { throw ChaosError("not finished within \(Int(recipe.timeoutSeconds)) s (step \(step))") }
-            try await Task.sleep(for: .milliseconds(200))
+            guard ContinuousClock.now < deadline else { throw ChaosError("step \(target) not reached within \(Int(recipe.timeoutSeconds)) s (step \(step))") }
+            try await Task.sleep(for: .milliseconds(100))
         }
+        let stopSent = WallClock.nowMs()
+        var stop = ControlCommand()
+        stop.envelope = Envelope(runID: names.run, role: "control", instance: "chaos")
+        stop.command = .stop(Tributary_V1_StopRun())
+        try await amqp.publish(exchange: Names.controlExchange, routingKey: Names.runRoutingKey(role: "learner", run: names.run),
+                               body: try stop.encoded(), messageID: stop.messageID)
+        try await waitUntil("the learner to evaluate and end the run after StopRun", within: recipe.stallSeconds) {
+            guard let state = try? await self.state(), let status = state.status else { return false }
+            return (status == .stopped || status == .finished) && state.accuracyAfter != nil && (state.finishedAtMs ?? 0) >= stopSent - 1000
+        }
+        report.finished = true
     }
 
     // MARK: The figures

@@ -19,7 +19,7 @@ public struct FaultRow: Sendable, Codable {
     public var account: TaskAccount
 
     public init(report: ChaosReport, baseline: ChaosReport?) {
-        fault = report.faults.map(\.number).joined(separator: "+")
+        fault = report.faults.isEmpty ? "0" : report.faults.map(\.number).joined(separator: "+")
         title = report.faults.isEmpty ? "fault-free baseline" : report.faults.map(\.title).joined(separator: "; ")
         injectedAtStep = report.injections.first?.atStep
         groupsLost = report.account.lost

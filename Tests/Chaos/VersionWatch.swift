@@ -17,7 +17,7 @@ public final class VersionWatch: Sendable {
     private let redis: RedisClient
 
     public init(names: Names, amqp endpoint: AMQPEndpoint, redis redisEndpoint: RedisEndpoint) {
-        amqp = AMQPClient(endpoint: endpoint, name: "chaos-version-watch")
+        amqp = AMQPClient(endpoint: endpoint, name: "chaos-version-watch", logger: ChaosHarness.quietLogger)
         redis = RedisClient(endpoint: redisEndpoint)
         let amqp = self.amqp, redis = self.redis
         let saved = amqp.consume(queue: "", prefetch: 64, declare: .exclusiveTemporary,
