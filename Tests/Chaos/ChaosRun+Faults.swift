@@ -195,7 +195,7 @@ extension ChaosRun {
         }
         injection.checks.append(tookOver)
         // the first comes back as compose would restart it (a standby in its turn)
-        try fleet.revive("learner")
+        fleet.revive("learner")
         return injection
     }
 
@@ -212,9 +212,9 @@ extension ChaosRun {
             }
         }
         ChaosHarness.progress("\(names.run): fleet interrupted at step \(await step()); starting it again with run start --fresh")
-        for instance in instances where instance != "learner" { try fleet.revive(instance) }
+        for instance in instances where instance != "learner" { fleet.revive(instance) }
         // as the quickstart starts it: no autostart, the run comes from `tributary run start`
-        try fleet.replace("learner", arguments: arguments("learner") + recipe.learnerOverrides)
+        fleet.replace("learner", arguments: arguments("learner") + recipe.learnerOverrides)
         let cli = harness.binaries.appendingPathComponent("tributary").path
         var start = ChaosCheck(name: "run start --fresh accepted", passed: false, detail: "")
         let deadline = ContinuousClock.now + .seconds(60)

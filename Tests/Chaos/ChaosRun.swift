@@ -167,6 +167,10 @@ final class ChaosRun: @unchecked Sendable {
     let started = ContinuousClock.now
     /// The run's first step counts from here (a fresh epoch restarts it).
     var epochStartedMs: Int64 = 0
+    /// When the harness began to end the run; tasks issued after it are in flight by definition.
+    var endingMs: Int64?
+    /// Task ids whose task or group was still in a work queue at the end.
+    var queued: Set<String> = []
 
     init(harness: ChaosHarness, faults: [Fault], recipe: ChaosRecipe, name: String) async throws {
         self.harness = harness
@@ -368,6 +372,26 @@ final class ChaosRun: @unchecked Sendable {
             guard ContinuousClock.now < deadline else { throw ChaosError("step \(target) not reached within \(Int(recipe.timeoutSeconds)) s (step \(step))") }
             try await Task.sleep(for: .milliseconds(100))
         }
+        try await endRun()
+    }
+
+    /// Ends the run so that what is in flight can be told from what was lost: the rollout workers and scorers stopped
+    /// (SIGTERM: each hands back what it holds), the tasks and groups left in their queues drained (the learner's finish
+    /// purges the task queue), then StopRun (the learner hands back its batch, evaluates and marks the run stopped), the
+    /// rest of the fleet stopped, and the scored groups drained.
+    func endRun() async throws {
+        endingMs = WallClock.nowMs()
+        let workers = fleet.instances(role: "rollout") + fleet.instances(role: "reward")
+        for instance in workers { fleet.signal(instance, SIGCONT); fleet.signal(instance, SIGTERM, restart: false) }
+        for instance in workers {
+            if let process = fleet.process(instance), (try? await process.waitForExit(within: 60)) == nil {
+                fleet.signal(instance, SIGKILL, restart: false)
+                _ = try? await process.waitForExit(within: 30)
+            }
+        }
+        for queue in [names.tasksQueue, names.rolloutsQueue] {
+            queued.formUnion(try await TaskAccounting.drain(queue, amqp: amqp).compactMap(\.taskID))
+        }
         let stopSent = WallClock.nowMs()
         var stop = ControlCommand()
         stop.envelope = Envelope(runID: names.run, role: "control", instance: "chaos")
@@ -384,7 +408,6 @@ final class ChaosRun: @unchecked Sendable {
     // MARK: The figures
 
     func collect() async {
-        let endMs = WallClock.nowMs()
         let final = try? await state()
         report.finalStep = final?.step ?? 0
         report.accuracyBefore = final?.accuracyBefore
@@ -396,9 +419,12 @@ final class ChaosRun: @unchecked Sendable {
         }
         if faults.contains(.learnerPausePastConsumerTimeout) { try? harness.brokers.resetConsumerTimeout() }
         do {
+            // a run given up on: whatever is left in its queues now
+            for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] {
+                queued.formUnion(try await TaskAccounting.drain(queue, amqp: amqp).compactMap(\.taskID))
+            }
             let letters = try await TaskAccounting.drainDeadLetters(names: names, amqp: amqp)
-            let endOfRun = final?.finishedAtMs ?? endMs
-            report.account = try await TaskAccounting.account(names: names, redis: redis, deadLetters: letters, endMs: endOfRun,
+            report.account = try await TaskAccounting.account(names: names, redis: redis, deadLetters: letters, queued: queued, endMs: endingMs ?? WallClock.nowMs(),
                                                               finalStep: report.finalStep,
                                                               deadlineSeconds: TaskAccounting.deadlineSeconds(config: final?.config))
         } catch {

@@ -137,22 +137,21 @@ public final class SupervisedFleet: Sendable {
     /// Arms the next exit of `instance` as the fault's (an armed crash point ends it).
     public func expectExit(_ instance: String) { members.withLock { $0[instance]?.expectedExit = true } }
 
-    /// Puts a retired instance back under supervision, started again now.
-    public func revive(_ instance: String) throws {
-        guard let member = members.withLock({ $0[instance] }) else { return }
-        members.withLock { $0[instance]?.retired = false }
-        if member.process.poll() != nil { try relaunch(instance, member) }
+    /// Puts a retired instance back under supervision: the supervisor starts it again (without counting a restart).
+    public func revive(_ instance: String) {
+        members.withLock {
+            $0[instance]?.retired = false
+            $0[instance]?.expectedExit = true
+        }
     }
 
-    /// Starts a retired instance again with other arguments (a learner that waits for StartRun instead of autostarting).
-    public func replace(_ instance: String, arguments: [String]) throws {
-        guard var member = members.withLock({ $0[instance] }) else { return }
-        member.arguments = arguments
+    /// Like `revive`, with other arguments (a learner that waits for StartRun instead of autostarting).
+    public func replace(_ instance: String, arguments: [String]) {
         members.withLock {
             $0[instance]?.arguments = arguments
             $0[instance]?.retired = false
+            $0[instance]?.expectedExit = true
         }
-        if member.process.poll() != nil { try relaunch(instance, member) }
     }
 
     public var events: [Event] { log.withLock { $0 } }

@@ -11,8 +11,10 @@ import Wire
 /// - replaced: closed in the ledger without being trained (its group was dropped, stale or without signal, and the learner
 ///   issued another task in its place);
 /// - dead-lettered: a task, group or scored group of it is in the dead-letter queue with a reason;
-/// - in flight: open when the run finished and issued less than the task deadline before (its group may still come);
-/// - lost: none of these: open past its deadline, never trained, never dead-lettered.
+/// - in flight: open at the end, and its task or group was still in a work queue once the fleet had handed back what it
+///   held (the harness drains them), or it was issued after the harness began to end the run, or it was issued within
+///   the run's task deadline (when the run has one: the learner would still wait for it or reissue it);
+/// - lost: none of these: open, never trained, never dead-lettered, in no queue.
 /// Applied twice counts every training of a task (or of a task of the same lineage) after its first.
 public struct TaskAccount: Sendable, Codable, Equatable {
     public var issued = 0
@@ -32,8 +34,8 @@ public struct TaskAccount: Sendable, Codable, Equatable {
     /// Up to ten ids of each kind, for a closer look.
     public var lostExamples: [String] = []
     public var twiceExamples: [String] = []
-    /// The in-flight window used (seconds): the run's task deadline when it has one.
-    public var deadlineSeconds = 0.0
+    /// The run's task deadline (seconds) when it has one: an open task issued within it of the end is in flight.
+    public var deadlineSeconds: Double?
 
     public init() {}
 }
@@ -46,15 +48,17 @@ public struct DeadLetter: Sendable {
 }
 
 public enum TaskAccounting {
-    /// The window a task open at the finish may be in flight when the run sets no task deadline: far longer than a task
-    /// takes when nothing goes wrong, shorter than a short run.
-    public static let defaultDeadlineSeconds = 60.0
-
     /// Reads the dead-letter queue empty (call once the fleet is stopped); every message is acknowledged.
     public static func drainDeadLetters(names: Names, amqp: AMQPClient, within seconds: Double = 60) async throws -> [DeadLetter] {
-        let total = try await amqp.inspect(queue: names.deadLettersQueue).messages
+        try await drain(names.deadLettersQueue, amqp: amqp, within: seconds)
+    }
+
+    /// Takes every message a queue holds now (its consumers gone), acknowledging each: the tasks, groups and dead
+    /// letters of a run that is ending, with the task each is for.
+    public static func drain(_ queue: String, amqp: AMQPClient, within seconds: Double = 60) async throws -> [DeadLetter] {
+        let total = try await amqp.inspect(queue: queue).messages
         guard total > 0 else { return [] }
-        let stream = amqp.consume(queue: names.deadLettersQueue, prefetch: 64)
+        let stream = amqp.consume(queue: queue, prefetch: 64)
         let collector = Task {
             var letters: [DeadLetter] = []
             for try await delivery in stream {
@@ -89,13 +93,14 @@ public enum TaskAccounting {
         return id.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// The account of a run that finished (or was given up on) at `endMs`. Today from the ledger hash (task id → the task
-    /// as issued, or `closed:` + fingerprint) and the batch log's `tasks`; when the ledger records how each task closed and
-    /// its deadline (`TaskLedger.audit()`), this is the one function to switch to it.
-    public static func account(names: Names, redis: RedisClient, deadLetters: [DeadLetter], endMs: Int64, finalStep: Int,
+    /// The account of a run the harness began to end at `endMs`; `queued` are the task ids still in its work queues then.
+    /// Today from the ledger hash (task id → the task as issued, or `closed:` + fingerprint) and the batch log's `tasks`;
+    /// when the ledger records how each task closed and its deadline (`TaskLedger.audit()`), this is the one function to
+    /// switch to it.
+    public static func account(names: Names, redis: RedisClient, deadLetters: [DeadLetter], queued: Set<String>, endMs: Int64, finalStep: Int,
                                deadlineSeconds: Double? = nil) async throws -> TaskAccount {
         var account = TaskAccount()
-        account.deadlineSeconds = deadlineSeconds ?? defaultDeadlineSeconds
+        account.deadlineSeconds = deadlineSeconds
         let ledger = try await redis.hgetall(names.ledgerKey)
         let batches = try await redis.xrange(names.batchesLogKey).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } }
 
@@ -118,7 +123,7 @@ public enum TaskAccounting {
         account.trainedUnissued = trainings.keys.filter { ledger[$0] == nil }.count
 
         let deadLettered = Set(deadLetters.filter { !$0.reason.isEmpty }.compactMap(\.taskID))
-        let window = Int64(account.deadlineSeconds * 1000)
+        let window = deadlineSeconds.map { Int64($0 * 1000) } ?? 0
         account.issued = ledger.count
         for (task, stored) in ledger.sorted(by: { $0.key < $1.key }) {
             if trainings[task] != nil {
@@ -127,7 +132,9 @@ public enum TaskAccounting {
                 account.deadLettered += 1
             } else if stored.isEmpty || stored.starts(with: closedMark) {
                 account.replaced += 1
-            } else if let issued = try? RolloutTask.fromStored(stored), endMs - issued.envelope.sentAtUnixMs <= window {
+            } else if queued.contains(task) {
+                account.inFlight += 1
+            } else if let issued = try? RolloutTask.fromStored(stored), issued.envelope.sentAtUnixMs >= endMs - window {
                 account.inFlight += 1
             } else {
                 account.lost += 1
