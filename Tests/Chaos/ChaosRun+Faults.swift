@@ -50,8 +50,7 @@ extension ChaosRun {
         case .nonFiniteSettings:
             injection.checks += try await setNonFiniteValues()
         case .allTasksInvalid:
-            let purged = try await amqp.purge(queue: names.tasksQueue)
-            injection.checks.append(ChaosCheck(name: "tasks purged", passed: purged > 0, detail: "\(purged) queued tasks purged"))
+            injection.checks.append(try await purgeEveryTask())
         case .learnerKillAfterSave, .broadcasterKillMidWrite:
             break
         }
@@ -107,6 +106,21 @@ extension ChaosRun {
         fleet.signal(victim, SIGKILL)
         for instance in all.dropFirst() { fleet.signal(instance, SIGCONT) }
         return ChaosCheck(name: "\(victim) held \(what) when killed", passed: true, detail: "\(waiting) waiting in \(queue) while it was stopped")
+    }
+
+    /// Fault 13: every task not yet served destroyed, those the workers held included: the workers killed (their tasks go
+    /// back to the queue), the queue purged, the workers started again. Only groups already generated remain.
+    func purgeEveryTask() async throws -> ChaosCheck {
+        let workers = fleet.instances(role: "rollout")
+        for instance in workers { fleet.signal(instance, SIGKILL, restart: false) }
+        for instance in workers { _ = try? await fleet.process(instance)?.waitForExit(within: 30) }
+        let queue = names.tasksQueue
+        try await waitUntil("the killed workers' tasks to be back in \(queue)", within: 60) {
+            try await self.amqp.inspect(queue: queue).consumers == 0
+        }
+        let purged = try await amqp.purge(queue: queue)
+        for instance in workers { fleet.revive(instance) }
+        return ChaosCheck(name: "every queued task purged", passed: purged > 0, detail: "\(purged) tasks purged (the workers' included)")
     }
 
     /// Fault 7: the learner stopped until the broker cancels its consumer for an unacknowledged delivery older than the

@@ -33,7 +33,7 @@ public enum Fault: String, Sendable, CaseIterable, Codable {
         case .secondLearner: "a second learner on the same run, then kill -9 the first"
         case .runIDReused: "run interrupted, started again with --fresh"
         case .nonFiniteSettings: "set NaN, inf and negative values"
-        case .allTasksInvalid: "every queued task purged mid-run"
+        case .allTasksInvalid: "every task not yet served purged mid-run"
         }
     }
 

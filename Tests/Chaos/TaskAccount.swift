@@ -2,6 +2,7 @@ import Foundation
 import Messaging
 import Runtime
 import Store
+import TestSupport
 import Wire
 
 /// What became of every task a run issued, counted from the learner's ledger, the batch log and the broker's
@@ -53,17 +54,27 @@ public enum TaskAccounting {
         try await drain(names.deadLettersQueue, amqp: amqp, within: seconds)
     }
 
-    /// Takes every message a queue holds now (its consumers gone), acknowledging each: the tasks, groups and dead
-    /// letters of a run that is ending, with the task each is for.
+    /// Takes every message a queue holds once its consumers are gone, acknowledging each: the tasks, groups and dead
+    /// letters of a run that is ending, with the task each is for. A consumer's unacknowledged deliveries go back to the
+    /// queue only once the broker has seen its connection close, so it waits for the queue to have no consumer first.
     public static func drain(_ queue: String, amqp: AMQPClient, within seconds: Double = 60) async throws -> [DeadLetter] {
-        let total = try await amqp.inspect(queue: queue).messages
-        guard total > 0 else { return [] }
-        let stream = amqp.consume(queue: queue, prefetch: 64)
+        try await waitUntil("\(queue) to have no consumer", within: seconds) { try await amqp.inspect(queue: queue).consumers == 0 }
+        var letters: [DeadLetter] = []
+        while true {
+            let total = try await amqp.inspect(queue: queue).messages
+            guard total > 0 else { return letters }
+            letters += try await take(total, from: queue, amqp: amqp, within: seconds)
+        }
+    }
+
+    static func take(_ total: Int, from queue: String, amqp: AMQPClient, within seconds: Double) async throws -> [DeadLetter] {
+        let stream = amqp.consume(queue: queue, prefetch: min(total, 64))
         let collector = Task {
             var letters: [DeadLetter] = []
             for try await delivery in stream {
-                let queue = delivery.headers["x-tributary-queue"] ?? delivery.routingKey
-                letters.append(DeadLetter(taskID: taskID(of: delivery.body, queue: queue), queue: queue,
+                // a dead letter names the queue it came from; a work queue's message is from that queue
+                let source = delivery.headers["x-tributary-queue"] ?? (delivery.queue == queue && !queue.hasSuffix("dead-letters") ? queue : delivery.routingKey)
+                letters.append(DeadLetter(taskID: taskID(of: delivery.body, queue: source), queue: source,
                                           reason: delivery.headers["x-tributary-reason"] ?? delivery.headers["x-first-death-reason"] ?? ""))
                 try await delivery.ack()
                 if letters.count >= total { break }
