@@ -104,8 +104,8 @@ enum ChaosSuiteHarness {
         recipe.scorerPauseSeconds = 5
         recipe.partitionSeconds = nil
         recipe.consumerTimeoutMs = 5_000
-        recipe.stallSeconds = 90
-        recipe.timeoutSeconds = 330
+        recipe.stallSeconds = 60
+        recipe.timeoutSeconds = 180
         return try await harness.run(faults, recipe: recipe, name: name)
     }
 }
