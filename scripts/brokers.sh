@@ -10,6 +10,7 @@
 #   TRIBUTARY_AMQP_PORT   RabbitMQ AMQP port      (default: 5682)
 #   TRIBUTARY_REDIS_PORT  Redis port              (default: 6389)
 #   TRIBUTARY_EPMD_PORT, TRIBUTARY_AMQP_DIST_PORT, TRIBUTARY_AMQP_NODENAME  for a second RabbitMQ beside the first
+#   TRIBUTARY_REDIS_APPENDFSYNC  always (default: a write is on disk before Redis answers it) or everysec (faster, loses up to 1 s on a crash)
 #   TRIBUTARY_AMQP_MANAGEMENT_PORT  when set, the management HTTP API on 127.0.0.1 there (`tributary users` needs it)
 #   TRIBUTARY_AMQP_CONF_EXTRA       lines appended to rabbitmq.conf (a harness's extra listener)
 #   TRIBUTARY_AMQP_ADVANCED_CONFIG  advanced.config's content (default: [].)
@@ -111,7 +112,7 @@ start_redis() {
     # shellcheck disable=SC2086  # several addresses, one word each
     redis-server --bind ${TRIBUTARY_REDIS_BIND:-127.0.0.1} --port "$REDIS_PORT" --dir "$REDIS_DIR" \
         --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
-        --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+        --appendonly yes --appendfsync "${TRIBUTARY_REDIS_APPENDFSYNC:-always}" --maxmemory-policy noeviction --save "" \
         --protected-mode yes
     local deadline=$((SECONDS + 30))
     until redis_up; do

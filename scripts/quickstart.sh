@@ -66,9 +66,7 @@ launch() {
     TRIBUTARY_RUN_ID="$RUN" TRIBUTARY_BLAS_THREADS=1 "$BIN/tributary-$role" --service.instance "$name" "$@" >"$OUT/logs/$name.log" 2>&1 &
     pids+=($!)
 }
-# A fresh run each time: forget an earlier quickstart's state under the same run id.
 REDIS_PORT="${TRIBUTARY_REDIS_PORT:-6389}"
-redis-cli -p "$REDIS_PORT" --scan --pattern "tributary:$RUN:*" | xargs -r redis-cli -p "$REDIS_PORT" del >/dev/null
 
 launch broadcaster broadcaster-0
 launch learner learner-0
@@ -77,12 +75,15 @@ for i in $(seq 0 $((ROLLOUTS - 1))); do launch rollout "rollout-$i"; done
 echo "quickstart: launched broadcaster, learner, $REWARDS reward scorer(s), $ROLLOUTS rollout worker(s); logs in $OUT/logs"
 
 CLI="$BIN/tributary"
-# The learner needs a moment to connect and listen for control commands.
+# The learner needs a moment to connect and listen for control commands. --fresh: a finished earlier quickstart's
+# run id starts its next epoch. An interrupted one is resumed by the learner itself (it finds the run in progress).
+started=""
 for _ in $(seq 1 100); do
-    "$CLI" run start --run.id "$RUN" --config "$CONFIG" >/dev/null 2>&1 && break
+    if reply="$("$CLI" run start --run.id "$RUN" --config "$CONFIG" --fresh 2>&1)"; then started="started from $CONFIG"; break; fi
+    if [[ "$reply" == *"is already"* ]]; then started="resumed: an interrupted quickstart left it in progress"; break; fi
     sleep 0.3
 done
-echo "quickstart: run '$RUN' started from $CONFIG"
+echo "quickstart: run '$RUN' ${started:-not started (see $OUT/logs/learner-0.log)}"
 "$CLI" watch --run.id "$RUN" --until-finished --wait-for-start
 
 "$CLI" plot --run.id "$RUN" --out "$OUT/reward.svg"

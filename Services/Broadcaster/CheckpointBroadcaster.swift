@@ -73,7 +73,13 @@ struct CheckpointBroadcaster: Role {
             await fabric.deadLetter(delivery, reason: "\(error)")
             return
         }
-        let manifest = try await store.write(version: saved.version, safetensors: bytes, shardBytes: shardBytes)
+        // Versions are immutable: a version number already announced with other weights is never rewritten.
+        if let existing = try? await store.manifest(version: saved.version), existing.sha256 != saved.sha256 {
+            try await fabric.incrementCounter("version_rewrites_refused")
+            await fabric.deadLetter(delivery, reason: "version \(saved.version) was already broadcast with other weights (SHA-256 \(existing.sha256.prefix(16))…, this one \(saved.sha256.prefix(16))…): versions are never rewritten")
+            return
+        }
+        let manifest = try await store.write(version: saved.version, safetensors: bytes, shardBytes: shardBytes) { CrashPoint.hit(CrashPoint.broadcasterMidWrite) }
         if replicas > 0 {
             let acknowledged = try await fabric.redis.wait(numReplicas: replicas, timeoutMs: replicaTimeoutMs)
             if acknowledged < replicas {
@@ -97,7 +103,7 @@ struct CheckpointBroadcaster: Role {
         _ = try await fabric.redis.del([saved.stagingKey])
         _ = try await fabric.redis.xadd(fabric.names.broadcastLogKey, fields: [
             "version": String(saved.version), "saved_ms": String(saved.savedAtUnixMs), "announced_ms": String(announcement.announcedAtUnixMs),
-            "bytes": String(manifest.totalBytes), "shards": String(manifest.shards.count)], maxLength: 10_000)
+            "bytes": String(manifest.totalBytes), "shards": String(manifest.shards.count), "sha256": manifest.sha256], maxLength: 10_000)
         // Versions below latest - keep can no longer serve any step (keep >= async level + 1).
         if saved.version >= UInt64(keepVersions) {
             for old in try await store.versions() where old + UInt64(keepVersions) < saved.version {

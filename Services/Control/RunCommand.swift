@@ -27,7 +27,15 @@ struct RunCommand: AsyncParsableCommand {
 
         @OptionGroup var options: ControlOptions
         @Option(help: ArgumentHelp("The run file (TOML).", valueName: "run.toml")) var config: String
+        @Flag(help: "The run id has state from before: start its next epoch (its old tasks, groups and policies are dropped; versions go on above the old ones).")
+        var fresh = false
+        @Flag(help: "The run id has state from before: resume it from the learner's saved state (its stored run file, not --config's).")
+        var resume = false
         @OptionGroup var learner: LearnerOptions
+
+        func validate() throws {
+            if fresh, resume { throw ValidationError("--fresh and --resume exclude each other: start a new epoch, or resume the old one") }
+        }
 
         func run() async throws {
             let text: String
@@ -44,10 +52,21 @@ struct RunCommand: AsyncParsableCommand {
             let run = file.config.runID
             try await withSession(options, run: run, amqp: true) { session in
                 let state = try await session.state()
-                if let status = RunState(hash: state).status, status.isActive, !learner.force {
+                let current = RunState(hash: state)
+                if let status = current.status, status.isActive, !learner.force {
                     throw ControlError("run \(run) is already \(status) (step \(state["step"] ?? "?")); stop it first (tributary run stop --run \(run)) or use another run id")
                 }
-                let message = try await sendToLearner(session, .startRun(StartRun.with { $0.configToml = file.startText }), learner)
+                // a run id with state is never started over by guessing
+                if let status = current.status, !fresh, !resume {
+                    let epoch = Int(state["epoch"] ?? "") ?? 1
+                    throw ControlError("run \(run) already has state (\(status), step \(state["step"] ?? "?"), epoch \(epoch)): pass --resume to resume it from its saved state, or --fresh to start its epoch \(epoch + 1) (the old epoch's tasks, groups and policies are dropped)")
+                }
+                let start = StartRun.with {
+                    $0.configToml = file.startText
+                    $0.fresh = fresh
+                    $0.resume = resume
+                }
+                let message = try await sendToLearner(session, .startRun(start), learner)
                 let c = file.config
                 print("sent StartRun \(message.messageID) for run \(run): \(c.environment.name), \(c.steps) steps of \(c.groupsPerStep) groups x \(c.groupSize), async level \(c.asyncLevel), lr \(c.learningRate), warm start \(c.warmupSteps) steps")
                 print("follow it with: tributary watch --run \(run)")

@@ -68,8 +68,7 @@ extension Learner {
     func dropBanned(_ delivery: Delivery, _ message: ScoredGroupMessage) async throws {
         let signer = message.workerKeyHex
         try await workers.count(signer, "refused.banned", detail: "banned before its group was trained on")
-        try await publishTasks(count: 1)
-        try await ledger.close([message.task])
+        try await publishTasks(count: 1, closing: [(message.task, .replaced)])
         await fabric.deadLetter(delivery, reason: "group of banned worker \(signer.prefix(16))…")
     }
 
@@ -85,6 +84,8 @@ extension Learner {
                 if paused { heldWhilePaused.append(delivery) } else { return delivery }
             case let .control(command):
                 try await apply(command)
+            case .tick:
+                try await tick()
             case let .consumerEnded(why):
                 throw LearnerStateError(key: names.scoredQueue, problem: why)
             }
@@ -110,10 +111,32 @@ extension Learner {
         } catch let error as WireError {
             problem = error.reason
         }
-        // one group per issued task, whatever its message id (a worker that died before its ack served it twice)
+        // A group of an older epoch of this run id (in flight when it was started afresh) feeds nothing here.
+        if message.task.envelope.epoch < epoch {
+            try await fabric.incrementCounter("stale_epoch_groups")
+            return try await acknowledge([delivery])
+        }
+        // One group per issued task, whatever its message id: only a group of a task still open in the ledger can feed
+        // a step (a worker that died before its ack served the task twice; a reissued task's first copy comes late).
+        if problem == nil, !batch.contains(message.task.taskID) {
+            switch try await ledger.lookup(message.task.taskID) {
+            case .open: break
+            case .closed(.trained, _):
+                batch.duplicates += 1
+                gauges.duplicates.increment()
+                try await fabric.incrementCounter("duplicate_groups")
+                return try await acknowledge([delivery])
+            case .closed:
+                // its task was replaced or reissued: the copy that took its place feeds the step
+                try await fabric.incrementCounter("late_groups")
+                return try await acknowledge([delivery])
+            case .unknown:
+                problem = "task '\(message.task.taskID)' is not open in this run's ledger (never issued, or closed more than \(ledgerKeepSteps) steps ago)"
+            }
+        }
         let facts = GroupAdmission.Facts(groupID: message.task.taskID, policyVersion: message.policyVersion,
                                          advantages: message.completions.map(\.advantage), problem: problem)
-        let verdict = GroupAdmission.decide(facts, step: step, asyncLevel: config.asyncLevel) { applied.contains($0) || batch.contains($0) }
+        let verdict = GroupAdmission.decide(facts, step: Int(version), asyncLevel: config.asyncLevel) { batch.contains($0) }
         if case .invalid = verdict {} else if case .duplicate = verdict {} else {
             batch.rewards += message.completions.map(\.reward)
             batch.correct += message.completions.filter(\.correct).count
@@ -132,14 +155,12 @@ extension Learner {
                 batch.groups[held].delivery = delivery
                 return
             }
-            // At least once: a group applied before a crash comes back; never apply it twice.
+            // another group for a task this batch already holds
             batch.duplicates += 1
             gauges.duplicates.increment()
             try await fabric.incrementCounter("duplicate_groups")
             try await acknowledge([delivery])
         case .stale, .zeroSignal:
-            // A redelivered copy of a group already dropped (its ack was void): its task was replaced then, not again.
-            if delivery.redelivered, case .closed = try await ledger.lookup(message.task.taskID) { return try await acknowledge([delivery]) }
             // Dropped groups feed no step: replace them, then acknowledge at once (the prefetch window stays open).
             if case .stale = verdict {
                 batch.staleDropped += 1
@@ -149,8 +170,7 @@ extension Learner {
                 batch.zeroSignal += 1
                 gauges.zeroSignal.increment()
             }
-            try await publishTasks(count: 1)
-            try await ledger.close([message.task])
+            try await publishTasks(count: 1, closing: [(message.task, .replaced)])
             try await acknowledge([delivery])
         case let .invalid(reason):
             await fabric.deadLetter(delivery, reason: reason)

@@ -8,13 +8,16 @@ import Store
 import Wire
 
 extension Learner {
-    /// Durable first (weights, optimizer, reference, step, applied ids, in one MULTI/EXEC), then the groups that fed the step are acknowledged.
+    /// Durable first (weights, optimizer, reference, step, and the batch's tasks closed as trained, in one fenced
+    /// transaction), then the groups that fed the step are acknowledged.
     func commit(_ batch: Batch, snapshot: PolicySnapshot) async throws {
-        let tasks = batch.groups.map(\.message.task.taskID)
-        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), newlyApplied: tasks)
-        applied.formUnion(tasks)
-        try await ledger.close(batch.groups.map(\.message.task))
+        let tasks = batch.groups.map(\.message.task)
+        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), also: try ledger.closeCommands(tasks, .trained, step: step))
         try await workers.countTrained(batch.groups.map { $0.message.workerKeyHex })
+        // closed marks older than the kept steps go: a group for them is refused as unknown instead of late
+        if step > ledgerKeepSteps, step % 16 == 0 {
+            for command in ledger.pruneCommands(below: step - ledgerKeepSteps) { _ = try await fabric.redis.command(command) }
+        }
     }
 
     func snapshotPolicy() async throws -> PolicySnapshot {
@@ -26,9 +29,11 @@ extension Learner {
     }
 
     func publishPolicy(_ snapshot: PolicySnapshot) async throws {
-        let (key, sha) = try await store.stage(version: version, compressed: snapshot.compressed, sha256: snapshot.sha256)
+        let key = names.checkpoints.staging(version: version)
+        try await lease.exec([["SET", key, snapshot.compressed]])
+        let sha = snapshot.sha256
         var saved = PolicySaved()
-        saved.envelope = fabric.envelope()
+        saved.envelope = envelope()
         saved.version = version
         saved.stagingKey = key
         saved.bytes = UInt64(snapshot.rawBytes)
@@ -37,24 +42,21 @@ extension Learner {
         try await fabric.publish(saved, exchange: Names.controlExchange, routingKey: names.policyRoutingKey)
     }
 
-    /// Weights, optimizer, step and applied task ids (and, once, the frozen reference policy) in one MULTI/EXEC; then the
-    /// deliveries are acknowledged.
-    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], newlyApplied: [String] = [], withReference: Bool = false) async throws {
+    /// Weights, optimizer, step (and, once, the frozen reference policy) with `also` in one fenced transaction, on disk
+    /// before it returns (Redis fsyncs every write: `appendfsync always`); then the deliveries are acknowledged.
+    func saveLearnerState(_ snapshot: PolicySnapshot, ackAfter deliveries: [Delivery], also: [[any RedisArgument]] = [], withReference: Bool = false) async throws {
         let trainer = self.trainer
         let (optimizer, reference) = try await compute.run {
             (try Zstd.compress(trainer.value.optimizer.stateBytes(), level: 1),
              withReference ? try trainer.value.referenceSafetensorsBytes().map { try Zstd.compress($0, level: 1) } : nil)
         }
         var fields: [any RedisArgument] = ["HSET", names.learnerStateKey, "step", String(step), "task_index", String(taskIndex),
-                                           "weights", snapshot.compressed, "optimizer", optimizer]
+                                           "epoch", String(epoch), "version_base", String(versionBase),
+                                           "weights", snapshot.compressed, "optimizer", optimizer, "sha256", snapshot.sha256,
+                                           "saved_ms", String(WallClock.nowMs())]
         if let reference { fields += ["reference", reference] }
-        var commands: [[any RedisArgument]] = [["MULTI"], fields]
-        if !newlyApplied.isEmpty { commands.append(["SADD", names.appliedGroupsKey] + newlyApplied.map { $0 as any RedisArgument }) }
-        commands.append(["EXEC"])
-        let replies = try await fabric.redis.pipeline(commands)
-        if let failure = replies.compactMap(\.errorMessage).first ?? (replies.last?.array ?? []).compactMap(\.errorMessage).first {
-            throw LearnerStateError(key: names.learnerStateKey, problem: "saving failed: \(failure)")
-        }
+        try await lease.exec([fields] + also)
+        CrashPoint.hit(CrashPoint.learnerAfterSave)
         try await acknowledge(deliveries)
     }
 
@@ -69,9 +71,26 @@ extension Learner {
     }
 
     func restore() async throws {
+        let saved = try await reloadDurableState()
+        guard let savedStep = saved["step"].flatMap({ Int(String(decoding: $0, as: UTF8.self)) }) else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "holds no step")
+        }
+        step = savedStep
+        epoch = saved["epoch"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 1
+        versionBase = saved["version_base"].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) } ?? 0
+        taskIndex = saved["task_index"].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
+        // the run stood still while no learner ran: its open tasks' clocks did too (their groups may be waiting in the queue)
+        if let savedMs = saved["saved_ms"].flatMap({ Int64(String(decoding: $0, as: UTF8.self)) }) {
+            try await extendDeadlines(byMs: WallClock.nowMs() - savedMs)
+        }
+        context.logger.notice("restored step \(step) of epoch \(epoch) (version \(version))\(saved["reference"] == nil ? "" : ", the reference policy")")
+    }
+
+    /// The model, optimizer and reference policy from the last durable step (a restart, or a step that was not finite).
+    @discardableResult
+    func reloadDurableState() async throws -> [String: [UInt8]] {
         let saved = try await fabric.redis.hgetall(names.learnerStateKey)
-        guard let stepText = saved["step"].map({ String(decoding: $0, as: UTF8.self) }), let savedStep = Int(stepText),
-              let weights = saved["weights"], let optimizer = saved["optimizer"] else {
+        guard saved["step"] != nil, let weights = saved["weights"], let optimizer = saved["optimizer"] else {
             throw LearnerStateError(key: names.learnerStateKey, problem: "incomplete (step, weights and optimizer are needed)")
         }
         let weightBytes = try Zstd.decompress(weights, maxOutputSize: CheckpointStore.maxCheckpointBytes)
@@ -86,11 +105,7 @@ extension Learner {
             try trainer.value.optimizer.loadState(optimizerBytes)
             if let referenceBytes { try trainer.value.loadReference(safetensors: referenceBytes) }
         }
-        step = savedStep
-        taskIndex = saved["task_index"].flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
-        let members = try await fabric.redis.command(["SMEMBERS", names.appliedGroupsKey])
-        applied = Set((members.array ?? []).compactMap(\.string))
-        context.logger.notice("restored step \(step), \(applied.count) applied groups\(referenceBytes == nil ? "" : ", the reference policy")")
+        return saved
     }
 
     /// The model's tokenizer (or none: the byte tokenizer) and the facts other roles need to read the run's tokens, in
@@ -101,12 +116,12 @@ extension Learner {
         var hset: [any RedisArgument] = ["HSET", names.stateKey]
         for (field, value) in state.hash { hset += [field, value] }
         let write: [any RedisArgument] = tokenizerJSON.map { ["SET", names.tokenizerKey, $0] } ?? ["DEL", names.tokenizerKey]
-        let replies = try await fabric.redis.pipeline([["MULTI"], write, hset, ["EXEC"]])
-        let errors = replies.compactMap(\.errorMessage) + (replies.last?.array ?? []).compactMap(\.errorMessage)
-        if let error = errors.first { throw RunFormatError(problem: "publishing the run's format: \(error)") }
+        try await lease.exec([write, hset])
     }
 
-    func setState(_ state: RunState) async throws { try await state.write(to: fabric.redis, names: names) }
+    func setState(_ state: RunState) async throws {
+        if let write = state.writeCommand(names: names) { try await lease.exec([write]) }
+    }
 }
 
 /// The learner's own resumable state could not be saved or read.

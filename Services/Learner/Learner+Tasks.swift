@@ -1,10 +1,12 @@
 import Config
+import Foundation
 import Runtime
+import Store
 import Wire
 
 extension Learner {
     /// Tasks ahead by the async level: a task published now is for step `step + k` and may be served by any version >= step.
-    func publishTasks(count: Int) async throws {
+    func publishTasks(count: Int, closing: [(RolloutTask, TaskLedger.Closing)] = []) async throws {
         var messages: [RolloutTask] = []
         for _ in 0..<count {
             var index = taskIndex
@@ -16,10 +18,7 @@ extension Learner {
             }
             taskIndex = index + 1
             var message = RolloutTask()
-            message.envelope = fabric.envelope()
-            message.taskID = "\(names.run)-\(index)"
-            message.step = UInt64(step + config.asyncLevel)
-            message.minPolicyVersion = version
+            message.taskID = "\(names.run)-e\(epoch)-\(index)"
             // length control: a target drawn per task, written into the prompt; the scorer reads it back from the metadata
             let target = config.rewardShaping.targetLength(seed: config.seed, index: index)
             message.prompt = config.rewardShaping.prompt(task.prompt, targetLength: target)
@@ -35,19 +34,42 @@ extension Learner {
                 $0.maxNewTokens = UInt32(config.maxNewTokens)
                 $0.seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)
             }
-            messages.append(message)
+            messages.append(stamped(message))
         }
-        // The whole task goes into the ledger first; workers get it without answer or verifier metadata.
-        try await ledger.record(messages)
-        // All in flight at once; each confirmed by the broker before the step goes on.
+        try await issue(messages.map { ($0, 0) }, closing: closing)
+    }
+
+    /// For the step ahead, from this process.
+    func stamped(_ task: RolloutTask) -> RolloutTask {
+        var task = task
+        task.envelope = envelope()
+        task.step = UInt64(step + config.asyncLevel)
+        task.minPolicyVersion = version
+        return task
+    }
+
+    /// Into the ledger with their deadlines (closing the tasks they replace in the same fenced transaction), then to the
+    /// workers without answer or verifier metadata, each publish confirmed by the broker before the step goes on.
+    func issue(_ tasks: [(task: RolloutTask, attempt: Int)], closing: [(RolloutTask, TaskLedger.Closing)]) async throws {
+        let now = WallClock.nowMs()
+        var commands: [[any RedisArgument]] = []
+        for (task, closing) in closing { commands += try ledger.closeCommands([task], closing, step: step) }
+        commands += try ledger.recordCommands(tasks.map { ($0.task, now + deadlineMs(attempt: $0.attempt)) })
+        try await lease.exec(commands)
         let fabric = self.fabric
         let run = names.run
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for message in messages.map(TaskLedger.forWorkers) {
+            for message in tasks.map({ TaskLedger.forWorkers($0.task) }) {
                 group.addTask { try await fabric.publish(message, exchange: Names.tasksExchange, routingKey: run) }
             }
             try await group.waitForAll()
         }
+    }
+
+    /// A task's time to be filled: the deadline setting, doubled on every reissue (up to 64 times), so a task that needs
+    /// longer than the deadline gets more time instead of endless reissues.
+    func deadlineMs(attempt: Int) -> Int64 {
+        Int64(taskDeadlineSeconds * 1000) << Int64(min(attempt, 6))
     }
 
     /// Keeps groups_per_step * (k + 1) groups in the pipeline (tasks, rollouts and scored groups not yet taken).
@@ -60,5 +82,59 @@ extension Learner {
         let missing = max(0, target - inFlight)
         if missing > 0 { try await publishTasks(count: missing) }
         context.logger.info("\(initial ? "fed" : "topped up") \(missing) tasks (\(inFlight) already in flight, target \(target))")
+    }
+
+    // MARK: Deadlines
+
+    /// Once a second while the learner waits for groups. Time the learner was not running (paused, stopped by a signal,
+    /// a long step) is added to every deadline: a worker's group may be waiting in the queue for a learner that was not
+    /// there to take it. Then every task past its deadline is reissued.
+    func tick() async throws {
+        let now = ContinuousClock.now
+        let gap = now - lastTick
+        lastTick = now
+        if paused || gap > .seconds(3) {
+            try await extendDeadlines(byMs: Int64(gap.seconds * 1000))
+            if paused { return }
+        }
+        try await reissueOverdueTasks()
+    }
+
+    func extendDeadlines(byMs: Int64) async throws {
+        for command in ledger.extendDeadlinesCommands(byMs: byMs) { _ = try await fabric.redis.command(command) }
+    }
+
+    /// Open tasks past their deadline (not filled: lost with a worker, dead-lettered, purged, or slow) are closed as
+    /// expired and reissued under a new id with a new seed: a late group for the old id feeds nothing.
+    func reissueOverdueTasks() async throws {
+        let overdue = try await ledger.overdue(nowMs: WallClock.nowMs(), limit: 256)
+        guard !overdue.isEmpty else { return }
+        var reissued: [(task: RolloutTask, attempt: Int)] = []
+        var expired: [(RolloutTask, TaskLedger.Closing)] = []
+        for id in overdue {
+            guard case let .open(task) = try await ledger.lookup(id) else {
+                // closed meanwhile (a crash between two writes of an older version): only its deadline was left
+                _ = try await fabric.redis.command(["ZREM", ledger.deadlinesKey, id])
+                continue
+            }
+            let (base, attempt) = Self.lineage(of: id)
+            var next = task
+            next.taskID = "\(base).r\(attempt + 1)"
+            next.sampling.seed = task.sampling.seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            reissued.append((stamped(next), attempt + 1))
+            expired.append((task, .expired))
+        }
+        guard !reissued.isEmpty else { return }
+        try await issue(reissued, closing: expired)
+        try await fabric.incrementCounter("tasks_reissued", by: reissued.count)
+        context.logger.notice("reissued \(reissued.count) tasks past their deadline: \(expired.map(\.0.taskID).joined(separator: ", "))")
+    }
+
+    /// A reissued task's id is its first id with `.rN` (the N-th reissue).
+    static func lineage(of taskID: String) -> (base: String, attempt: Int) {
+        if let dot = taskID.range(of: ".r", options: .backwards), let attempt = Int(taskID[dot.upperBound...]), attempt > 0 {
+            return (String(taskID[..<dot.lowerBound]), attempt)
+        }
+        return (taskID, 0)
     }
 }

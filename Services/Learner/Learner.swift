@@ -10,9 +10,11 @@ import Runtime
 import ServiceLifecycle
 import Wire
 
-/// One run's learner: its config, model, trainer, step and the ids of the groups it applied.
+/// One run's learner: its config, model, trainer, step and the task ledger it trains from.
 final class Learner {
     let context: ServiceContext
+    /// Held while this learner trains the run; every write of its state is fenced by it.
+    let lease: LearnerLease
     let fabric: Fabric
     let names: Names
     let store: CheckpointStore
@@ -27,8 +29,21 @@ final class Learner {
     let compute = ComputeQueue(label: "learner.model")
     let trainer: Confined<GRPOTrainer>
     var step = 0
+    /// The run's epoch: 1 for a new run id, one more each time the id is reused with `run start --fresh`.
+    var epoch: UInt64 = 1
+    /// Policy versions are numbered across epochs: version = versionBase + step, where a new epoch starts above every
+    /// version an older one broadcast. A version number is never reused, so no checkpoint key is ever rewritten and
+    /// a worker that holds an old epoch's policy never passes it for a new one's.
+    var versionBase: UInt64 = 0
     var taskIndex = 0
-    var applied: Set<String> = []
+    /// `learner.task_deadline_seconds`: a task's first deadline (doubled on each reissue).
+    let taskDeadlineSeconds: Double
+    /// `learner.ledger_keep_steps`: closed tasks' marks are kept this many steps.
+    let ledgerKeepSteps: Int
+    var lastTick = ContinuousClock.now
+    /// `learner.max_nonfinite_steps`, and how many steps in a row were skipped as not finite.
+    let maxNonFiniteSteps: Int
+    var nonFiniteInARow = 0
     var paused = false
     var stopRun = false
     /// Groups that arrived while paused, taken first on resume.
@@ -42,8 +57,12 @@ final class Learner {
     let vocabSize: Int, contextLength: Int, eosToken: Int32
     let gauges: LearnerGauges
 
-    init(context: ServiceContext, settings: Settings, events: LearnerEvents) throws {
+    init(context: ServiceContext, lease: LearnerLease, settings: Settings, events: LearnerEvents) throws {
         self.context = context
+        self.lease = lease
+        taskDeadlineSeconds = Double(try context.settings.int("learner.task_deadline_seconds", in: 1...86_400))
+        ledgerKeepSteps = try context.settings.int("learner.ledger_keep_steps", in: 1...1_000_000)
+        maxNonFiniteSteps = try context.settings.int("learner.max_nonfinite_steps", in: 1...1000)
         fabric = context.fabric
         names = fabric.names
         store = CheckpointStore(names: names, redis: fabric.redis)
@@ -85,7 +104,14 @@ final class Learner {
         }
     }
 
-    var version: UInt64 { UInt64(step) }
+    var version: UInt64 { versionBase + UInt64(step) }
+
+    /// An envelope of this process in the run's epoch.
+    func envelope() -> Envelope {
+        var envelope = fabric.envelope()
+        envelope.epoch = epoch
+        return envelope
+    }
 
     /// Scored groups held at once.
     func prefetch() throws -> Int {
@@ -95,14 +121,16 @@ final class Learner {
 
     func run(resuming: Bool) async throws {
         print(settings.effectiveDescription(role: "run \(config.runID) (learning knobs)", excluding: ["run.id"]))
-        try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key))))
-        // what an earlier end of this run left (a failure's reason, a finish time) no longer describes it
-        _ = try await fabric.redis.command(["HDEL", names.stateKey, "reason", "finished_at_ms", "accuracy_after"])
         if resuming {
             try await restore()
         } else {
-            try await startFresh()
+            try await beginEpoch()
         }
+        try await publishFormat(RunState(status: .starting, config: settings.toml(keys: RunConfig.settings.map(\.key)),
+                                         other: ["epoch": String(epoch), "version_base": String(versionBase)]))
+        // what an earlier end of this run left (a failure's reason, a finish time) no longer describes it
+        try await lease.exec([["HDEL", names.stateKey, "reason", "finished_at_ms", "accuracy_after"]])
+        if !resuming { try await startFresh() }
         let snapshot = try await snapshotPolicy()
         if !resuming { try await saveLearnerState(snapshot, ackAfter: [], withReference: true) }
         try await publishPolicy(snapshot)
@@ -121,10 +149,17 @@ final class Learner {
     func train() async throws {
         while step < config.steps {
             guard let batch = try await collectBatch() else { return }  // stopped, drained or handed back
-            let trained = try await optimize(on: batch)
+            let trained: TrainedStep
+            do {
+                trained = try await optimize(on: batch)
+                nonFiniteInARow = 0
+            } catch let skipped as NonFiniteStep {
+                try await skip(batch, because: skipped)
+                continue
+            }
             if context.stop.isHandingBack { return await handBack(batch.groups.map(\.delivery)) }
             step += 1
-            try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, applied ids; then the acks
+            try await commit(batch, snapshot: trained.snapshot)  // weights, optimizer, step, ledger; then the acks
             try await publishPolicy(trained.snapshot)
             try await publishTasks(count: config.groupsPerStep)
             try await record(trained, batch)
@@ -137,14 +172,33 @@ final class Learner {
         let learningRate = config.learningRate
         let trainer = self.trainer
         let started = ContinuousClock.now
-        let metrics = try await compute.run { try trainer.value.step(samples: samples, learningRate: learningRate) }
-        // a diverged step is never saved or broadcast: the run fails with the reason, from the last durable step
-        guard metrics.loss.isFinite, metrics.gradNorm.isFinite else {
-            throw LearnerStateError(key: names.learnerStateKey, problem: "step \(step + 1) gave loss \(metrics.loss), gradient norm \(metrics.gradNorm); not saved (lower trainer.learning_rate or set trainer.max_grad_norm)")
+        let (metrics, weightsFinite) = try await compute.run {
+            let metrics = try trainer.value.step(samples: samples, learningRate: learningRate)
+            return (metrics, trainer.value.model.withParameters { weights, _ in weights.allSatisfy(\.isFinite) })
+        }
+        // a diverged step is never saved or broadcast: the model goes back to the last durable step
+        guard metrics.loss.isFinite, metrics.gradNorm.isFinite, weightsFinite else {
+            throw NonFiniteStep(step: step + 1, loss: metrics.loss, gradNorm: metrics.gradNorm, weightsFinite: weightsFinite)
         }
         let trainSeconds = (ContinuousClock.now - started).seconds
         let tokens = samples.reduce(0) { $0 + $1.promptTokens.count + $1.completionTokens.count }
         return TrainedStep(metrics: metrics, tokens: tokens, trainSeconds: trainSeconds, snapshot: try await snapshotPolicy())
+    }
+
+    /// A step whose loss, gradient or new weights are not finite: the model and optimizer go back to the last durable
+    /// step, the batch's tasks are replaced (their groups acknowledged, feeding nothing) and the skip is counted; after
+    /// `learner.max_nonfinite_steps` in a row the run fails with the reason.
+    func skip(_ batch: Batch, because skipped: NonFiniteStep) async throws {
+        nonFiniteInARow += 1
+        try await fabric.incrementCounter("nonfinite_steps_skipped")
+        guard nonFiniteInARow < maxNonFiniteSteps else {
+            throw LearnerStateError(key: names.learnerStateKey, problem: "\(nonFiniteInARow) steps in a row were not finite, the last: \(skipped); nothing of them was saved (lower trainer.learning_rate or set trainer.max_grad_norm)")
+        }
+        context.logger.error("skipped: \(skipped); back to step \(step)'s weights (\(nonFiniteInARow) in a row, the run fails at \(maxNonFiniteSteps))")
+        try await reloadDurableState()
+        let tasks = batch.groups.map { ($0.message.task, TaskLedger.Closing.replaced) }
+        try await publishTasks(count: tasks.count, closing: tasks)
+        try await acknowledge(batch.groups.map(\.delivery))
     }
 
     /// Held deliveries go back to the scored queue at once (drain, shutdown, stop).
@@ -153,12 +207,23 @@ final class Learner {
         heldWhilePaused = []
     }
 
+    /// A run id used before: its next epoch, whose versions start above every version the old one may have broadcast.
+    func beginEpoch() async throws {
+        let old = try await RunState.read(fabric.redis, names: names)
+        let latest = try await store.latest()
+        if old.status != nil || latest != nil {
+            epoch = (old.other["epoch"].flatMap { UInt64($0) } ?? 1) + 1
+            versionBase = max(latest ?? 0, old.version ?? 0) + 1
+            context.logger.notice("run \(names.run) had state (\(old.status.map { "\($0)" } ?? "no status"), version \(old.version ?? latest ?? 0)): starting its epoch \(epoch) at version \(versionBase)")
+        }
+    }
+
     func startFresh() async throws {
-        _ = try await fabric.redis.del([names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
-                                    names.workerStatsKey])
+        try await lease.exec([["DEL", names.learnerStateKey, names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
+                               ledger.deadlinesKey, ledger.closedKey, names.workerStatsKey]])
         // A new run under a reused id starts with empty work queues.
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
-        try await setState(RunState(step: 0, version: 0, startedAtMs: WallClock.nowMs()))
+        try await setState(RunState(step: 0, version: version, startedAtMs: WallClock.nowMs()))
         try await warmStart()
         freezeReference()
         let before = try await evaluate()
@@ -173,6 +238,15 @@ final class Learner {
         try await setState(RunState(status: stopRun ? .stopped : .finished, finishedAtMs: WallClock.nowMs(), accuracyAfter: after))
         context.status.set(state: "finished", detail: "step \(step)")
     }
+}
+
+/// An optimizer step whose loss, gradient norm or weights were NaN or infinite.
+struct NonFiniteStep: Error, CustomStringConvertible {
+    var step: Int
+    var loss: Double
+    var gradNorm: Double
+    var weightsFinite: Bool
+    var description: String { "step \(step) gave loss \(loss), gradient norm \(gradNorm)\(weightsFinite ? "" : ", weights not finite")" }
 }
 
 /// What one optimizer step produced.

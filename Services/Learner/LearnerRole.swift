@@ -9,6 +9,8 @@ import Wire
 enum LearnerEvent: Sendable {
     case group(Delivery)
     case control(ControlCommand)
+    /// Once a second: task deadlines are checked.
+    case tick
     /// The scored-queue consumer stopped, with why.
     case consumerEnded(String)
 }
@@ -32,15 +34,20 @@ struct LearnerRole: Role {
     func run() async throws {
         let (stream, events) = AsyncStream<LearnerEvent>.makeStream()
         let control = context.control
+        let lease = try await acquireLease()
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 for await command in control { events.yield(.control(command)) }
             }
+            group.addTask { try await keep(lease) }
+            group.addTask {
+                while (try? await Task.sleep(for: .seconds(1))) != nil { events.yield(.tick) }
+            }
             defer { group.cancelAll() }
             let source = LearnerEvents(stream)
             do {
-                guard let (settings, resuming) = try await chooseRun(events: source) else { return }
-                let learner = try Learner(context: context, settings: settings, events: source)
+                guard let (settings, resuming) = try await chooseRun(events: source) else { return await lease.release() }
+                let learner = try Learner(context: context, lease: lease, settings: settings, events: source)
                 let fabric = context.fabric
                 let queue = fabric.names.scoredQueue
                 let prefetch = try learner.prefetch()
@@ -54,12 +61,51 @@ struct LearnerRole: Role {
                     }
                 }
                 try await learner.run(resuming: resuming)
+                await lease.release()
             } catch {
                 if !(error is CancellationError) {
                     context.logger.error("learner failed: \(error)")
-                    try? await RunState(status: .failed, reason: "\(error)", finishedAtMs: WallClock.nowMs()).write(to: context.fabric.redis, names: context.fabric.names)
                     context.status.set(state: "failed", detail: "\(error)")
+                    // fenced: a learner that lost the lease writes nothing, its successor's state stands
+                    let failed = RunState(status: .failed, reason: "\(error)", finishedAtMs: WallClock.nowMs())
+                    _ = try? await lease.exec(failed.writeCommand(names: context.fabric.names).map { [$0] } ?? [])
+                    await lease.release()  // a restarted learner (compose's restart: on-failure) takes over at once
                 }
+                throw error
+            }
+        }
+    }
+
+    /// Waits as a hot standby while another learner holds the run's lease; takes it when it lapses.
+    func acquireLease() async throws -> LearnerLease {
+        let fabric = context.fabric
+        let seconds = try context.settings.int("learner.lease_seconds", in: 2...600)
+        let lease = LearnerLease(names: fabric.names, instance: fabric.identity.instance, redis: fabric.redis, ttl: .seconds(seconds))
+        var announced = false
+        while true {
+            if let token = try await lease.tryAcquire() {
+                context.logger.notice("holding the learner lease of run \(fabric.names.run) (fencing token \(token))")
+                return lease
+            }
+            if !announced, let holder = try await LearnerLease.holder(names: fabric.names, redis: fabric.redis) {
+                context.logger.notice("standby: learner \(holder.instance) holds run \(fabric.names.run) (token \(holder.token)); taking over when its lease lapses")
+                context.status.set(state: "standby", detail: "behind \(holder.instance)")
+                announced = true
+            }
+            if context.stop.isStopping { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(min(1000, lease.ttlMs / 4)))
+        }
+    }
+
+    /// Renews the lease a few times per TTL; a lease lost to another learner ends this process with an error at once,
+    /// before anything more is written.
+    func keep(_ lease: LearnerLease) async throws {
+        while (try? await Task.sleep(for: .milliseconds(max(200, lease.ttlMs / 4)))) != nil {
+            if try await !lease.renew() {
+                let holder = try? await LearnerLease.holder(names: context.fabric.names, redis: context.fabric.redis)
+                let error = LeaseLost(key: lease.key, detail: "learner \(holder?.instance ?? "?") (token \(holder.map { String($0.token) } ?? "?")) holds it now")
+                context.logger.critical("\(error)")
+                context.status.set(state: "failed", detail: "\(error)")
                 throw error
             }
         }
@@ -76,7 +122,12 @@ struct LearnerRole: Role {
             context.logger.notice("resuming run \(names.run) from its saved state\(status == .failed ? " (it had failed: \(state.reason ?? "no reason recorded"))" : "")")
             return (try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"), true)
         }
-        if try context.settings.bool("learner.autostart") { return (context.settings, false) }
+        // autostart starts a run id that has no state; one with state waits for `run start --fresh` or `--resume`
+        let hasState = state.status != nil
+        if try context.settings.bool("learner.autostart") {
+            if !hasState { return (context.settings, false) }
+            context.logger.warning("run \(names.run) already has state (\(state.status.map { "\($0)" } ?? "?"), step \(state.step ?? 0)): not starting it again by autostart; `tributary run start --fresh` starts its next epoch, `--resume` resumes it")
+        }
         context.status.set(state: "waiting for StartRun", detail: "tributary run start --config run.toml")
         context.logger.info("waiting for `tributary run start` for run \(names.run)")
         while let event = await events.next() {
@@ -86,6 +137,18 @@ struct LearnerRole: Role {
                 let config = try RunConfig(settings)
                 guard config.runID == names.run else {
                     context.logger.error("StartRun \(command.messageID) is for run '\(config.runID)', this learner serves '\(names.run)'; ignored")
+                    continue
+                }
+                let current = try await RunState.read(fabric.redis, names: names)
+                if start.resume {
+                    guard let toml = current.config, try await fabric.redis.exists(names.learnerStateKey) else {
+                        context.logger.error("StartRun \(command.messageID) refused: --resume, but run \(names.run) has no saved learner state")
+                        continue
+                    }
+                    return (try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"), true)
+                }
+                guard start.fresh || current.status == nil else {
+                    context.logger.error("StartRun \(command.messageID) refused: run \(names.run) already has state (\(current.status.map { "\($0)" } ?? "?"), step \(current.step ?? 0)); send it with --fresh (a new epoch) or --resume")
                     continue
                 }
                 return (settings, false)

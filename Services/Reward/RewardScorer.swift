@@ -77,6 +77,13 @@ struct RewardScorer: Role {
                     throw WireError.invalidField(type: "RolloutGroup", messageID: group.messageID, field: "policy_version",
                                                  reason: "\(group.policyVersion) is not a version worker \(signer.prefix(16))… recorded loading")
                 }
+                // a task of an older epoch of this run id (started afresh since): acknowledged and counted, never scored
+                if group.task.envelope.epoch < known.epoch {
+                    try await fabric.incrementCounter("stale_epoch_groups")
+                    try await registry.count(signer, "stale_epoch")
+                    try await delivery.ack()
+                    return
+                }
                 open = try await issuedTask(of: group, format: format)
             } catch let error as WireError {
                 try await registry.count(signer, "refused.\(error.refusalKind)", detail: error.reason)
@@ -182,7 +189,7 @@ extension RewardScorer {
         let issued: RolloutTask
         switch try await ledger.lookup(group.task.taskID) {
         case let .open(task): issued = task
-        case let .closed(fingerprint):
+        case let .closed(_, fingerprint):
             // a late copy is not scored; one that changed what it was given is a forgery, and refused as such
             if let fingerprint, fingerprint != (try TaskLedger.fingerprint(group.task)) {
                 throw bad("task", "differs from the issued task's prompt, group size or sampling settings (the task is closed)")
@@ -208,16 +215,21 @@ final class RunCache: Sendable {
     struct Run: Sendable {
         var config: RunConfig
         var environment: any Environment
+        /// The run's epoch (Envelope.epoch): groups of tasks of an older one feed nothing.
+        var epoch: UInt64
     }
 
     private let cached = Mutex<(toml: String, run: Run)?>(nil)
 
     func current(fabric: Fabric) async throws -> Run? {
-        guard let stored = try await fabric.redis.hget(fabric.names.stateKey, field: "config") else { return nil }
+        let replies = try await fabric.redis.command(["HMGET", fabric.names.stateKey, "config", "epoch"]).array ?? []
+        guard let stored = replies.first?.bytes else { return nil }
+        // a run state without one (written by no learner of this version) checks no epoch
+        let epoch = replies.dropFirst().first?.string.flatMap { UInt64($0) } ?? 0
         let toml = String(decoding: stored, as: UTF8.self)
-        if let hit = cached.withLock({ $0 }), hit.toml == toml { return hit.run }
+        if let hit = cached.withLock({ $0 }), hit.toml == toml, hit.run.epoch == epoch { return hit.run }
         let config = try RunConfig(try Settings.fromTOML(toml, specs: RunConfig.settings, source: "run state"))
-        let run = Run(config: config, environment: try EnvironmentFactory.make(config.environment))
+        let run = Run(config: config, environment: try EnvironmentFactory.make(config.environment), epoch: epoch)
         cached.withLock { $0 = (toml, run) }
         return run
     }

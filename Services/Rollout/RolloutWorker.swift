@@ -153,6 +153,7 @@ struct RolloutWorker: Role {
         let generateMs = (ContinuousClock.now - generateStarted).milliseconds
         var group = RolloutGroup()
         group.envelope = fabric.envelope()
+        group.envelope.epoch = task.envelope.epoch  // the epoch of the task it serves
         group.task = task
         group.policyVersion = UInt64(version)
         group.promptTokens = prompt

@@ -67,7 +67,8 @@ public struct CheckpointStore: Sendable {
     }
 
     /// Broadcaster side: shard, compress, hash and write; the manifest goes last, so a reader never sees a partial version.
-    public func write(version: UInt64, safetensors: [UInt8], shardBytes: Int) async throws -> CheckpointManifest {
+    /// `beforeManifest` runs once the shards are written (the fault table's crash point).
+    public func write(version: UInt64, safetensors: [UInt8], shardBytes: Int, beforeManifest: () -> Void = {}) async throws -> CheckpointManifest {
         var manifest = CheckpointManifest()
         manifest.runID = keys.run
         manifest.version = version
@@ -93,6 +94,7 @@ public struct CheckpointStore: Sendable {
         for reply in try await redis.pipeline(commands) {
             if case let .error(message) = reply { throw RedisError.server(message: message, command: "SET shard") }
         }
+        beforeManifest()
         let manifestBytes: [UInt8] = try manifest.serializedBytes()
         // the signature first: a reader that finds the manifest finds its signature
         if let signer { _ = try await redis.command(["SET", keys.manifestSignature(version: version), signer.sign(manifestBytes)]) }

@@ -30,6 +30,10 @@ public enum SettingsCatalog {
     public static let learner = RunConfig.settings + [
         Setting("learner.autostart", "false", "start the run from this process's settings (e.g. --config run.toml) without `tributary run start`"),
         Setting("learner.prefetch", "0", "scored groups held at once (0: groups_per_step * (async_level + 2))"),
+        Setting("learner.task_deadline_seconds", "120", "a task not filled in this time (lost with a worker, dead-lettered, purged) is reissued with a new seed; doubled on each reissue of the same task"),
+        Setting("learner.ledger_keep_steps", "1000", "closed tasks stay in the ledger this many steps (a late copy is then refused as unknown instead of late)"),
+        Setting("learner.max_nonfinite_steps", "3", "a step whose loss, gradient or weights are NaN or infinite is skipped (never saved); the run fails after this many in a row"),
+        Setting("learner.lease_seconds", "10", "the learner's lease on its run: a standby learner takes over this long after the holder stops renewing it"),
         sandboxWeakIsolation,
     ]
 

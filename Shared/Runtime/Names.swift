@@ -44,6 +44,9 @@ public struct Names: Sendable {
     /// The learner's own resumable state: weights, optimizer, step, applied group ids.
     public var learnerStateKey: String { "\(prefix):learner" }
     public var appliedGroupsKey: String { "\(prefix):learner:applied" }
+    /// One learner per run: the lease ("TOKEN INSTANCE", with a TTL) and the fencing counter (LearnerLease).
+    public var learnerLeaseKey: String { "\(prefix):learner:lease" }
+    public var learnerFenceKey: String { "\(prefix):learner:fence" }
     /// Broadcaster's log of checkpoint timings, and rollout workers' verified loads.
     public var broadcastLogKey: String { "\(prefix):broadcast" }
     public var loadsLogKey: String { "\(prefix):loads" }

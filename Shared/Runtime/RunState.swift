@@ -79,6 +79,13 @@ public struct RunState: Sendable, Equatable {
         RunState(hash: try await redis.hgetall(names.stateKey).mapValues { String(decoding: $0, as: UTF8.self) })
     }
 
+    /// The HSET of the non-nil fields, for a transaction; nil when all are nil.
+    public func writeCommand(names: Names) -> [any RedisArgument]? {
+        let fields = hash
+        guard !fields.isEmpty else { return nil }
+        return ["HSET", names.stateKey] + fields.sorted { $0.key < $1.key }.flatMap { [$0.key as any RedisArgument, $0.value] }
+    }
+
     /// Sets the non-nil fields (HSET: the others keep their values).
     public func write(to redis: RedisClient, names: Names) async throws {
         let fields = hash

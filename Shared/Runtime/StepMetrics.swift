@@ -107,6 +107,15 @@ public enum RunMetrics {
         return entries.compactMap { StepMetrics(entry: $0) }
     }
 
+    /// Entries the metrics stream keeps (about: trimmed with MAXLEN ~).
+    public static let keptEntries = 100_000
+
+    /// The XADD of one step's entry, for the learner's fenced transaction.
+    public static func appendCommand(_ metrics: StepMetrics, names: Names) -> [any RedisArgument] {
+        ["XADD", names.metricsKey, "MAXLEN", "~", String(keptEntries), "*"]
+            + metrics.streamFields.sorted { $0.key < $1.key }.flatMap { [$0.key as any RedisArgument, $0.value] }
+    }
+
     public static func append(_ metrics: StepMetrics, to redis: RedisClient, names: Names) async throws {
         _ = try await redis.xadd(names.metricsKey, fields: metrics.streamFields.mapValues { $0 as any RedisArgument })
     }

@@ -143,7 +143,9 @@ struct DeploymentTests {
         let owner = try await stack.redis("learner")
         for names in [mine, other] {
             _ = try await owner.hset(names.stateKey, fields: ["status": "running"])
-            try await TaskLedger(names: names, redis: owner).record([RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }])
+            for command in try TaskLedger(names: names, redis: owner).recordCommands([(RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }, 0)]) {
+                _ = try await owner.command(command)
+            }
         }
         let redisRollout = RedisClient(endpoint: try RedisEndpoint(url: redisURLs["rollout"] ?? ""))
         try await redisRollout.connect()
@@ -394,8 +396,14 @@ struct DeploymentTests {
         _ = try await learner.hset(names.learnerStateKey, fields: ["step": "1"])
         _ = try await learner.command(["SADD", names.appliedGroupsKey, "group-1"])
         _ = try await learner.command(["XADD", names.batchesLogKey, "*", "step", "0"])
-        // the task ledger, answers included
-        try await TaskLedger(names: names, redis: learner).record([RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }])
+        // the task ledger, answers included, written as the learner writes it: fenced by its lease (a Lua script)
+        let lease = LearnerLease(names: names, instance: "learner-acl", redis: learner, ttl: .seconds(30))
+        _ = try #require(try await lease.tryAcquire())
+        let ledger = TaskLedger(names: names, redis: learner)
+        let task = RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }
+        try await lease.exec(try ledger.recordCommands([(task, 0)]) + ledger.closeCommands([task], .trained, step: 0) + ledger.recordCommands([(task, 0)]))
+        for command in ledger.pruneCommands(below: 0) + ledger.extendDeadlinesCommands(byMs: 1) { _ = try await learner.command(command) }
+        await lease.release()
         // the run's tokenizer.json and its format fields, published in one transaction as the learner does
         let replies = try await learner.pipeline([["MULTI"], ["SET", names.tokenizerKey, "{\"model\": {}}"],
                                                  ["HSET", names.stateKey, "tokenizer_sha256", "x"], ["EXEC"]])

@@ -133,6 +133,12 @@ public nonisolated struct Tributary_V1_StartRun: Sendable {
 
   public var configToml: String = String()
 
+  /// A run id that already has state: start its next epoch (everything of the old one is dropped) ...
+  public var fresh: Bool = false
+
+  /// ... or resume it from the learner's saved state. With neither, a learner refuses a run id that has state.
+  public var resume: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -401,7 +407,7 @@ nonisolated extension Tributary_V1_ControlCommand: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Tributary_V1_StartRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartRun"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}config_toml\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}config_toml\0\u{1}fresh\0\u{1}resume\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -410,6 +416,8 @@ nonisolated extension Tributary_V1_StartRun: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.configToml) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.fresh) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.resume) }()
       default: break
       }
     }
@@ -419,11 +427,19 @@ nonisolated extension Tributary_V1_StartRun: SwiftProtobuf.Message, SwiftProtobu
     if !self.configToml.isEmpty {
       try visitor.visitSingularStringField(value: self.configToml, fieldNumber: 1)
     }
+    if self.fresh != false {
+      try visitor.visitSingularBoolField(value: self.fresh, fieldNumber: 2)
+    }
+    if self.resume != false {
+      try visitor.visitSingularBoolField(value: self.resume, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Tributary_V1_StartRun, rhs: Tributary_V1_StartRun) -> Bool {
     if lhs.configToml != rhs.configToml {return false}
+    if lhs.fresh != rhs.fresh {return false}
+    if lhs.resume != rhs.resume {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -45,6 +45,11 @@ public nonisolated struct Tributary_V1_Envelope: Sendable {
 
   public var sentAtUnixMs: Int64 = 0
 
+  /// The run's epoch the message belongs to: a run id reused with `tributary run start --fresh` starts the next one,
+  /// and a message of an older epoch is acknowledged and counted, never acted on. 0: sent by a role that does not
+  /// know it (control commands).
+  public var epoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -74,7 +79,7 @@ fileprivate nonisolated let _protobuf_package = "tributary.v1"
 
 nonisolated extension Tributary_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}schema_version\0\u{3}run_id\0\u{3}message_id\0\u{1}sender\0\u{3}sent_at_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}schema_version\0\u{3}run_id\0\u{3}message_id\0\u{1}sender\0\u{3}sent_at_unix_ms\0\u{1}epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -87,6 +92,7 @@ nonisolated extension Tributary_V1_Envelope: SwiftProtobuf.Message, SwiftProtobu
       case 3: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._sender) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.sentAtUnixMs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       default: break
       }
     }
@@ -112,6 +118,9 @@ nonisolated extension Tributary_V1_Envelope: SwiftProtobuf.Message, SwiftProtobu
     if self.sentAtUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.sentAtUnixMs, fieldNumber: 5)
     }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -121,6 +130,7 @@ nonisolated extension Tributary_V1_Envelope: SwiftProtobuf.Message, SwiftProtobu
     if lhs.messageID != rhs.messageID {return false}
     if lhs._sender != rhs._sender {return false}
     if lhs.sentAtUnixMs != rhs.sentAtUnixMs {return false}
+    if lhs.epoch != rhs.epoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -258,59 +258,75 @@ public nonisolated struct Tributary_V1_ScoredCompletion: Sendable {
 }
 
 /// reward -> tributary.scored
-public nonisolated struct Tributary_V1_ScoredGroup: Sendable {
+public nonisolated struct Tributary_V1_ScoredGroup: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var envelope: Tributary_V1_Envelope {
-    get {_envelope ?? Tributary_V1_Envelope()}
-    set {_envelope = newValue}
+    get {_storage._envelope ?? Tributary_V1_Envelope()}
+    set {_uniqueStorage()._envelope = newValue}
   }
   /// Returns true if `envelope` has been explicitly set.
-  public var hasEnvelope: Bool {self._envelope != nil}
+  public var hasEnvelope: Bool {_storage._envelope != nil}
   /// Clears the value of `envelope`. Subsequent reads from it will return its default value.
-  public mutating func clearEnvelope() {self._envelope = nil}
+  public mutating func clearEnvelope() {_uniqueStorage()._envelope = nil}
 
   public var task: Tributary_V1_RolloutTask {
-    get {_task ?? Tributary_V1_RolloutTask()}
-    set {_task = newValue}
+    get {_storage._task ?? Tributary_V1_RolloutTask()}
+    set {_uniqueStorage()._task = newValue}
   }
   /// Returns true if `task` has been explicitly set.
-  public var hasTask: Bool {self._task != nil}
+  public var hasTask: Bool {_storage._task != nil}
   /// Clears the value of `task`. Subsequent reads from it will return its default value.
-  public mutating func clearTask() {self._task = nil}
+  public mutating func clearTask() {_uniqueStorage()._task = nil}
 
-  public var policyVersion: UInt64 = 0
+  public var policyVersion: UInt64 {
+    get {_storage._policyVersion}
+    set {_uniqueStorage()._policyVersion = newValue}
+  }
 
-  public var promptTokens: [Int32] = []
+  public var promptTokens: [Int32] {
+    get {_storage._promptTokens}
+    set {_uniqueStorage()._promptTokens = newValue}
+  }
 
-  public var completions: [Tributary_V1_ScoredCompletion] = []
+  public var completions: [Tributary_V1_ScoredCompletion] {
+    get {_storage._completions}
+    set {_uniqueStorage()._completions = newValue}
+  }
 
-  public var workerID: String = String()
+  public var workerID: String {
+    get {_storage._workerID}
+    set {_uniqueStorage()._workerID = newValue}
+  }
 
   /// The rollout group it scores; the learner applies each at most once.
-  public var rolloutMessageID: String = String()
+  public var rolloutMessageID: String {
+    get {_storage._rolloutMessageID}
+    set {_uniqueStorage()._rolloutMessageID = newValue}
+  }
 
   public var timings: Tributary_V1_Timings {
-    get {_timings ?? Tributary_V1_Timings()}
-    set {_timings = newValue}
+    get {_storage._timings ?? Tributary_V1_Timings()}
+    set {_uniqueStorage()._timings = newValue}
   }
   /// Returns true if `timings` has been explicitly set.
-  public var hasTimings: Bool {self._timings != nil}
+  public var hasTimings: Bool {_storage._timings != nil}
   /// Clears the value of `timings`. Subsequent reads from it will return its default value.
-  public mutating func clearTimings() {self._timings = nil}
+  public mutating func clearTimings() {_uniqueStorage()._timings = nil}
 
   /// The key that signed the rollout group, as the reward scorer verified it.
-  public var workerKey: Data = Data()
+  public var workerKey: Data {
+    get {_storage._workerKey}
+    set {_uniqueStorage()._workerKey = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _envelope: Tributary_V1_Envelope? = nil
-  fileprivate var _task: Tributary_V1_RolloutTask? = nil
-  fileprivate var _timings: Tributary_V1_Timings? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// learner -> broadcaster (control exchange, key "broadcaster"): a policy is staged in Redis for broadcast.
@@ -887,71 +903,123 @@ nonisolated extension Tributary_V1_ScoredGroup: SwiftProtobuf.Message, SwiftProt
   public static let protoMessageName: String = _protobuf_package + ".ScoredGroup"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}envelope\0\u{1}task\0\u{3}policy_version\0\u{3}prompt_tokens\0\u{1}completions\0\u{3}worker_id\0\u{3}rollout_message_id\0\u{1}timings\0\u{3}worker_key\0")
 
+  fileprivate class _StorageClass {
+    var _envelope: Tributary_V1_Envelope? = nil
+    var _task: Tributary_V1_RolloutTask? = nil
+    var _policyVersion: UInt64 = 0
+    var _promptTokens: [Int32] = []
+    var _completions: [Tributary_V1_ScoredCompletion] = []
+    var _workerID: String = String()
+    var _rolloutMessageID: String = String()
+    var _timings: Tributary_V1_Timings? = nil
+    var _workerKey: Data = Data()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _envelope = source._envelope
+      _task = source._task
+      _policyVersion = source._policyVersion
+      _promptTokens = source._promptTokens
+      _completions = source._completions
+      _workerID = source._workerID
+      _rolloutMessageID = source._rolloutMessageID
+      _timings = source._timings
+      _workerKey = source._workerKey
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._envelope) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._task) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.policyVersion) }()
-      case 4: try { try decoder.decodeRepeatedInt32Field(value: &self.promptTokens) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.completions) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.rolloutMessageID) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._timings) }()
-      case 9: try { try decoder.decodeSingularBytesField(value: &self.workerKey) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._envelope) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._policyVersion) }()
+        case 4: try { try decoder.decodeRepeatedInt32Field(value: &_storage._promptTokens) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._completions) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._workerID) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._rolloutMessageID) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._timings) }()
+        case 9: try { try decoder.decodeSingularBytesField(value: &_storage._workerKey) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._envelope {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._task {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    if self.policyVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.policyVersion, fieldNumber: 3)
-    }
-    if !self.promptTokens.isEmpty {
-      try visitor.visitPackedInt32Field(value: self.promptTokens, fieldNumber: 4)
-    }
-    if !self.completions.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.completions, fieldNumber: 5)
-    }
-    if !self.workerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workerID, fieldNumber: 6)
-    }
-    if !self.rolloutMessageID.isEmpty {
-      try visitor.visitSingularStringField(value: self.rolloutMessageID, fieldNumber: 7)
-    }
-    try { if let v = self._timings {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
-    if !self.workerKey.isEmpty {
-      try visitor.visitSingularBytesField(value: self.workerKey, fieldNumber: 9)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._envelope {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._task {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if _storage._policyVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._policyVersion, fieldNumber: 3)
+      }
+      if !_storage._promptTokens.isEmpty {
+        try visitor.visitPackedInt32Field(value: _storage._promptTokens, fieldNumber: 4)
+      }
+      if !_storage._completions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._completions, fieldNumber: 5)
+      }
+      if !_storage._workerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workerID, fieldNumber: 6)
+      }
+      if !_storage._rolloutMessageID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._rolloutMessageID, fieldNumber: 7)
+      }
+      try { if let v = _storage._timings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._workerKey.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._workerKey, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Tributary_V1_ScoredGroup, rhs: Tributary_V1_ScoredGroup) -> Bool {
-    if lhs._envelope != rhs._envelope {return false}
-    if lhs._task != rhs._task {return false}
-    if lhs.policyVersion != rhs.policyVersion {return false}
-    if lhs.promptTokens != rhs.promptTokens {return false}
-    if lhs.completions != rhs.completions {return false}
-    if lhs.workerID != rhs.workerID {return false}
-    if lhs.rolloutMessageID != rhs.rolloutMessageID {return false}
-    if lhs._timings != rhs._timings {return false}
-    if lhs.workerKey != rhs.workerKey {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._envelope != rhs_storage._envelope {return false}
+        if _storage._task != rhs_storage._task {return false}
+        if _storage._policyVersion != rhs_storage._policyVersion {return false}
+        if _storage._promptTokens != rhs_storage._promptTokens {return false}
+        if _storage._completions != rhs_storage._completions {return false}
+        if _storage._workerID != rhs_storage._workerID {return false}
+        if _storage._rolloutMessageID != rhs_storage._rolloutMessageID {return false}
+        if _storage._timings != rhs_storage._timings {return false}
+        if _storage._workerKey != rhs_storage._workerKey {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
