@@ -230,12 +230,15 @@ extension ChaosRun {
         // as the quickstart starts it: no autostart, the run comes from `tributary run start`
         fleet.replace("learner", arguments: arguments("learner") + recipe.learnerOverrides)
         let cli = harness.binaries.appendingPathComponent("tributary").path
-        var start = ChaosCheck(name: "run start --fresh accepted", passed: false, detail: "")
+        var start = ChaosCheck(name: "run start --fresh started a new epoch or found the run resumed", passed: false, detail: "")
+        var fresh = false
         let deadline = ContinuousClock.now + .seconds(60)
         while !start.passed && ContinuousClock.now < deadline {
             let (status, output) = try await runCommandOffPool([cli, "run", "start", "--config", runFile.path, "--fresh", "--run.id", names.run],
                                                                environment: harness.brokers.serviceEnvironment)
-            start.passed = status == 0
+            // as scripts/quickstart.sh reads it: started, or the learner found the interrupted run and resumed it itself
+            fresh = status == 0
+            start.passed = fresh || output.contains("is already")
             start.detail = output.split(separator: "\n").last.map(String.init) ?? "exit \(status)"
             // an option this build does not know will not become known by trying again
             if !start.passed, output.contains("Unknown option") || output.contains("unknown option") { break }
@@ -243,10 +246,9 @@ extension ChaosRun {
         }
         if !start.passed { start.detail += "; needs \(Fault.runIDReused.needs ?? "")" }
         injection.checks.append(start)
-        // a new epoch numbers versions from 0 again
-        watch.reset()
         injection.endedMs = WallClock.nowMs()
-        epochStartedMs = injection.endedMs
+        // a new epoch counts its steps from 0 (its versions go on from the old epoch's, so the watch keeps what it saw)
+        if fresh { epochStartedMs = injection.endedMs }
         return injection
     }
 

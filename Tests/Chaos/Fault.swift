@@ -31,7 +31,7 @@ public enum Fault: String, Sendable, CaseIterable, Codable {
         case .scorerPause: "SIGSTOP a reward scorer"
         case .rolloutPartition: "a rollout worker cut off from both brokers"
         case .secondLearner: "a second learner on the same run, then kill -9 the first"
-        case .runIDReused: "run interrupted, started again with --fresh"
+        case .runIDReused: "run interrupted mid-run, started again (run start --fresh)"
         case .nonFiniteSettings: "set NaN, inf and negative values"
         case .allTasksInvalid: "every task not yet served purged mid-run"
         }

@@ -157,8 +157,13 @@ public enum TaskAccounting {
 
     static let closedMark = Array("closed:".utf8)
 
-    /// The problem a task id stands for. Today every issued id is its own problem.
-    static func lineage(of task: String, ledger: [String: [UInt8]]) -> String { task }
+    /// The problem a task id stands for: a task reissued past its deadline is its first id with `.rN` (the learner's
+    /// Learner.lineage), and training two of one lineage is training it twice.
+    static func lineage(of task: String, ledger: [String: [UInt8]]) -> String {
+        guard let mark = task.range(of: ".r", options: .backwards), !task[mark.upperBound...].isEmpty,
+              task[mark.upperBound...].allSatisfy(\.isNumber) else { return task }
+        return String(task[..<mark.lowerBound])
+    }
 
     /// The run's task deadline in seconds, when its configuration (the run state's TOML) sets one.
     public static func deadlineSeconds(config: String?) -> Double? {
