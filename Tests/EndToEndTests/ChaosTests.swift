@@ -99,6 +99,8 @@ enum ChaosSuiteHarness {
     static func run(_ faults: [Fault], name: String) async throws -> ChaosReport {
         let harness = try harness()
         var recipe = ChaosRecipe(runFile: repositoryRoot.appendingPathComponent("scripts/runs/smoke.toml").path, steps: 12, seed: seed)
+        // a task lost with a worker or purged is reissued after 10 s instead of the default 120 (longer than a test waits)
+        recipe.learnerOverrides = ["--learner.task_deadline_seconds", "10"]
         recipe.rollouts = 2
         recipe.scorers = 2
         recipe.scorerPauseSeconds = 5
