@@ -38,7 +38,6 @@ public struct FaultRow: Sendable, Codable {
         if !report.account.unloggedSteps.isEmpty { notes.append("steps missing from the batch log: \(report.account.unloggedSteps)") }
         if !report.rewrittenVersions.isEmpty { notes.append("versions rewritten: \(report.rewrittenVersions)") }
         if !report.account.lostExamples.isEmpty { notes.append("lost e.g. \(report.account.lostExamples.prefix(3).joined(separator: ", "))") }
-        if let needs = report.faults.compactMap(\.needs).first, !(finished && notes.isEmpty) { notes.append("needs \(needs)") }
         account = report.account
     }
 

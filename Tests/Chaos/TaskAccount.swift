@@ -13,8 +13,8 @@ import Wire
 ///   issued another task in its place);
 /// - dead-lettered: a task, group or scored group of it is in the dead-letter queue with a reason;
 /// - in flight: open at the end, and its task or group was still in a work queue once the fleet had handed back what it
-///   held (the harness drains them), or it was issued after the harness began to end the run, or it was issued within
-///   the run's task deadline (when the run has one: the learner would still wait for it or reissue it);
+///   held (the harness drains them), or it was issued after the harness began to end the run, or its deadline in the
+///   ledger had not passed then (the learner would still wait for it, then reissue it);
 /// - lost: none of these: open, never trained, never dead-lettered, in no queue.
 /// Applied twice counts every training of a task (or of a task of the same lineage) after its first.
 public struct TaskAccount: Sendable, Codable, Equatable {
@@ -113,6 +113,12 @@ public enum TaskAccounting {
         var account = TaskAccount()
         account.deadlineSeconds = deadlineSeconds
         let ledger = try await redis.hgetall(names.ledgerKey)
+        // open task id -> its deadline (Unix ms), where the ledger keeps deadlines (TaskLedger.deadlinesKey)
+        var deadlines: [String: Int64] = [:]
+        let scored = (try? await redis.command(["ZRANGE", names.ledgerKey + ":deadlines", "0", "-1", "WITHSCORES"]))?.array ?? []
+        for index in stride(from: 0, to: scored.count - 1, by: 2) {
+            if let id = scored[index].string, let score = scored[index + 1].string.flatMap({ Double($0) }) { deadlines[id] = Int64(score) }
+        }
         let batches = try await redis.xrange(names.batchesLogKey).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } }
 
         var trainings: [String: Int] = [:]
@@ -143,7 +149,7 @@ public enum TaskAccounting {
                 account.deadLettered += 1
             } else if stored.isEmpty || stored.starts(with: closedMark) {
                 account.replaced += 1
-            } else if queued.contains(task) {
+            } else if queued.contains(task) || (deadlines[task].map { $0 >= endMs } ?? false) {
                 account.inFlight += 1
             } else if let issued = try? RolloutTask.fromStored(stored), issued.envelope.sentAtUnixMs >= endMs - window {
                 account.inFlight += 1
