@@ -436,6 +436,14 @@ final class ChaosRun: @unchecked Sendable {
         report.versionsSeen = watch.versionsSeen
         report.seconds = (ContinuousClock.now - started).seconds
         await watch.close()
+        // the batch log beside the service logs (the keys go next): what a lost or twice-applied task was part of
+        if let batches = try? await redis.xrange(names.batchesLogKey) {
+            let lines = batches.map { entry in
+                let fields = entry.fields.mapValues { String(decoding: $0, as: UTF8.self) }
+                return "\(entry.id)\t\(fields["step"] ?? "")\t\(fields["tasks"] ?? "")"
+            }
+            try? (["entry\tstep\ttasks"] + lines).joined(separator: "\n").write(to: logs.appendingPathComponent("batches.tsv"), atomically: true, encoding: .utf8)
+        }
         // the run's keys and queues: the harness's brokers serve many runs
         if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await redis.del(keys) }
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue] {
