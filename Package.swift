@@ -62,13 +62,16 @@ let package = Package(
         .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
-            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", "TestSupport", "Adversary", "Signing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", "TestSupport", "Adversary", "Chaos", "Signing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // a lying rollout worker and a hostile relay: the adversary suite's and `tributary-bench adversary`'s attacks
         .target(name: "Adversary", dependencies: ["Runtime", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "RL", "TestSupport",
                                                   .product(name: "Logging", package: "swift-log")], path: "Tests/Adversary"),
+        // the fault table's harness: runs under faults, its own brokers, a supervised fleet, the accounting of every task
+        .target(name: "Chaos", dependencies: ["Runtime", "Config", "Checkpoints", "Messaging", "Store", "Wire", "TestSupport",
+                                              .product(name: "Logging", package: "swift-log")], path: "Tests/Chaos"),
         // the model's results for fixed inputs, and how two computations of them are compared (to rounding)
         .target(name: "ModelAgreement", dependencies: ["Model"], path: "Tests/ModelAgreement"),
         .executableTarget(name: "ModelProbe", dependencies: ["Model", "ModelAgreement"], path: "Tests/ModelProbe"),
@@ -85,6 +88,6 @@ let package = Package(
         // single roles run in process against the real brokers
         .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Messaging", "Store", "TestSupport"], path: "Tests/ControlTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", "Chaos", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
     ]
 )

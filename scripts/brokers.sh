@@ -12,6 +12,9 @@
 #   TRIBUTARY_EPMD_PORT, TRIBUTARY_AMQP_DIST_PORT, TRIBUTARY_AMQP_NODENAME  for a second RabbitMQ beside the first
 #   TRIBUTARY_REDIS_APPENDFSYNC  always (default: a write is on disk before Redis answers it) or everysec (faster, loses up to 1 s on a crash)
 #   TRIBUTARY_AMQP_MANAGEMENT_PORT  when set, the management HTTP API on 127.0.0.1 there (`tributary users` needs it)
+#   TRIBUTARY_AMQP_CONF_EXTRA       lines appended to rabbitmq.conf (a harness's extra listener)
+#   TRIBUTARY_AMQP_ADVANCED_CONFIG  advanced.config's content (default: [].)
+#   TRIBUTARY_REDIS_BIND            Redis's bind addresses (default: 127.0.0.1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,7 +71,8 @@ EOF
     else
         echo '[].' >"$RABBIT_DIR/enabled_plugins"
     fi
-    echo '[].' >"$RABBIT_DIR/advanced.config"
+    if [[ -n "${TRIBUTARY_AMQP_CONF_EXTRA:-}" ]]; then printf '%s\n' "$TRIBUTARY_AMQP_CONF_EXTRA" >>"$RABBIT_DIR/rabbitmq.conf"; fi
+    printf '%s\n' "${TRIBUTARY_AMQP_ADVANCED_CONFIG:-[].}" >"$RABBIT_DIR/advanced.config"
     rabbit_env
     log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (state in $RABBIT_DIR)"
     nohup "$RABBIT_BIN/rabbitmq-server" >"$RABBIT_DIR/log/startup.log" 2>&1 &
@@ -105,7 +109,8 @@ start_redis() {
     if redis_up; then log "redis already running on $REDIS_PORT"; return; fi
     mkdir -p "$REDIS_DIR"
     log "starting redis on 127.0.0.1:$REDIS_PORT (state in $REDIS_DIR)"
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" \
+    # shellcheck disable=SC2086  # several addresses, one word each
+    redis-server --bind ${TRIBUTARY_REDIS_BIND:-127.0.0.1} --port "$REDIS_PORT" --dir "$REDIS_DIR" \
         --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
         --appendonly yes --appendfsync "${TRIBUTARY_REDIS_APPENDFSYNC:-always}" --maxmemory-policy noeviction --save "" \
         --protected-mode yes

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Chaos
 
 /// `tributary-bench SUITE [--json]`: prints a table of figures, and with `--json` one final JSON line.
 @main
@@ -6,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -56,4 +57,24 @@ struct AdversarySuite: ParsableCommand {
         commandName: "adversary", abstract: "Every attack of the trust model during a short real training run, against the same run without them; signing costs.")
     @OptionGroup var options: SuiteOptions
     func run() throws { try runAdversaryBench(json: options.json) }
+}
+
+struct ChaosSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chaos",
+        abstract: "Issue 13's fault table: a fault-free run, then one run per fault (kills, broker restarts, pauses, a partition, a second learner, a reused run id, bad settings, purged tasks).",
+        discussion: "Starts brokers of its own on free ports (it kills them); fault 9 needs root (a network namespace). Prints the seed; the same seed injects at the same steps.")
+    @OptionGroup var options: SuiteOptions
+    @Option(help: "Faults by the issue's numbers, e.g. 1,2,3a,7 (3 is 3a and 3b), or all.") var faults = "all"
+    @Option(help: "Steps per run.") var steps = 100
+    @Option(help: "Seed of the fault steps (default: drawn and printed).") var seed: UInt64?
+    @Option(help: "Seconds fault 8 keeps a scorer stopped.") var scorerPause = 30.0
+    @Option(help: "Seconds fault 9 keeps a worker cut off.") var partition = 60.0
+
+    func run() throws {
+        guard let chosen = Fault.parse(faults) else {
+            throw ValidationError("--faults: \(faults) is not a list of \(Fault.allCases.map(\.number).joined(separator: ", ")) or all")
+        }
+        try runChaosBench(json: options.json, faults: chosen, steps: steps, seed: seed, scorerPause: scorerPause, partition: partition)
+    }
 }

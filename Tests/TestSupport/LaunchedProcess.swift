@@ -21,12 +21,15 @@ public final class LaunchedProcess: Sendable {
     private let exitCode = Mutex<Int32?>(nil)
 
     /// Starts `binaries/executable` with `arguments` and this process's environment overlaid with `environment`.
+    /// `wrapper` is a program and its arguments that exec the executable in its place (e.g. `ip netns exec NS`), so the
+    /// pid is still the service's.
     public init(_ executable: String, in binaries: URL, arguments: [String], environment: [String: String] = [:],
-                logPath: String, name: String) throws {
-        let path = binaries.appendingPathComponent(executable).path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw ServiceProcessError(process: name, problem: "\(path) is missing: build the services with `swift build -c release`")
+                logPath: String, name: String, wrapper: [String] = []) throws {
+        let service = binaries.appendingPathComponent(executable).path
+        guard FileManager.default.isExecutableFile(atPath: service) else {
+            throw ServiceProcessError(process: name, problem: "\(service) is missing: build the services with `swift build -c release`")
         }
+        let path = wrapper.first ?? service
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -34,7 +37,7 @@ public final class LaunchedProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        let argv: [UnsafeMutablePointer<CChar>?] = (wrapper + [service] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
@@ -132,10 +135,12 @@ public final class ServiceFleet: Sendable {
 
     deinit { _ = stopAll(gracePeriod: 0) }
 
+    /// Starts `executable` logging to `logs/NAME.log`; `environment` is overlaid on the fleet's for this process only.
     @discardableResult
-    public func launch(_ executable: String, name: String, arguments: [String]) throws -> LaunchedProcess {
-        let process = try LaunchedProcess(executable, in: binaries, arguments: arguments, environment: environment,
-                                         logPath: logs.appendingPathComponent("\(name).log").path, name: name)
+    public func launch(_ executable: String, name: String, arguments: [String], environment: [String: String] = [:],
+                       wrapper: [String] = []) throws -> LaunchedProcess {
+        let process = try LaunchedProcess(executable, in: binaries, arguments: arguments, environment: self.environment.merging(environment) { $1 },
+                                         logPath: logs.appendingPathComponent("\(name).log").path, name: name, wrapper: wrapper)
         launched.withLock { $0.append(process) }
         return process
     }

@@ -1,0 +1,113 @@
+import Chaos
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+/// Issue 13's faults, shortened, on the smoke run: each test runs real executables on brokers of the harness's own (it
+/// kills them), injects its faults at seeded random steps, and checks from the learner's ledger, the batch log, the
+/// dead-letter queue and the broadcast taps (never the learner's own dedup set) that nothing was lost, applied twice or
+/// rewritten, that every fault-specific check passed and that the run finished. Faults that need each other's absence
+/// (a fresh epoch, purged tasks) get runs of their own; the others share one where each check stays meaningful.
+/// The seed is printed; TRIBUTARY_CHAOS_SEED repeats it.
+@Suite("Fault table (issue 13)", .serialized)
+struct ChaosTests {
+    @Test("kill -9 of a rollout worker holding a task, a scorer holding a group, the learner at a random point", .timeLimit(.minutes(6)))
+    func killedProcesses() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.rolloutKill, .scorerKill, .learnerKillRandom], name: "kills"))
+    }
+
+    /// Needs main's crash points (`TRIBUTARY_CRASH_AT` = learner.after-save, broadcaster.mid-write).
+    @Test("kill -9 of the learner between its save and its acks, and of the broadcaster mid-write", .timeLimit(.minutes(6)))
+    func crashPoints() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.learnerKillAfterSave, .broadcasterKillMidWrite], name: "crash-points"))
+    }
+
+    @Test("RabbitMQ and then Redis killed with -9 and started again", .timeLimit(.minutes(6)))
+    func brokerRestarts() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.rabbitMQRestart, .redisRestart], name: "brokers"))
+    }
+
+    /// The settings half needs main's settings ranges where the learner accepts a value today.
+    @Test("the learner stopped past the consumer timeout, a scorer stopped, set with NaN, inf and negative values refused",
+          .timeLimit(.minutes(6)))
+    func pausesAndBadSettings() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.learnerPausePastConsumerTimeout, .scorerPause, .nonFiniteSettings], name: "pauses-settings"))
+    }
+
+    @Test("a rollout worker cut off from both brokers until the broker drops it, then reconnected", .timeLimit(.minutes(6)),
+          .enabled(if: geteuid() == 0, "a network namespace needs root"))
+    func partition() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.rolloutPartition], name: "partition"))
+    }
+
+    /// Needs main's learner lease (a second learner is a hot standby).
+    @Test("a second learner on the same run waits as standby and takes over after kill -9 of the first", .timeLimit(.minutes(6)))
+    func secondLearner() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.secondLearner], name: "second-learner"))
+    }
+
+    /// Needs main's run epochs (`tributary run start --fresh`).
+    @Test("a run interrupted mid-run and started again under its id with --fresh finishes", .timeLimit(.minutes(6)))
+    func runIDReused() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.runIDReused], name: "reused"))
+    }
+
+    /// Needs main's task deadlines (unfilled tasks reissued).
+    @Test("every task not yet served purged mid-run: the run recovers and finishes", .timeLimit(.minutes(6)))
+    func allTasksInvalid() async throws {
+        try await expectClean(ChaosSuiteHarness.run([.allTasksInvalid], name: "tasks-purged"))
+    }
+
+    private func expectClean(_ report: ChaosReport) async throws {
+        let row = FaultTable.markdown([FaultRow(report: report, baseline: nil)])
+        let context = "seed \(report.seed); logs in \(report.logs)\n\(row)"
+        let (finished, account, rewritten) = (report.finished, report.account, report.versionsRewritten)
+        #expect(finished, "the run did not finish: \(report.problem ?? "")\n\(context)")
+        #expect(account.lost == 0, "groups lost: \(account.lostExamples)\n\(context)")
+        #expect(account.appliedTwice == 0, "tasks applied twice: \(account.twiceExamples)\n\(context)")
+        #expect(rewritten == 0, "versions rewritten: \(report.rewrittenVersions)\n\(context)")
+        #expect(account.trained > 0, "nothing trained\n\(context)")
+        for check in report.checks {
+            let passed = check.passed
+            #expect(passed, "\(check.name): \(check.detail)\n\(context)")
+        }
+    }
+}
+
+/// One harness (brokers of its own, the worker jail when root) for the suite, started on first use and stopped when
+/// the test process exits.
+enum ChaosSuiteHarness {
+    static let seed: UInt64 = ProcessInfo.processInfo.environment["TRIBUTARY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...999_999)
+    static let shared = Mutex<ChaosHarness?>(nil)
+
+    static func harness() throws -> ChaosHarness {
+        try shared.withLock { harness in
+            if let harness { return harness }
+            let started = try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/chaos-tests"), binaries: binaryDirectory,
+                                                 logs: FileManager.default.temporaryDirectory.appendingPathComponent("tributary-chaos-tests-\(getpid())"),
+                                                 jail: geteuid() == 0)
+            harness = started
+            atexit { ChaosSuiteHarness.shared.withLock { $0?.close() } }
+            FileHandle.standardError.write(Data("chaos tests: seed \(seed) (TRIBUTARY_CHAOS_SEED repeats it)\n".utf8))
+            return started
+        }
+    }
+
+    /// The smoke run, long enough for its faults to land in turn; faults held for as long as it takes the system to
+    /// notice (a consumer timeout of 5 s, the broker dropping a cut-off worker), not for fixed minutes.
+    static func run(_ faults: [Fault], name: String) async throws -> ChaosReport {
+        let harness = try harness()
+        var recipe = ChaosRecipe(runFile: repositoryRoot.appendingPathComponent("scripts/runs/smoke.toml").path, steps: 12, seed: seed)
+        // a task lost with a worker or purged is reissued after 10 s instead of the default 120 (longer than a test waits)
+        recipe.learnerOverrides = ["--learner.task_deadline_seconds", "10"]
+        recipe.rollouts = 2
+        recipe.scorers = 2
+        recipe.scorerPauseSeconds = 5
+        recipe.partitionSeconds = nil
+        recipe.consumerTimeoutMs = 5_000
+        recipe.stallSeconds = 60
+        recipe.timeoutSeconds = 180
+        return try await harness.run(faults, recipe: recipe, name: name)
+    }
+}
