@@ -16,15 +16,8 @@ extension Learner {
             tokensPerSecond: Double(trained.tokens) / max(trained.trainSeconds, 1e-6), groups: batch.groups.count,
             staleDropped: batch.staleDropped, zeroSignal: batch.zeroSignal, duplicates: batch.duplicates, staleness: batch.staleness,
             asyncLevel: config.asyncLevel)
-        // the step's entries and the run state in one fenced transaction; the batch log is the audit of what fed each step
-        let batchEntry: [any RedisArgument] = [
-            "XADD", names.batchesLogKey, "MAXLEN", "~", String(RunMetrics.keptEntries), "*",
-            "step", String(step - 1), "min_version", String(max(Int(versionBase), Int(version) - 1 - config.asyncLevel)), "epoch", String(epoch),
-            "versions", batch.groups.map { String($0.message.policyVersion) }.joined(separator: ","),
-            "groups", batch.groups.map(\.message.rolloutMessageID).joined(separator: ","),
-            "tasks", batch.groups.map(\.message.task.taskID).joined(separator: ","),
-            "produced_version", String(version), "produced_sha256", trained.snapshot.sha256]
-        var commands = [RunMetrics.appendCommand(metrics, names: names), batchEntry]
+        // the step's metrics and the run state in one fenced transaction (its batch log entry went with its commit)
+        var commands = [RunMetrics.appendCommand(metrics, names: names)]
         if let state = RunState(step: step, version: version, rewardMean: batch.rewardMean).writeCommand(names: names) { commands.append(state) }
         try await lease.exec(commands)
         gauges.step.record(step)

@@ -12,7 +12,15 @@ extension Learner {
     /// transaction), then the groups that fed the step are acknowledged.
     func commit(_ batch: Batch, snapshot: PolicySnapshot) async throws {
         let tasks = batch.groups.map(\.message.task)
-        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), also: try ledger.closeCommands(tasks, .trained, step: step))
+        // the batch log is the audit of what fed each step: written with the step, so a crash cannot leave a step unlogged
+        let batchEntry: [any RedisArgument] = [
+            "XADD", names.batchesLogKey, "MAXLEN", "~", String(RunMetrics.keptEntries), "*",
+            "step", String(step - 1), "min_version", String(max(Int(versionBase), Int(version) - 1 - config.asyncLevel)), "epoch", String(epoch),
+            "versions", batch.groups.map { String($0.message.policyVersion) }.joined(separator: ","),
+            "groups", batch.groups.map(\.message.rolloutMessageID).joined(separator: ","),
+            "tasks", batch.groups.map(\.message.task.taskID).joined(separator: ","),
+            "produced_version", String(version), "produced_sha256", snapshot.sha256]
+        try await saveLearnerState(snapshot, ackAfter: batch.groups.map(\.delivery), also: try ledger.closeCommands(tasks, .trained, step: step) + [batchEntry])
         try await workers.countTrained(batch.groups.map { $0.message.workerKeyHex })
         // closed marks older than the kept steps go: a group for them is refused as unknown instead of late
         if step > ledgerKeepSteps, step % 16 == 0 {
