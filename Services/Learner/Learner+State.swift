@@ -24,7 +24,7 @@ extension Learner {
         try await workers.countTrained(batch.groups.map { $0.message.workerKeyHex })
         // closed marks older than the kept steps go: a group for them is refused as unknown instead of late
         if step > ledgerKeepSteps, step % 16 == 0 {
-            for command in ledger.pruneCommands(below: step - ledgerKeepSteps) { _ = try await fabric.redis.command(command) }
+            try await ledger.prune(below: step - ledgerKeepSteps)
         }
     }
 
@@ -69,7 +69,7 @@ extension Learner {
     }
 
     /// Acks after the step is durable. One on a replaced connection settles nothing: the group comes back and is
-    /// dropped as already applied (counted as `acks_voided`).
+    /// dropped as a duplicate, its task closed as trained (counted as `acks_voided`).
     func acknowledge(_ deliveries: [Delivery]) async throws {
         var voided = 0
         for delivery in deliveries {

@@ -100,9 +100,7 @@ extension Learner {
         try await reissueOverdueTasks()
     }
 
-    func extendDeadlines(byMs: Int64) async throws {
-        for command in ledger.extendDeadlinesCommands(byMs: byMs) { _ = try await fabric.redis.command(command) }
-    }
+    func extendDeadlines(byMs: Int64) async throws { try await ledger.extendDeadlines(byMs: byMs) }
 
     /// Open tasks past their deadline (not filled: lost with a worker, dead-lettered, purged, or slow) are closed as
     /// expired and reissued under a new id with a new seed: a late group for the old id feeds nothing.

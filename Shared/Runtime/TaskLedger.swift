@@ -80,13 +80,13 @@ public struct TaskLedger: Sendable {
         return [hset, zrem, zadd]
     }
 
-    /// Marks closed at steps below `step` go (a group for them is refused as unknown instead of late).
-    public func pruneCommands(below step: Int) -> [[any RedisArgument]] {
-        // one script: the ids to drop are read and dropped in one go
-        [["EVAL", Self.pruneScript, "2", key, closedKey, String(step - 1)]]
+    /// Marks closed at steps below `step` go (a group for them is refused as unknown instead of late). Maintenance, not
+    /// fenced: it only drops marks no step can need.
+    public func prune(below step: Int) async throws {
+        _ = try await redis.eval(Self.pruneScript, keys: [key, closedKey], args: [String(step - 1)])
     }
 
-    static let pruneScript = """
+    static let pruneScript = RedisScript("""
         local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 5000)
         if #ids == 0 then return 0 end
         for i = 1, #ids, 500 do
@@ -95,21 +95,21 @@ public struct TaskLedger: Sendable {
             redis.call('ZREM', KEYS[2], unpack(ids, i, last))
         end
         return #ids
-        """
+        """)
 
-    /// Pushes every open deadline later by `by` ms (the learner was not running: paused, stopped by a signal, restarted).
-    public func extendDeadlinesCommands(byMs: Int64) -> [[any RedisArgument]] {
-        guard byMs > 0 else { return [] }
-        return [["EVAL", Self.extendScript, "1", deadlinesKey, String(byMs)]]
+    /// Pushes every open deadline later by `byMs` (the learner was not running: paused, stopped by a signal, restarted).
+    public func extendDeadlines(byMs: Int64) async throws {
+        guard byMs > 0 else { return }
+        _ = try await redis.eval(Self.extendScript, keys: [deadlinesKey], args: [String(byMs)])
     }
 
-    static let extendScript = """
+    static let extendScript = RedisScript("""
         local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
         for i = 1, #entries, 2 do
             redis.call('ZADD', KEYS[1], tonumber(entries[i + 1]) + tonumber(ARGV[1]), entries[i])
         end
         return #entries / 2
-        """
+        """)
 
     /// The same writes, unfenced: for tools and tests that stand in for a learner.
     public func record(_ tasks: [RolloutTask], deadlineMs: Int64 = .max / 2) async throws {

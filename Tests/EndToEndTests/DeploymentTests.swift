@@ -402,7 +402,8 @@ struct DeploymentTests {
         let ledger = TaskLedger(names: names, redis: learner)
         let task = RolloutTask.with { $0.taskID = "task-1"; $0.answer = "42" }
         try await lease.exec(try ledger.recordCommands([(task, 0)]) + ledger.closeCommands([task], .trained, step: 0) + ledger.recordCommands([(task, 0)]))
-        for command in ledger.pruneCommands(below: 0) + ledger.extendDeadlinesCommands(byMs: 1) { _ = try await learner.command(command) }
+        try await ledger.prune(below: 0)
+        try await ledger.extendDeadlines(byMs: 1)
         await lease.release()
         // the run's tokenizer.json and its format fields, published in one transaction as the learner does
         let replies = try await learner.pipeline([["MULTI"], ["SET", names.tokenizerKey, "{\"model\": {}}"],
