@@ -64,10 +64,10 @@ extension ChaosRun {
         let instance = fault == .learnerKillAfterSave ? "learner" : "broadcaster"
         let point = fault == .learnerKillAfterSave ? "learner.after-save" : "broadcaster.mid-write"
         var injection = Injection(fault: fault, atStep: step, startedMs: WallClock.nowMs(), endedMs: 0)
-        let before = fleet.faultKills.filter { $0.instance == instance }.count
+        // counted from launch, not from now: the point may have fired while an earlier fault's recovery was being timed
         var passed = step
         var lastChange = ContinuousClock.now
-        while fleet.faultKills.filter({ $0.instance == instance }).count == before {
+        while fleet.crashPointKills(of: instance).isEmpty {
             let now = await self.step()
             if now != passed { (passed, lastChange) = (now, ContinuousClock.now) }
             // five steps past the armed one with no crash: the build has no such crash point
@@ -80,7 +80,8 @@ extension ChaosRun {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let kill = fleet.faultKills.filter { $0.instance == instance }.last!
+        let kill = fleet.crashPointKills(of: instance).last!
+        injection.startedMs = min(injection.startedMs, kill.atMs)
         injection.endedMs = kill.atMs
         injection.atStep = await self.step()
         injection.checks.append(ChaosCheck(name: "crash point \(point) fired", passed: true, detail: "\(instance) killed itself at step \(injection.atStep)"))

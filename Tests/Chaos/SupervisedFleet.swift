@@ -36,6 +36,8 @@ public final class SupervisedFleet: Sendable {
         public var kind: EventKind
         public var code: Int32?
         public var atMs: Int64
+        /// The process died by its armed crash point (SIGKILL with `TRIBUTARY_CRASH_AT` set at launch).
+        public var crashPoint = false
     }
 
     public init(fleet: ServiceFleet) {
@@ -82,7 +84,7 @@ public final class SupervisedFleet: Sendable {
             // an armed crash point ends the process with SIGKILL; any other end of it is a failure of its own
             let armed = member.environment[crashPointVariable] != nil
             if member.expectedExit && (!armed || code == 128 + SIGKILL) {
-                record(Event(instance: instance, kind: .faultKill, code: code, atMs: now))
+                record(Event(instance: instance, kind: .faultKill, code: code, atMs: now, crashPoint: armed))
             } else {
                 record(Event(instance: instance, kind: .unexpectedExit, code: code, atMs: now))
             }
@@ -164,6 +166,9 @@ public final class SupervisedFleet: Sendable {
 
     /// Times the fault ended an instance (kills and crash points), with when.
     public var faultKills: [Event] { events.filter { $0.kind == .faultKill } }
+
+    /// The crash-point deaths of `instance` since launch (an armed crash point fires at most once: restarts are unarmed).
+    public func crashPointKills(of instance: String) -> [Event] { faultKills.filter { $0.crashPoint && $0.instance == instance } }
 
     /// Stops supervising, then every process (SIGTERM, SIGKILL after `gracePeriod`).
     @discardableResult
