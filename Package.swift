@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "tributary-reward", targets: ["Reward"]),
         .executable(name: "tributary-learner", targets: ["Learner"]),
         .executable(name: "tributary-broadcaster", targets: ["Broadcaster"]),
+        .executable(name: "tributary-validator", targets: ["Validator"]),
         .executable(name: "tributary", targets: ["Control"]),
         .executable(name: "tributary-bench", targets: ["Bench"]),
         .executable(name: "tributary-model-probe", targets: ["ModelProbe"]),
@@ -59,6 +60,7 @@ let package = Package(
         .executableTarget(name: "Reward", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Reward"),
         .executableTarget(name: "Learner", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Learner"),
         .executableTarget(name: "Broadcaster", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Broadcaster"),
+        .executableTarget(name: "Validator", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Compression", "Wire", "Model", "RL", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")], path: "Services/Validator"),
         .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",

@@ -110,7 +110,7 @@ def check_runtime_libraries(root, bin_dir):
     dockerfile = open(os.path.join(root, "compose/Dockerfile")).read()
     runtime = dockerfile.split("FROM debian:bookworm-slim", 1)[1]
     installed = set(re.findall(r"\b(lib[a-z0-9.+-]+|redis-tools|ca-certificates|tzdata)\b", runtime.split("rm -rf")[0]))
-    for product in ["tributary-learner", "tributary-broadcaster", "tributary-reward", "tributary-rollout", "tributary"]:
+    for product in ["tributary-learner", "tributary-broadcaster", "tributary-reward", "tributary-validator", "tributary-rollout", "tributary"]:
         path = os.path.join(bin_dir, product)
         if not os.path.exists(path):
             continue

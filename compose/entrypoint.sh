@@ -5,7 +5,7 @@
 set -euo pipefail
 if (($# == 0)); then set -- tributary --help; fi
 case "$(basename "$1")" in
-    tributary-rollout | tributary-reward | tributary-learner | tributary-broadcaster)
+    tributary-rollout | tributary-reward | tributary-validator | tributary-learner | tributary-broadcaster)
         role="$(basename "$1")"
         role="${role#tributary-}"
         export TRIBUTARY_SERVICE_INSTANCE="${TRIBUTARY_SERVICE_INSTANCE:-$role-${HOSTNAME:-$(cat /etc/hostname)}}"

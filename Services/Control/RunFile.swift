@@ -39,7 +39,7 @@ public enum LiveSetting {
 
 /// Who a drain or shutdown is for: `all`, `ROLE` or `ROLE.INSTANCE`, as a routing key of the control exchange.
 public struct ControlTarget: Sendable, Equatable, CustomStringConvertible {
-    public static let roles = ["rollout", "reward", "learner", "broadcaster"]
+    public static let roles = ["rollout", "reward", "learner", "broadcaster", "validator"]
     public var role: String?
     public var instance: String?
 

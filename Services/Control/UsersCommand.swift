@@ -9,7 +9,7 @@ struct UsersCommand: AsyncParsableCommand {
         commandName: "users", abstract: "Create or delete a run's own broker and Redis users (rollout, reward, broadcaster, control).",
         discussion: """
         The users of compose/ serve every run: a rollout worker given them can reach any run's tasks. `users create RUN` \
-        makes RUN.rollout, RUN.reward, RUN.broadcaster and RUN.control, with each role's rights narrowed to RUN's queues \
+        makes RUN.rollout, RUN.reward, RUN.broadcaster, RUN.validator and RUN.control, with each role's rights narrowed to RUN's queues \
         (tributary.RUN.*) and keys (tributary:RUN:*), and prints their URLs with fresh random passwords (shown once; \
         running it again replaces them). The learner keeps its shared user: it declares the run's queues. Needs an \
         administrator: the broker's through its management HTTP API, Redis's through ACL SETUSER. Redis keeps ACL users \
@@ -38,6 +38,10 @@ struct UsersCommand: AsyncParsableCommand {
                     if let keys = user.deadLetterKeys {
                         try await management.put(["topic-permissions", amqp.vhost, user.name],
                                                  ["exchange": Names.deadExchange, "write": keys, "read": ".*"])
+                    }
+                    if let keys = user.controlKeys {
+                        try await management.put(["topic-permissions", amqp.vhost, user.name],
+                                                 ["exchange": Names.controlExchange, "write": keys, "read": ".*"])
                     }
                     _ = try await redis.command((["ACL", "SETUSER", user.name, "reset", "on", ">\(password)"] + user.redisRules).map { $0 as any RedisArgument })
                 } catch {

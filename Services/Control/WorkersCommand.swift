@@ -16,7 +16,8 @@ struct WorkersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withSession(options, amqp: false) { session in
-                let workers = try await WorkerRegistry(names: session.names, redis: session.redis).summaries()
+                let probation = (try? await session.runConfig())??.config.validation.probationFailures ?? 1
+                let workers = try await WorkerRegistry(names: session.names, redis: session.redis).summaries(probationFailures: probation)
                 if json {
                     print(try Output.json(["run": session.names.run, "workers": workers.map { worker -> [String: Any] in
                         var entry: [String: Any] = ["key": worker.key, "counts": worker.counts,
@@ -28,6 +29,9 @@ struct WorkersCommand: AsyncParsableCommand {
                         }
                         if let last = worker.lastRefusal { entry["last_refusal"] = last }
                         if let banned = worker.banned { entry["banned"] = banned }
+                        entry["reputation"] = ["passed": worker.counts["validation_passed"] ?? 0, "failed": worker.counts["validation_failed"] ?? 0,
+                                               "unchecked": (worker.counts["validation_unsampled"] ?? 0) + (worker.counts["validation_unchecked"] ?? 0),
+                                               "probation": worker.onProbation]
                         return entry
                     }]))
                     return
@@ -41,6 +45,11 @@ struct WorkersCommand: AsyncParsableCommand {
                     print("\(printable(worker.key).prefix(16))  \(name)\(worker.banned.map { "  BANNED: \(printable($0))" } ?? "")")
                     print("    accepted \(counts["accepted"] ?? 0), trained \(counts["trained"] ?? 0), late \(counts["late"] ?? 0), refused \(counts["refused"] ?? 0)"
                           + (worker.refusals.isEmpty ? "" : " (" + worker.refusals.map { "\($0.reason) \($0.count)" }.joined(separator: ", ") + ")"))
+                    let checked = ["passed", "failed", "unsampled", "unchecked"].map { counts["validation_\($0)"] ?? 0 }
+                    if checked.contains(where: { $0 > 0 }) {
+                        print("    validation: passed \(checked[0]), failed \(checked[1]), not sampled \(checked[2]), not checkable \(checked[3])"
+                              + (worker.onProbation ? "  ON PROBATION (every group checked)" : ""))
+                    }
                     if let last = worker.lastRefusal { print("    last refusal: \(printable(last))") }
                 }
             }

@@ -89,7 +89,7 @@ extension Learner {
             case .tick:
                 try await tick()
             case let .consumerEnded(why):
-                throw LearnerStateError(key: names.scoredQueue, problem: why)
+                throw LearnerStateError(key: names.learnerInputQueue(validating: config.validation.enabled), problem: why)
             }
         }
         return nil

@@ -44,6 +44,10 @@ extension Learner {
                 bannedWorkers.insert(key)
             }
             context.logger.notice("\(ban.unban ? "unbanned" : "banned") worker \(key)\(ban.reason.isEmpty ? "" : ": \(ban.reason)")")
+            // the audit: who asked (the command's sender as it named itself), when (the entry's id), why
+            let by = "\(command.envelope.sender.role).\(command.envelope.sender.instance)"
+            _ = try await fabric.redis.xadd(names.eventsLogKey, fields: ["event": ban.unban ? "unban" : "ban", "key": key, "reason": ban.reason,
+                                                                         "by": by, "step": String(step)], maxLength: 10_000)
         default:
             return
         }

@@ -76,7 +76,7 @@ extension Learner {
     func topUpTasks(initial: Bool) async throws {
         let target = config.groupsPerStep * (config.asyncLevel + 1)
         var inFlight = 0
-        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] {
+        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] + (config.validation.enabled ? [names.validatedQueue] : []) {
             inFlight += try await fabric.amqp.inspect(queue: queue).messages
         }
         let missing = max(0, target - inFlight)

@@ -222,9 +222,9 @@ final class Learner {
 
     func startFresh() async throws {
         try await lease.exec([["DEL", names.learnerStateKey, names.appliedGroupsKey, names.metricsKey, names.batchesLogKey, names.countersKey, names.ledgerKey,
-                               ledger.deadlinesKey, ledger.closedKey, names.workerStatsKey]])
+                               ledger.deadlinesKey, ledger.closedKey, names.workerStatsKey, names.verdictsLogKey]])
         // A new run under a reused id starts with empty work queues.
-        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] { try await fabric.amqp.purge(queue: queue) }
+        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.validatedQueue] { try await fabric.amqp.purge(queue: queue) }
         try await setState(RunState(step: 0, version: version, startedAtMs: WallClock.nowMs()))
         try await warmStart()
         freezeReference()

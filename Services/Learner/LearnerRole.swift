@@ -49,7 +49,8 @@ struct LearnerRole: Role {
                 guard let (settings, resuming) = try await chooseRun(events: source) else { return await lease.release() }
                 let learner = try Learner(context: context, lease: lease, settings: settings, events: source)
                 let fabric = context.fabric
-                let queue = fabric.names.scoredQueue
+                // with validators, only what they let through
+                let queue = fabric.names.learnerInputQueue(validating: learner.config.validation.enabled)
                 let prefetch = try learner.prefetch()
                 group.addTask {
                     // the learner cannot train without it: its end (not asked for) fails the run instead of a silent stall

@@ -46,6 +46,8 @@ public struct RunConfig: Sendable, Equatable {
     /// How verifier components become the scalar reward, and whether advantages are r - mean (no division by the std).
     public var rewardShaping: RewardShaping
     public var meanOnlyAdvantages: Bool
+    /// Validators check groups between the scorers and the learner (docs/architecture.md, "Verifiable inference").
+    public var validation: ValidationSettings
 
     public static let settings: [Setting] = [
         Setting("run.id", "default", "run id: names its queues and Redis keys ([A-Za-z0-9_-])"),
@@ -94,13 +96,18 @@ public struct RunConfig: Sendable, Equatable {
         Setting("reward.max_length_penalty", "0.5", "length control: the most reward a completion's length can cost", range: .reals(0...100)),
         Setting("reward.length_instruction", "Think for {target} tokens.\n", "length control: written in front of the prompt; {target} becomes the target"),
         Setting("reward.mean_only", "false", "advantages as r - mean (no division by the group's standard deviation)"),
+        Setting("validation.enabled", "false", "validators (tributary-validator) stand between the scorers and the learner: the learner trains only on groups they passed or did not sample"),
+        Setting("validation.fraction", "0.1", "p: the share of groups a validator re-runs through the claimed policy (a worker on probation: every group); live",
+                range: .reals(0...1)),
+        Setting("validation.probation_failures", "1", "failed checks that put a worker key on probation (every group checked)", range: .integers(1...1000)),
+        Setting("validation.ban_failures", "2", "failed checks that ban a worker key", range: .integers(1...1000)),
     ]
 
     /// The smallest temperature above 0 (greedy) that sampling takes.
     public static let lowestTemperature: Float = 0.01
 
     /// Keys `tributary set` may change during a run.
-    public static let liveKeys: Set<String> = ["trainer.learning_rate", "run.async_level", "inference.group_size"]
+    public static let liveKeys: Set<String> = ["trainer.learning_rate", "run.async_level", "inference.group_size", "validation.fraction"]
 
     /// Refuses a live change of `key`, naming it and why.
     public static func checkLive(key: String) throws {
@@ -184,6 +191,12 @@ public struct RunConfig: Sendable, Equatable {
                                       maxLengthPenalty: try settings.double("reward.max_length_penalty"), targetLengths: targets,
                                       lengthInstruction: try settings.string("reward.length_instruction"))
         meanOnlyAdvantages = try settings.bool("reward.mean_only")
+        validation = ValidationSettings(enabled: try settings.bool("validation.enabled"), fraction: try settings.double("validation.fraction"),
+                                        probationFailures: try settings.int("validation.probation_failures"),
+                                        banFailures: try settings.int("validation.ban_failures"))
+        guard validation.banFailures >= validation.probationFailures else {
+            throw SettingsError(problem: "setting 'validation.ban_failures' = \(validation.banFailures) is below 'validation.probation_failures' = \(validation.probationFailures): a worker is put on probation before it is banned")
+        }
     }
 
     public var samplingOptions: SamplingOptions {
@@ -256,4 +269,22 @@ public struct RunConfig: Sendable, Equatable {
 
     /// Held-out tasks: a seed no training task uses.
     public var evalSeed: UInt64 { seed &+ 0x5EED_0000_0000 }
+}
+
+/// How validators sample and what a worker's failed checks cost it.
+public struct ValidationSettings: Sendable, Equatable {
+    public var enabled: Bool
+    /// Share of groups checked, chosen by the validator at random (a worker cannot tell which).
+    public var fraction: Double
+    /// Failed checks after which every group of the key is checked.
+    public var probationFailures: Int
+    /// Failed checks after which the key is banned.
+    public var banFailures: Int
+
+    public init(enabled: Bool, fraction: Double, probationFailures: Int, banFailures: Int) {
+        self.enabled = enabled
+        self.fraction = fraction
+        self.probationFailures = probationFailures
+        self.banFailures = banFailures
+    }
 }

@@ -54,16 +54,23 @@ public enum SettingsCatalog {
         Setting("broadcaster.signing_key_file", "", "Ed25519 secret key file (`tributary checkpoint keygen`) that signs every manifest; it never enters Redis. Empty: unsigned"),
     ]
 
+    public static let validator = [
+        servedRun,
+        Setting("validator.prefetch", "4", "scored groups held at once", range: .integers(1...1024)),
+        Setting("validator.loaded_versions", "3", "policy versions held in memory (groups claim any of the last async_level + 1)", range: .integers(1...64)),
+        Setting("validator.checkpoint_public_key", "", "the broadcaster's Ed25519 public key (hex): unsigned or badly signed manifests are refused; empty: signatures are not checked"),
+    ]
+
     /// Settings every service process takes (connections, identity, logging), defined with their defaults by Runtime's
     /// `Fabric.settings`; their keys are here so a run file or StartRun that sets them is not refused (a test keeps the two equal).
     public static let processKeys: Set<String> = ["amqp.url", "redis.url", "service.instance", "service.connect_timeout", "service.max_message_failures", "metrics.port",
                                                    "queue.type", "blas.threads", "log.level"]
 
     /// Every setting some role or the run defines (the process settings are Runtime's `Fabric.settings`).
-    static let roleSpecs: [String: Setting] = Dictionary((rollout + reward + learner + broadcaster).map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
+    static let roleSpecs: [String: Setting] = Dictionary((rollout + reward + learner + broadcaster + validator).map { ($0.key, $0) }, uniquingKeysWith: { first, _ in first })
 
     /// Every key some role or the run knows.
-    public static let allKeys: Set<String> = Set((rollout + reward + learner + broadcaster).map(\.key)).union(processKeys)
+    public static let allKeys: Set<String> = Set((rollout + reward + learner + broadcaster + validator).map(\.key)).union(processKeys)
 
     /// Refuses a key that neither this process nor any role knows, naming it and the nearest known key.
     public static func checkKnown(_ keys: some Sequence<String>, source: String, specs: [Setting]) throws {

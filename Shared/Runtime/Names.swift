@@ -14,6 +14,9 @@ public struct Names: Sendable {
     public static let tasksExchange = "tributary.tasks"
     public static let rolloutsExchange = "tributary.rollouts"
     public static let scoredExchange = "tributary.scored"
+    /// Scored groups a validator let through (checked and passed, or not sampled): the learner's input when the run
+    /// validates (`validation.enabled`).
+    public static let validatedExchange = "tributary.validated"
     public static let checkpointsExchange = "tributary.checkpoints"
     public static let controlExchange = "tributary.control"
     public static let deadExchange = "tributary.dead"
@@ -22,6 +25,9 @@ public struct Names: Sendable {
     public var tasksQueue: String { "tributary.\(run).tasks" }
     public var rolloutsQueue: String { "tributary.\(run).rollouts" }
     public var scoredQueue: String { "tributary.\(run).scored" }
+    public var validatedQueue: String { "tributary.\(run).validated" }
+    /// What the learner consumes: the validators' output when the run validates, the scorers' otherwise.
+    public func learnerInputQueue(validating: Bool) -> String { validating ? validatedQueue : scoredQueue }
     /// Policies the learner saved, waiting for the broadcaster.
     public var policiesQueue: String { "tributary.\(run).policies" }
     public var deadLettersQueue: String { "tributary.\(run).dead-letters" }
@@ -62,6 +68,10 @@ public struct Names: Sendable {
     public var workerBansKey: String { "\(prefix):worker-bans" }
     /// One entry per learner step with the staleness of every group it used (for audits and tests).
     public var batchesLogKey: String { "\(prefix):batches" }
+    /// One entry per group a validator took: its verdict (unsampled, passed, failed with the check and the error).
+    public var verdictsLogKey: String { "\(prefix):verdicts" }
+    /// The run's audit events: bans and unbans (by whom, why), probations, a ban of a key whose groups were trained on.
+    public var eventsLogKey: String { "\(prefix):events" }
 
     /// Everything the run's roles declare on connect.
     public func topology(queueType: QueueType) -> Topology {
@@ -71,13 +81,15 @@ public struct Names: Sendable {
         }
         return Topology(
             exchanges: [ExchangeSpec(Self.tasksExchange, kind: .direct), ExchangeSpec(Self.rolloutsExchange, kind: .direct),
-                        ExchangeSpec(Self.scoredExchange, kind: .direct), ExchangeSpec(Self.checkpointsExchange, kind: .fanout),
+                        ExchangeSpec(Self.scoredExchange, kind: .direct), ExchangeSpec(Self.validatedExchange, kind: .direct),
+                        ExchangeSpec(Self.checkpointsExchange, kind: .fanout),
                         ExchangeSpec(Self.controlExchange, kind: .topic), ExchangeSpec(Self.deadExchange, kind: .topic)],
-            queues: [workQueue(tasksQueue), workQueue(rolloutsQueue), workQueue(scoredQueue), workQueue(policiesQueue),
+            queues: [workQueue(tasksQueue), workQueue(rolloutsQueue), workQueue(scoredQueue), workQueue(validatedQueue), workQueue(policiesQueue),
                      QueueSpec(deadLettersQueue, type: queueType)],
             bindings: [BindingSpec(queue: tasksQueue, exchange: Self.tasksExchange, routingKey: run),
                        BindingSpec(queue: rolloutsQueue, exchange: Self.rolloutsExchange, routingKey: run),
                        BindingSpec(queue: scoredQueue, exchange: Self.scoredExchange, routingKey: run),
+                       BindingSpec(queue: validatedQueue, exchange: Self.validatedExchange, routingKey: run),
                        BindingSpec(queue: policiesQueue, exchange: Self.controlExchange, routingKey: policyRoutingKey),
                        BindingSpec(queue: deadLettersQueue, exchange: Self.deadExchange, routingKey: "tributary.\(run).#")])
     }

@@ -2,7 +2,7 @@
 /// compose/rabbitmq/definitions.json and compose/redis/users.acl, narrowed from every run to this one. The learner keeps
 /// its shared user (it declares the topology, one per run, trusted). DeploymentTests checks these against both files.
 public struct RunUser: Sendable, Equatable {
-    public static let roles = ["rollout", "reward", "broadcaster", "control"]
+    public static let roles = ["rollout", "reward", "broadcaster", "validator", "control"]
 
     public var run: String
     public var role: String
@@ -12,13 +12,15 @@ public struct RunUser: Sendable, Equatable {
     public var read: String
     /// The routing keys it may publish to `tributary.dead` with (a topic permission): its own queue's name only.
     public var deadLetterKeys: String?
+    /// The routing keys it may publish to `tributary.control` with (a topic permission); nil: no such restriction.
+    public var controlKeys: String?
     /// Redis ACL rules, after `on >password`.
     public var redisRules: [String]
 
     /// `RUN.ROLE`, on the broker and in Redis.
     public var name: String { "\(run).\(role)" }
 
-    /// The run's four users; `run` must be a run id (letters, digits, - and _: nothing a pattern would read as syntax).
+    /// The run's users, one per role; `run` must be a run id (letters, digits, - and _: nothing a pattern would read as syntax).
     public static func all(run: String) -> [RunUser] { roles.map { RunUser(run: run, role: $0) } }
 
     public init(run: String, role: String) {
@@ -51,8 +53,17 @@ public struct RunUser: Sendable, Equatable {
             deadLetterKeys = "^\(queue("policies"))$"
             redisRules = shared + ["+wait"] + ["%RW~tributary:RUN:staging:*", "%RW~tributary:RUN:ckpt:*", "%RW~tributary:RUN:broadcast",
                                                "%RW~tributary:RUN:counters", "%RW~tributary:RUN:hb:broadcaster:*", "%R~tributary:RUN:state"].map(key)
+        case "validator":
+            // it sends the learner its bans (BanWorker on learner.run.RUN): a topic permission keeps it to that key
+            (configure, write, read) = ("^amq\\.gen-.*$", "^(tributary\\.(validated|control|dead)|amq\\.gen-.*)$",
+                                        "^(tributary\\.control|\(queue("scored"))|amq\\.gen-.*)$")
+            deadLetterKeys = "^\(queue("scored"))$"
+            controlKeys = "^learner\\.run\\.\(run)$"
+            redisRules = shared + ["%R~tributary:RUN:state", "%R~tributary:RUN:ckpt:*", "%R~tributary:RUN:scored-log", "%R~tributary:RUN:batches",
+                                   "%RW~tributary:RUN:verdicts", "%RW~tributary:RUN:events", "%RW~tributary:RUN:counters", "%RW~tributary:RUN:hb:validator:*",
+                                   "%RW~tributary:RUN:worker-bans", "%RW~tributary:RUN:worker-stats"].map(key)
         case "control":
-            (configure, write, read) = ("^$", "^tributary\\.(tasks|rollouts|scored|control)$", "^\(queue("dead-letters"))$")
+            (configure, write, read) = ("^$", "^tributary\\.(tasks|rollouts|scored|validated|control)$", "^\(queue("dead-letters"))$")
             deadLetterKeys = nil
             redisRules = ["resetkeys", "resetchannels", "-@all", "+@read", "+@connection", "-@dangerous", "-@admin", key("%R~tributary:RUN:*")]
         default:

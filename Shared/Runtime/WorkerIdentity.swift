@@ -159,6 +159,8 @@ public struct WorkerRegistry: Sendable {
         public var counts: [String: Int]
         public var lastRefusal: String?
         public var banned: String?
+        /// Failed validations at or above the run's `validation.probation_failures` (filled by `summaries(probationFailures:)`).
+        public var onProbation = false
 
         public var refusals: [(reason: String, count: Int)] {
             counts.compactMap { name, value in name.hasPrefix("refused.") ? (String(name.dropFirst("refused.".count)), value) : nil }
@@ -167,7 +169,7 @@ public struct WorkerRegistry: Sendable {
     }
 
     /// Every registered, counted or banned key.
-    public func summaries() async throws -> [Summary] {
+    public func summaries(probationFailures: Int = 1) async throws -> [Summary] {
         let registrations = try await redis.hgetall(names.workersKey)
         let stats = try await redis.hgetall(names.workerStatsKey)
         let bans = try await bans()
@@ -190,6 +192,9 @@ public struct WorkerRegistry: Sendable {
             var summary = entry(key)
             summary.banned = reason
             byKey[key] = summary
+        }
+        for (key, summary) in byKey where (summary.counts["validation_failed"] ?? 0) >= probationFailures && summary.banned == nil {
+            byKey[key]?.onProbation = true
         }
         return byKey.values.sorted { $0.key < $1.key }
     }

@@ -44,6 +44,11 @@ extension RolloutGroup {
             guard completion.logprobs.allSatisfy({ $0.isFinite && $0 <= 1e-4 }) else {
                 throw bad("completions[\(index)].logprobs", "holds a value that is not a finite log-probability")
             }
+            // a proof's size follows from its length (its content is checked only by a validator)
+            let proofLimit = WireLimits.maxProofBytes(tokens: completion.tokens.count)
+            guard completion.proof.count <= proofLimit else {
+                throw bad("completions[\(index)].proof", "is \(completion.proof.count) bytes, over the \(proofLimit) that \(completion.tokens.count) tokens' proof may have")
+            }
         }
         if let token = promptTokens.first(where: { $0 < 0 || $0 >= vocabulary }) {
             throw bad("prompt_tokens", "holds token id \(token) outside the vocabulary")

@@ -116,6 +116,10 @@ extension EnvelopedMessage {
 /// Sizes a consumer refuses before decoding (RabbitMQ's frames stay far below its 16 MiB limit, with the scorer's additions).
 public enum WireLimits {
     public static let maxGroupBytes = 8 << 20
+
+    /// The largest inference proof of a completion of `tokens` tokens: 2 + 2·128 bytes per chunk of 32 tokens (Model's
+    /// InferenceProof), with a small header's slack.
+    public static func maxProofBytes(tokens: Int) -> Int { 16 + (max(tokens, 0) + 31) / 32 * 258 }
 }
 
 /// The milliseconds since 1970 that every timestamp Tributary writes uses.

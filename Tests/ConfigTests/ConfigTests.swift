@@ -185,7 +185,7 @@ struct ConfigTests {
     }
 
     @Test func everyNumericSettingOfEveryRoleDeclaresARangeThatHoldsItsDefault() throws {
-        let specs = SettingsCatalog.rollout + SettingsCatalog.reward + SettingsCatalog.learner + SettingsCatalog.broadcaster
+        let specs = SettingsCatalog.rollout + SettingsCatalog.reward + SettingsCatalog.learner + SettingsCatalog.broadcaster + SettingsCatalog.validator
         for spec in specs where !spec.isBoolean && Double(spec.defaultValue) != nil {
             let range = try #require(spec.range, "\(spec.key) is numeric and has no range")
             #expect(throws: Never.self, "\(spec.key)") { try spec.check(spec.defaultValue, origin: "default") }

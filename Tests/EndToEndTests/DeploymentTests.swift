@@ -66,6 +66,8 @@ struct DeploymentTests {
                     "\(user.name)'s broker permissions differ from the \(user.role) user's in definitions.json")
             #expect(user.deadLetterKeys == topicPermissions.first { $0["user"] == user.role && $0["exchange"] == Names.deadExchange }.map { narrowed($0["write"] ?? "") },
                     "\(user.name)'s dead-letter keys differ from definitions.json's topic permission")
+            #expect(user.controlKeys == topicPermissions.first { $0["user"] == user.role && $0["exchange"] == Names.controlExchange }.map { narrowed($0["write"] ?? "") },
+                    "\(user.name)'s control keys differ from definitions.json's topic permission")
             let line = acl.first { $0.hasPrefix("user \(user.role) on ") }.map(String.init) ?? ""
             let rules = aclRules(line).dropFirst(4).map {
                 $0.replacingOccurrences(of: "tributary:*:", with: "tributary:\(mine.run):").replacingOccurrences(of: "~tributary:*", with: "~tributary:\(mine.run):*")
@@ -235,6 +237,20 @@ struct DeploymentTests {
         #expect(scored.messageID == "scored-1")
         #expect(scored.userID == "reward")
         try await scored.ack()
+        // A validating run: the validator takes the scored group and passes it on; the learner reads its output, and it
+        // may send the learner a ban on the run's own control key only.
+        try await reward.publish(exchange: Names.scoredExchange, routingKey: run, body: Array("scored".utf8), messageID: "scored-2")
+        let validator = stack.amqp("validator", names: names)
+        try await validator.connect()
+        let toCheck = try await DeliveryInbox(validator.consume(queue: names.scoredQueue, prefetch: 1)).first("a scored group to validate")
+        #expect(toCheck.messageID == "scored-2" && toCheck.userID == "reward")
+        try await validator.publish(exchange: Names.validatedExchange, routingKey: run, body: toCheck.body, messageID: "scored-2")
+        try await toCheck.ack()
+        let validated = try await DeliveryInbox(learner.consume(queue: names.validatedQueue, prefetch: 1)).first("a validated group")
+        #expect(validated.messageID == "scored-2" && validated.userID == "validator")
+        try await validated.ack()
+        try await validator.publish(exchange: Names.controlExchange, routingKey: Names.runRoutingKey(role: "learner", run: run),
+                                    body: Array("ban".utf8), messageID: "ban-1", mandatory: false)
         try await learner.publish(exchange: Names.controlExchange, routingKey: names.policyRoutingKey, body: Array("saved".utf8), messageID: "policy-1")
         _ = try await learner.purge(queue: names.tasksQueue)
 
@@ -265,24 +281,31 @@ struct DeploymentTests {
         for (role, exchange) in [("rollout", Names.scoredExchange), ("rollout", Names.checkpointsExchange), ("rollout", Names.controlExchange),
                                  ("rollout", Names.tasksExchange), ("reward", Names.tasksExchange), ("reward", Names.checkpointsExchange),
                                  ("broadcaster", Names.scoredExchange), ("learner", Names.checkpointsExchange),
-                                 ("learner", Names.scoredExchange), ("control", Names.checkpointsExchange), ("control", Names.deadExchange)] {
+                                 ("learner", Names.scoredExchange), ("control", Names.checkpointsExchange), ("control", Names.deadExchange),
+                                 ("rollout", Names.validatedExchange), ("reward", Names.validatedExchange), ("learner", Names.validatedExchange),
+                                 ("validator", Names.scoredExchange), ("validator", Names.tasksExchange), ("validator", Names.checkpointsExchange)] {
             let code = await refusedPublishCode(stack.amqp(role, names: names), exchange: exchange, routingKey: run)
             #expect(code == 403, "\(role) publishing to \(exchange): expected a 403 channel error, got \(code.map(String.init) ?? "success")")
         }
         for (role, queue) in [("rollout", names.scoredQueue), ("rollout", names.rolloutsQueue), ("rollout", names.policiesQueue),
                               ("rollout", names.deadLettersQueue), ("reward", names.scoredQueue), ("reward", names.tasksQueue),
-                              ("broadcaster", names.scoredQueue), ("control", names.tasksQueue), ("control", names.scoredQueue)] {
+                              ("broadcaster", names.scoredQueue), ("control", names.tasksQueue), ("control", names.scoredQueue),
+                              ("rollout", names.validatedQueue), ("reward", names.validatedQueue), ("validator", names.tasksQueue),
+                              ("validator", names.rolloutsQueue), ("validator", names.validatedQueue)] {
             let code = await refusedConsumeCode(stack.amqp(role, names: names), queue: queue, names: names)
             #expect(code == 403, "\(role) consuming \(queue): expected 403, got \(code.map(String.init) ?? "deliveries")")
         }
         // A dead letter names its queue by its routing key; each role's is its own queue's (a topic permission).
         for (role, key) in [("rollout", names.scoredQueue), ("rollout", names.rolloutsQueue), ("reward", names.scoredQueue),
-                            ("broadcaster", names.tasksQueue)] {
+                            ("broadcaster", names.tasksQueue), ("validator", names.rolloutsQueue)] {
             let code = await refusedPublishCode(stack.amqp(role, names: names), exchange: Names.deadExchange, routingKey: key)
             #expect(code == 403, "\(role) dead-lettering as if from \(key): expected 403, got \(code.map(String.init) ?? "success")")
         }
         // Nothing but the learner (and the admin) creates, changes or deletes the run's topology.
-        for role in ["rollout", "reward", "broadcaster", "control"] {
+        // a validator's control commands go to its run's learner only (a topic permission): never to every role
+        let broadcastByValidator = await refusedPublishCode(stack.amqp("validator", names: names), exchange: Names.controlExchange, routingKey: "all")
+        #expect(broadcastByValidator == 403, "validator publishing a command to all: expected 403, got \(broadcastByValidator.map(String.init) ?? "success")")
+        for role in ["rollout", "reward", "broadcaster", "validator", "control"] {
             let client = stack.amqp(role, names: names)
             try await client.connect()
             let attempts: [(String, @Sendable () async throws -> Void)] = [
@@ -329,7 +352,7 @@ struct DeploymentTests {
             await client.close()
             #expect(code == 406, "\(role) publishing as user \(forged): expected 406 PRECONDITION_FAILED, got \(code.map(String.init) ?? "success")")
         }
-        for client in [learner, rollout, reward, broadcaster, control] { await client.close() }
+        for client in [learner, rollout, reward, validator, broadcaster, control] { await client.close() }
     }
 
     /// The broker's reply code when `attempt` is refused (on the declaration or the work channel), nil when it succeeds.

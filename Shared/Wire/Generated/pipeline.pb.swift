@@ -129,6 +129,10 @@ public nonisolated struct Tributary_V1_Completion: Sendable {
 
   public var finishedWithEos: Bool = false
 
+  /// Commitment to the hidden states behind the tokens (Model's InferenceProof: per chunk of 32 generated tokens, the
+  /// top-128 values of the final block's output as a polynomial over GF(65521)); validators recompute and compare it.
+  public var proof: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -634,7 +638,7 @@ nonisolated extension Tributary_V1_SamplingSettings: SwiftProtobuf.Message, Swif
 
 nonisolated extension Tributary_V1_Completion: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Completion"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}logprobs\0\u{3}finished_with_eos\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}logprobs\0\u{3}finished_with_eos\0\u{1}proof\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -645,6 +649,7 @@ nonisolated extension Tributary_V1_Completion: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeRepeatedInt32Field(value: &self.tokens) }()
       case 2: try { try decoder.decodeRepeatedFloatField(value: &self.logprobs) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.finishedWithEos) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.proof) }()
       default: break
       }
     }
@@ -660,6 +665,9 @@ nonisolated extension Tributary_V1_Completion: SwiftProtobuf.Message, SwiftProto
     if self.finishedWithEos != false {
       try visitor.visitSingularBoolField(value: self.finishedWithEos, fieldNumber: 3)
     }
+    if !self.proof.isEmpty {
+      try visitor.visitSingularBytesField(value: self.proof, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -667,6 +675,7 @@ nonisolated extension Tributary_V1_Completion: SwiftProtobuf.Message, SwiftProto
     if lhs.tokens != rhs.tokens {return false}
     if lhs.logprobs != rhs.logprobs {return false}
     if lhs.finishedWithEos != rhs.finishedWithEos {return false}
+    if lhs.proof != rhs.proof {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
