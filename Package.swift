@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Messaging"], path: "Tests/RuntimeTests"),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Signing", "Store", "Compression", "Wire", "TestSupport"], path: "Tests/CheckpointsTests"),
         // single roles run in process against the real brokers
-        .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster"], path: "Tests/RoleTests"),
+        .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster", "Validator"], path: "Tests/RoleTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Messaging", "Store", "TestSupport"], path: "Tests/ControlTests"),
         .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", "Chaos", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
     ]

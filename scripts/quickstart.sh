@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Tributary's main job: a local asynchronous RL run on one machine.
 #
-#   scripts/quickstart.sh [--out DIR] [--config RUN.toml] [--rollouts N] [--rewards N]
+#   scripts/quickstart.sh [--out DIR] [--config RUN.toml] [--rollouts N] [--rewards N] [--validators N]
 #
 # Installs what is missing, starts private brokers, builds in release, launches the broadcaster, the learner,
-# rollout workers and reward scorers as separate processes, starts the run (warm start, then asynchronous GRPO),
+# rollout workers, reward scorers and validators as separate processes, starts the run (warm start, then asynchronous GRPO),
 # shows its progress, and ends with held-out accuracy before and after, a plot, the checkpoints, and
 # OUT/summary.json. It leaves no process behind.
 set -euo pipefail
@@ -16,12 +16,14 @@ OUT="$ROOT/out/quickstart"
 CONFIG="$ROOT/scripts/runs/quickstart.toml"
 ROLLOUTS=3
 REWARDS=2
+VALIDATORS=1
 while (($#)); do
     case "$1" in
         --out) OUT="$2"; shift 2 ;;
         --config) CONFIG="$2"; shift 2 ;;
         --rollouts) ROLLOUTS="$2"; shift 2 ;;
         --rewards) REWARDS="$2"; shift 2 ;;
+        --validators) VALIDATORS="$2"; shift 2 ;;
         -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
         *) echo "quickstart: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -99,8 +101,10 @@ REDIS_PORT="${TRIBUTARY_REDIS_PORT:-6389}"
 launch broadcaster broadcaster-0
 launch learner learner-0
 for i in $(seq 0 $((REWARDS - 1))); do launch reward "reward-$i"; done
+# validators wait idle unless the run file sets validation.enabled (the quickstart's does, checking 10% of the groups)
+for i in $(seq 0 $((VALIDATORS - 1))); do launch validator "validator-$i"; done
 for i in $(seq 0 $((ROLLOUTS - 1))); do launch rollout "rollout-$i"; done
-echo "quickstart: launched broadcaster, learner, $REWARDS reward scorer(s), $ROLLOUTS rollout worker(s); logs in $OUT/logs"
+echo "quickstart: launched broadcaster, learner, $REWARDS reward scorer(s), $VALIDATORS validator(s), $ROLLOUTS rollout worker(s); logs in $OUT/logs"
 
 CLI="$BIN/tributary"
 # The learner needs a moment to connect and listen for control commands. --fresh: a finished earlier quickstart's
@@ -119,6 +123,7 @@ latest="$("$CLI" checkpoint list --run.id "$RUN" --json | python3 -c 'import jso
 run "$CLI" checkpoint export "$latest" "$OUT/checkpoints/policy-v$latest.safetensors" --run.id "$RUN"
 before="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_before)"
 after="$(redis-cli -p "$REDIS_PORT" hget "tributary:$RUN:state" accuracy_after)"
+"$CLI" workers list --run.id "$RUN" --json >"$OUT/workers.json"
 wall=$(( $(date +%s) - started_at ))
 
 python3 - "$OUT" "$before" "$after" "$wall" "$latest" "$RUN" <<'EOF'
@@ -133,9 +138,14 @@ summary = {
     "checkpoints": {"exported": f"{out}/checkpoints/policy-v{latest}.safetensors", "latest_version": int(latest),
                     "redis": f"tributary:{run}:ckpt:<version>:manifest (and :shard:<i>)"},
 }
+workers = json.load(open(f"{out}/workers.json"))["workers"]
+summary["validation"] = {name: sum(w.get("reputation", {}).get(name, 0) for w in workers) for name in ["passed", "failed", "unchecked"]}
+summary["validation"]["banned_keys"] = sum(1 for w in workers if "banned" in w)
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 print()
 print(f"held-out accuracy: {float(before):.1%} before GRPO -> {float(after):.1%} after  ({int(wall)} s in all)")
+v = summary["validation"]
+print(f"validation:  {v['passed']} groups checked and passed, {v['failed']} failed, {v['unchecked']} not sampled; {v['banned_keys']} keys banned")
 print(f"plot:        {summary['plot']}")
 print(f"checkpoint:  {summary['checkpoints']['exported']} (and every kept version in Redis)")
 print(f"summary:     {out}/summary.json")

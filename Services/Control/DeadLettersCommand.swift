@@ -125,6 +125,7 @@ struct DeadLetter {
         case names.tasksQueue: (Names.tasksExchange, names.run)
         case names.rolloutsQueue: (Names.rolloutsExchange, names.run)
         case names.scoredQueue: (Names.scoredExchange, names.run)
+        case names.validatedQueue: (Names.validatedExchange, names.run)
         case names.policiesQueue: (Names.controlExchange, names.policyRoutingKey)
         default: nil
         }

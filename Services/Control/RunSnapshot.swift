@@ -43,7 +43,7 @@ struct RunSnapshot {
         var queues: [QueueDepth] = []
         if let amqp = session.amqp {
             for (role, queue) in [("tasks", names.tasksQueue), ("rollouts", names.rolloutsQueue), ("scored", names.scoredQueue),
-                                  ("policies", names.policiesQueue), ("dead letters", names.deadLettersQueue)] {
+                                  ("validated", names.validatedQueue), ("policies", names.policiesQueue), ("dead letters", names.deadLettersQueue)] {
                 let depth: (messages: Int, consumers: Int)
                 do { depth = try await amqp.inspect(queue: queue) } catch AMQPError.declarationFailed(_, 404, _) {
                     continue  // not declared yet: the run's learner has never connected

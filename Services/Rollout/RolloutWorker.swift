@@ -163,7 +163,7 @@ struct RolloutWorker: Role {
                 $0.tokens = sample.tokens
                 $0.logprobs = sample.logprobs
                 $0.finishedWithEos = sample.finishedWithEOS
-                // PENDING-MERGE $0.proof = Data(sample.proof)
+                $0.proof = Data(sample.proof)
             }
         }
         group.workerID = fabric.identity.instance

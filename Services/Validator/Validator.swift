@@ -107,7 +107,8 @@ struct Validator: Role {
             try await fabric.incrementCounter("validation_failed_groups")
             await fabric.deadLetter(delivery, reason: "validation failed: \(reason)")
             try await record(.failed, group, key: key, detail: reason)
-            try await penalise(key, failures: failures + 1, settings: settings, reason: reason)
+            // read back after the count: another validator may have failed the same key meanwhile
+            try await penalise(key, failures: try await failedChecks(of: key), settings: settings, reason: reason)
         }
         context.status.update { $0.state = "waiting for scored groups"; $0.detail = ""; $0.policyVersion = Int(clamping: group.policyVersion) }
     }

@@ -111,7 +111,7 @@ final class Cluster: @unchecked Sendable {
         if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await redis.del(keys) }
         let amqp = AMQPClient(endpoint: (try? AMQPEndpoint.fromEnvironment()) ?? AMQPEndpoint(), name: "e2e-cleanup")
         if (try? await amqp.connect()) != nil {
-            for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue] {
+            for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.validatedQueue, names.policiesQueue, names.deadLettersQueue] {
                 try? await amqp.delete(queue: queue)
             }
             await amqp.close()

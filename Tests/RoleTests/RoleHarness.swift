@@ -72,7 +72,7 @@ struct RoleHarness {
 
     /// Deletes the run's queues and keys.
     func cleanUp() async {
-        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue] {
+        for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.validatedQueue, names.policiesQueue, names.deadLettersQueue] {
             try? await fabric.amqp.delete(queue: queue)
         }
         if let keys = try? await fabric.redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await fabric.redis.del(keys) }
