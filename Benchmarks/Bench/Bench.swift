@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, VerifySuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -28,6 +28,25 @@ struct ModelSuite: ParsableCommand {
     func run() throws {
         guard arch == "gpt2" || arch == "llama" else { throw ValidationError("--arch must be gpt2 or llama, got \(arch)") }
         try runModelBench(json: options.json, arch: arch)
+    }
+}
+
+struct VerifySuite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verifiable inference: proof bytes, generation against verification time, false positives and detection of each attack.")
+    @OptionGroup var options: SuiteOptions
+    @Option(help: "Architecture: gpt2 (L4 C256 H4, byte vocabulary) or llama (L4 C256 H4 KV2 I688, vocabulary 512, tied), weights spread so logits have σ ≈ 1.")
+    var arch: String = "gpt2"
+    @Option(help: "Prompts (groups) to sample.") var groups = 8
+    @Option(help: "Completions per prompt.") var samples = 4
+    @Option(help: "New tokens per completion (no eos stop).") var newTokens = 128
+    func run() throws {
+        guard arch == "gpt2" || arch == "llama" else { throw ValidationError("--arch must be gpt2 or llama, got \(arch)") }
+        guard groups >= 2, samples >= 1, newTokens >= 2, newTokens <= 225 else {
+            throw ValidationError("need --groups >= 2, --samples >= 1 and 2 <= --new-tokens <= 225 (context 256, prompts of 32)")
+        }
+        try runVerifyBench(json: options.json, arch: arch, groups: groups, samples: samples, newTokens: newTokens)
     }
 }
 

@@ -4,6 +4,8 @@ import Foundation
 protocol IncrementalDecoder: AnyObject {
     /// Logits (rows,V) for the next token; after `advance`, row i belongs to the i-th active sample.
     var currentLogits: UnsafeMutablePointer<Float> { get }
+    /// The final block's output (rows,C) that produced each row of `currentLogits`, before the final norm.
+    var currentHidden: UnsafeMutablePointer<Float> { get }
     /// Feeds one token per active sample (`samples[i]` is the sample index of row i, increasing).
     func advance(tokens: [Int32], samples: [Int])
 }
@@ -11,10 +13,13 @@ protocol IncrementalDecoder: AnyObject {
 extension DecodeState: IncrementalDecoder {}
 
 /// Batched sampling with a KV cache, shared by every architecture so that the same seed, options and prompts give the
-/// same draws whatever the model: prompt i's sample k draws from a generator seeded by (options.seed + i * constant, k).
+/// same draws whatever the model: prompt i's sample k draws its j-th token by Gumbel-max with the noise of
+/// (options.gumbelKey(prompt: i, sample: k), j), and commits to the hidden states behind its tokens (`InferenceProof`).
 struct BatchedSampler {
     let contextLength: Int
     let vocabSize: Int
+    /// Width of the hidden states the proofs commit to.
+    let channels: Int
     /// Fed when a prompt is empty.
     let bos: Int32
     /// Ends a completion when options.stopAtEOS.
@@ -52,10 +57,13 @@ struct BatchedSampler {
         guard maxNew > 0 else { return results }
 
         let state = makeDecoder(prompts, count, maxNew - 1)
-        var rngs: [SeededGenerator] = []
+        let C = channels
+        var keys: [UInt64] = []
         for g in 0..<prompts.count {
-            for k in 0..<count { rngs.append(options.generator(prompt: firstIndex + g, sample: k)) }
+            for k in 0..<count { keys.append(options.gumbelKey(prompt: firstIndex + g, sample: k)) }
         }
+        // each sample's hidden states (tokens,C), committed to once it is complete
+        var hidden = [[Float]](repeating: [], count: prompts.count * count)
         var active = (0..<(prompts.count * count)).filter { limits[$0 / count] > 0 }
         var chooser = TokenChooser(vocabSize: V)
         // rows of the current logits: all samples in order before the first step, the fed ones after
@@ -64,7 +72,8 @@ struct BatchedSampler {
             var fed: [Int32] = [], stillActive: [Int] = []
             for s in active {
                 let g = s / count, k = s % count
-                let (token, logprob) = chooser.choose(state.currentLogits + rowOf[s] * V, options: options, rng: &rngs[s])
+                let (token, logprob) = chooser.choose(state.currentLogits + rowOf[s] * V, options: options, key: keys[s], position: j)
+                hidden[s].append(contentsOf: UnsafeBufferPointer(start: state.currentHidden + rowOf[s] * C, count: C))
                 results[g][k].tokens.append(token)
                 results[g][k].logprobs.append(logprob)
                 if options.stopAtEOS && token == eos {
@@ -78,6 +87,10 @@ struct BatchedSampler {
             if active.isEmpty { break }
             for (row, s) in active.enumerated() { rowOf[s] = row }
             state.advance(tokens: fed, samples: active)
+        }
+        for s in hidden.indices where !hidden[s].isEmpty {
+            let g = s / count, k = s % count
+            results[g][k].proof = InferenceProof.commit(hidden: hidden[s], rows: results[g][k].tokens.count, channels: C)
         }
         return results
     }

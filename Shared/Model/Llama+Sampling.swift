@@ -4,7 +4,7 @@ import Foundation
 // the one-prompt and one-sample forms come from `Policy`.
 extension Llama {
     /// `count` samples for each of several prompts, decoded as one batch (each prompt prefilled once).
-    /// Result [i][k] is sample k of prompt i, drawn from a generator seeded by (options.seed + i * constant, k),
+    /// Result [i][k] is sample k of prompt i, drawn by Gumbel-max with the noise of options.gumbelKey(prompt: i, sample: k),
     /// so it does not depend on which other prompts or how many samples share the batch.
     public func sample(prompts: [[Int32]], count: Int, options: SamplingOptions) -> [[SampledCompletion]] {
         sampler.sample(prompts: prompts, count: count, options: options)
@@ -12,7 +12,7 @@ extension Llama {
 
     /// The shared batched sampler over this model's KV cache, with the config's bos and eos.
     var sampler: BatchedSampler {
-        BatchedSampler(contextLength: config.contextLength, vocabSize: config.vocabSize, bos: config.bosToken, eos: config.eosToken) {
+        BatchedSampler(contextLength: config.contextLength, vocabSize: config.vocabSize, channels: config.channels, bos: config.bosToken, eos: config.eosToken) {
             LlamaDecodeState(model: self, prompts: $0, perGroup: $1, maxSteps: $2)
         }
     }

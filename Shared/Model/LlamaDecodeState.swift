@@ -18,6 +18,9 @@ final class LlamaDecodeState: IncrementalDecoder {
 
     /// Logits (count,V) for the next token of every sample; after `advance`, row i belongs to the i-th active sample.
     var currentLogits: UnsafeMutablePointer<Float> { logits }
+    /// The final block's output (count,C) that produced each row of `currentLogits` (the residual stream before the
+    /// final RMSNorm, which writes elsewhere): what the sampler commits to in its proofs.
+    var currentHidden: UnsafeMutablePointer<Float> { x }
 
     convenience init(model: Llama, prompt: [Int32], count: Int, maxSteps: Int) {
         self.init(model: model, prompts: [prompt], perGroup: count, maxSteps: maxSteps)
@@ -71,6 +74,8 @@ final class LlamaDecodeState: IncrementalDecoder {
             let first = logits + g * perGroup * V
             model.lmHeadForward(first, a.lnf + (P - 1) * C, 1)
             for k in 1..<perGroup { (first + k * V).update(from: first, count: V) }
+            let last = a.residual3 + ((L - 1) * P + P - 1) * C
+            for k in 0..<perGroup { (x + (g * perGroup + k) * C).update(from: last, count: C) }
         }
     }
 

@@ -28,7 +28,13 @@ public protocol Policy: AnyObject, Sendable {
     func withParameters<R>(_ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
     /// Logits (T,V) of one sequence by the full forward pass.
     func logits(tokens: [Int32]) -> [Float]
-    /// `count` samples for each prompt with the KV cache; [i][k] is sample k of prompt i (seeded per (seed, i, k)).
+    /// The final block's output (T,C) of one sequence by the full forward pass: the residual stream before the final
+    /// norm, row t being what produced position t's logits (what `InferenceProof` commits to).
+    func hiddenStates(tokens: [Int32]) -> [Float]
+    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass (what a validator re-runs).
+    func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float])
+    /// `count` samples for each prompt with the KV cache; [i][k] is sample k of prompt i (seeded per (seed, i, k)), with
+    /// its proof.
     func sample(prompts: [[Int32]], count: Int, options: SamplingOptions) -> [[SampledCompletion]]
     /// Bytes that training at (batch, time) needs.
     func trainingStateBytes(batch: Int, time: Int) -> Int

@@ -1,6 +1,8 @@
 import Foundation
 
 /// Turns one row of logits into a token and its log-probability, with scratch kept between calls.
+/// Sampled draws are Gumbel-max over the support with counter-based noise (`SamplingOptions.gumbelNoise`): the
+/// token is argmax_i (log w_i + G(key, position, i)), which a validator recomputes from the seed for any position.
 struct TokenChooser {
     let V: Int
     var probs: [Float]
@@ -12,7 +14,8 @@ struct TokenChooser {
         order = Array(0..<vocabSize)
     }
 
-    mutating func choose(_ logits: UnsafePointer<Float>, options: SamplingOptions, rng: inout SeededGenerator) -> (Int32, Float) {
+    /// logits (V); key from `SamplingOptions.gumbelKey`, position = index of the token in its completion.
+    mutating func choose(_ logits: UnsafePointer<Float>, options: SamplingOptions, key: UInt64, position: Int) -> (Int32, Float) {
         let V = self.V
         if options.temperature <= 0 {
             var best = 0
@@ -25,19 +28,13 @@ struct TokenChooser {
         let (kept, total, truncate, _) = probs.withUnsafeMutableBufferPointer { p in
             order.withUnsafeMutableBufferPointer { o in options.distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
         }
-        let u = Double(rng.nextUniform()) * total
-        var acc: Double = 0
         var chosen = -1
+        var best = -Double.infinity
         for r in 0..<kept {
             let i = truncate ? order[r] : r
-            acc += Double(probs[i])
-            if u < acc { chosen = i; break }
-        }
-        if chosen < 0 {  // rounding at the very end: last token with nonzero mass
-            for r in stride(from: kept - 1, through: 0, by: -1) {
-                let i = truncate ? order[r] : r
-                if probs[i] > 0 { chosen = i; break }
-            }
+            guard probs[i] > 0 else { continue }  // underflowed weight: log w = −inf, never the argmax
+            let score = log(Double(probs[i])) + SamplingOptions.gumbelNoise(key: key, position: position, token: i)
+            if score > best { best = score; chosen = i }
         }
         return (Int32(chosen), Float(log(Double(probs[chosen]) / total)))
     }

@@ -5,12 +5,18 @@ public struct Completion: Codable, Sendable, Equatable {
     public var tokens: [Int32]
     public var logprobs: [Float]
     public var finishedWithEOS: Bool
+    /// The sampler's hidden-state proof (`InferenceProof`).
+    public var proof: [UInt8]
 
     public init(_ c: SampledCompletion) {
         tokens = c.tokens
         logprobs = c.logprobs
         finishedWithEOS = c.finishedWithEOS
+        proof = c.proof
     }
+
+    /// The completion as the sampler returned it.
+    public var sampled: SampledCompletion { SampledCompletion(tokens: tokens, logprobs: logprobs, finishedWithEOS: finishedWithEOS, proof: proof) }
 }
 
 /// What comparing two decodes of the same prompts found: how many tokens were compared, where a near-tie ended a
@@ -25,7 +31,7 @@ public struct DecodeComparison: Sendable {
 /// Walking each pair token by token against `model`'s full forward pass (a third computation): tokens must be
 /// equal and log-probs agree to `Rounding` until a step whose choice is fragile (`Rounding.fragility`); from
 /// there on the two may legitimately diverge, so the comparison of that pair stops. `promptIndex(i)` is prompt
-/// i's index in the `sample` call that drew it, which seeds its generators.
+/// i's index in the `sample` call that drew it, which keys its Gumbel noise.
 public func compareDecodes(_ a: [[Completion]], _ b: [[Completion]], prompts: [[Int32]], options: SamplingOptions,
                            model: any Policy, promptIndex: (Int) -> Int = { $0 }) -> DecodeComparison {
     var result = DecodeComparison()
@@ -43,7 +49,7 @@ public func compareDecodes(_ a: [[Completion]], _ b: [[Completion]], prompts: [[
         let prompt = prompts[i].isEmpty ? [model.bosToken] : Array(prompts[i].suffix(ctx))
         for k in a[i].indices {
             let x = a[i][k], y = b[i][k]
-            var generator = options.generator(prompt: promptIndex(i), sample: k)
+            let key = options.gumbelKey(prompt: promptIndex(i), sample: k)
             let sequence = prompt + x.tokens
             let full = model.logits(tokens: Array(sequence.prefix(ctx)))
             var j = 0
@@ -51,7 +57,7 @@ public func compareDecodes(_ a: [[Completion]], _ b: [[Completion]], prompts: [[
                 let row = prompt.count - 1 + j
                 guard row < ctx else { break }
                 if let why = Rounding.fragility(logits: full[(row * V)..<((row + 1) * V)], chosen: x.tokens[j],
-                                                options: options, generator: &generator) {
+                                                options: options, key: key, position: j) {
                     result.ties.append("prompt \(i) sample \(k) token \(j): \(why)")
                     break
                 }

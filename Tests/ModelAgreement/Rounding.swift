@@ -38,18 +38,18 @@ public enum Rounding {
 
     /// A decision closer than this to its boundary may go either way between two computations: ten times the
     /// logit tolerance. For a greedy pick it bounds the gap of the top two logits; moving every logit by up to
-    /// δ moves each probability by a factor of at most e^{±2δ}, so a sampled draw is fragile where the uniform lies
-    /// within 2δ of the mass from an edge of its token's interval, or where two probabilities it depends on are
+    /// δ moves each probability by a factor of at most e^{±2δ}, so a sampled (Gumbel-max) draw is fragile where the
+    /// best two scores log p + G are within 4δ/T of each other, or where two probabilities a cut depends on are
     /// within a factor 1 ± 2δ of each other.
     public static let tieMargin: Float = 1e-3
 
     /// Whether a rounding-sized change of `logits` could change the token that `options` draws: a greedy pick within
-    /// `tieMargin` of the runner-up; a sampled draw whose uniform lies within `tieMargin` of its token's interval
-    /// edge, or whose token's rank or truncation cut (top-k, top-p) sits on a near-tie. `generator` is the sampler's
-    /// own (`SamplingOptions.generator`), and is advanced exactly as the sampler advances it.
+    /// `tieMargin` of the runner-up; a sampled draw whose best two Gumbel scores are within 4·`tieMargin`/T, or whose
+    /// token's rank or truncation cut (top-k, top-p) sits on a near-tie. `key` is the sample's
+    /// (`SamplingOptions.gumbelKey`), `position` the token's index in its completion.
     /// Returns nil when the choice is stable, else why it is fragile. `chosen` is the token a computation drew.
     public static func fragility(logits: ArraySlice<Float>, chosen: Int32, options: SamplingOptions,
-                                 generator: inout SeededGenerator) -> String? {
+                                 key: UInt64, position: Int) -> String? {
         let logits = Array(logits)
         let V = logits.count
         let margin = Double(tieMargin), probabilityMargin = 2 * margin
@@ -58,7 +58,7 @@ public enum Rounding {
             let gap = Double(logits[ranked[0]] - logits[ranked[1]])
             return gap < margin ? "greedy near-tie: top two logits \(gap) apart" : nil
         }
-        // the sampler's arithmetic, in Double: tempered probabilities, optional truncation, then one uniform
+        // the sampler's arithmetic, in Double: tempered probabilities, optional truncation, then Gumbel-max
         let invT = 1 / Double(options.temperature)
         let mx = Double(logits.max()!)
         let p: [Double] = logits.map { (x: Float) -> Double in exp((Double(x) - mx) * invT) }
@@ -94,15 +94,10 @@ public enum Rounding {
                 }
             }
         }
-        let total = order.prefix(kept).reduce(0) { $0 + p[$1] }
-        let u = Double(generator.nextUniform()) * total
-        var acc = 0.0
-        for r in 0..<kept {
-            let lower = acc
-            acc += p[order[r]]
-            guard u < acc || r == kept - 1 else { continue }
-            if min(u - lower, acc - u) < probabilityMargin * total { reasons.append("draw within \(probabilityMargin) of the mass from its interval's edge") }
-            break
+        let scores = order.prefix(kept).filter { p[$0] > 0 }
+            .map { log(p[$0]) + SamplingOptions.gumbelNoise(key: key, position: position, token: $0) }.sorted(by: >)
+        if scores.count >= 2, scores[0] - scores[1] < 2 * probabilityMargin * invT {
+            reasons.append("best two Gumbel scores within \(2 * probabilityMargin * invT)")
         }
         return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
     }

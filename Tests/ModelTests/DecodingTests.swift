@@ -141,12 +141,12 @@ import Testing
         let V = 5
         let logits: [Float] = [3, 2.9, 0, -1, -2]  // first two tokens hold ~0.9 of the mass
         var chooser = TokenChooser(vocabSize: V)
-        var rng = SeededGenerator(seed: 1)
         let options = SamplingOptions(topP: 0.8, maxNewTokens: 1, seed: 0)
+        let key = options.gumbelKey(prompt: 0, sample: 0)
         var seen = Set<Int32>()
         var lp: Float = 0
-        for _ in 0..<200 {
-            let (t, l) = logits.withUnsafeBufferPointer { chooser.choose($0.baseAddress!, options: options, rng: &rng) }
+        for position in 0..<200 {
+            let (t, l) = logits.withUnsafeBufferPointer { chooser.choose($0.baseAddress!, options: options, key: key, position: position) }
             seen.insert(t)
             if t == 0 { lp = l }
         }

@@ -67,6 +67,20 @@ import TestSupport
                     let c = compareDecodes(theirs.completions, ours.completions, prompts: ours.prompts, options: ours.options, model: model)
                     #expect(c.disagreements.isEmpty, "\(label), \(ours.name): \(c.disagreements)")
                     #expect(c.comparedTokens > 0, "\(label), \(ours.name): nothing compared; near-ties: \(c.ties)")
+                    // what a validator on another machine does: each completion of that kernel family verifies here
+                    for (i, group) in theirs.completions.enumerated() {
+                        let prompt = ours.prompts[i].isEmpty ? [model.bosToken] : Array(ours.prompts[i].suffix(model.contextLength))
+                        for (k, completion) in group.enumerated() {
+                            let v = CompletionVerifier.verify(policy: model, prompt: prompt, completion: completion.sampled,
+                                                              options: ours.options, promptIndex: i, sample: k)
+                            // the greedy scenario's longest prompt holds ids past the vocabulary: a validator refuses it
+                            if prompt.contains(where: { Int($0) >= model.vocabSize }) {
+                                #expect(v.failures.map(\.check) == ["shape"])
+                            } else {
+                                #expect(v.passed, "\(label), \(ours.name) prompt \(i) sample \(k): \(v.failures)")
+                            }
+                        }
+                    }
                 }
                 #expect(report.logprobs.count == here.logprobs.count)
                 let lp = zip(report.logprobs, here.logprobs).enumerated().first { !Rounding.agree($0.element.0, $0.element.1) }

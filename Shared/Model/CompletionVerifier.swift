@@ -1,0 +1,277 @@
+import Foundation
+
+/// How far an honest worker's claims may sit from the validator's own computation of them. Floats differ across CPUs,
+/// OpenBLAS kernels, thread counts and batch shapes (KV-cache decode on the worker, one full forward here), so every
+/// comparison has an allowance; the defaults are grounded in measurements (docs/benchmarks.md, "Verifiable inference").
+public struct VerificationTolerances: Sendable, Equatable, Hashable {
+    /// Largest |claimed − recomputed| of a log-prob. Measured honest worst case in float32 (tests and bench, GPT-2 and
+    /// Llama, KV-cache decode at several batch shapes against the full forward, OpenBLAS Haswell and Prescott
+    /// kernels): below 2e-5; the default 2e-3 leaves two orders of magnitude of margin while an edit of 0.01 is caught.
+    public var logprobAbsolute: Float
+    /// Near-tie allowance of a choice: the chosen token's Gumbel score (log w + G; for greedy its logit) may fall short
+    /// of the best by this much; also how close a top-k/top-p cut must be for a token on either side to count as kept.
+    public var gumbelMargin: Double
+    /// When a hidden-state proof passes.
+    public var proof: ProofThresholds
+
+    public init(logprobAbsolute: Float = 2e-3, gumbelMargin: Double = 1e-3, proof: ProofThresholds = .default) {
+        self.logprobAbsolute = logprobAbsolute
+        self.gumbelMargin = gumbelMargin
+        self.proof = proof
+    }
+
+    public static let `default` = VerificationTolerances()
+}
+
+/// One check a completion failed: which ("proof", "logprob", "support", "sampler", "ending", "shape"), at which
+/// generated position (the worst one when several failed; nil when it is about the whole completion), the measured
+/// figure against its limit, and a sentence for logs.
+public struct VerificationFailure: Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var check: String
+    public var position: Int?
+    public var measured: Double
+    public var limit: Double
+    public var detail: String
+
+    public init(check: String, position: Int?, measured: Double, limit: Double, detail: String) {
+        self.check = check
+        self.position = position
+        self.measured = measured
+        self.limit = limit
+        self.detail = detail
+    }
+
+    public var description: String { "\(check)\(position.map { " at \($0)" } ?? ""): \(detail) (measured \(measured), limit \(limit))" }
+}
+
+/// What verifying one completion found. At most one failure per check (its worst position).
+public struct CompletionVerification: Sendable, Equatable {
+    public var failures: [VerificationFailure]
+    public var passed: Bool { failures.isEmpty }
+    /// Largest |claimed − recomputed| log-prob over the tokens inside the support (0 when none was compared).
+    public var maxLogprobError: Float
+    /// The proof's check; nil when the shape check refused the completion first.
+    public var proof: ProofCheck?
+
+    public init(failures: [VerificationFailure] = [], maxLogprobError: Float = 0, proof: ProofCheck? = nil) {
+        self.failures = failures
+        self.maxLogprobError = maxLogprobError
+        self.proof = proof
+    }
+}
+
+/// Re-runs a claimed completion through the claimed policy (one full forward pass over prompt and completion) and
+/// checks what an untrusted worker claimed: the hidden-state proof, each log-prob, that each token lies in the
+/// sampling support and is the Gumbel-max choice of the seed's noise (or the argmax when greedy), and how it ended.
+public enum CompletionVerifier {
+    /// prompt as fed to the sampler (non-empty; the sampler feeds bos for an empty prompt), completion as claimed, the
+    /// options the sampler used, and (promptIndex, sample) as in `sample(prompts:count:options:)`.
+    /// Any claimed content is accepted as input: out-of-range tokens, NaN, wrong counts or a bad proof fail a check.
+    public static func verify(policy: any Policy, prompt: [Int32], completion: SampledCompletion, options: SamplingOptions,
+                              promptIndex: Int, sample: Int, tolerances: VerificationTolerances = .default) -> CompletionVerification {
+        var result = CompletionVerification()
+        if let refusal = shapeRefusal(policy: policy, prompt: prompt, completion: completion, options: options) {
+            result.failures.append(refusal)
+            return result
+        }
+        let ctx = policy.contextLength, V = policy.vocabSize, P = prompt.count
+        let tokens = completion.tokens, n = tokens.count
+        var worst: [String: VerificationFailure] = [:]
+        var counts: [String: Int] = [:]
+        func fail(_ check: String, _ position: Int?, measured: Double, limit: Double, _ detail: String) {
+            counts[check, default: 0] += 1
+            if let w = worst[check], w.measured >= measured { return }
+            worst[check] = VerificationFailure(check: check, position: position, measured: measured, limit: limit, detail: detail)
+        }
+
+        // ending: eos only as the last token and only when flagged, else exactly the sampler's limit of tokens
+        let limit = max(0, min(options.maxNewTokens, ctx - P + 1))
+        let eos = policy.eosToken
+        if options.stopAtEOS, let j = tokens.dropLast().firstIndex(of: eos) {
+            fail("ending", j, measured: Double(j), limit: Double(n - 1), "eos at position \(j) but the completion goes on")
+        }
+        if n > limit {
+            fail("ending", nil, measured: Double(n), limit: Double(limit), "\(n) tokens, the sampler stops at \(limit)")
+        } else if completion.finishedWithEOS {
+            if !options.stopAtEOS || tokens.last != eos {
+                fail("ending", n > 0 ? n - 1 : nil, measured: Double(n), limit: Double(limit),
+                     options.stopAtEOS ? "claims eos but the last token is not eos" : "claims eos but the options do not stop at eos")
+            }
+        } else if options.stopAtEOS && n > 0 && tokens.last == eos {
+            fail("ending", n - 1, measured: Double(n), limit: Double(limit), "ends with eos but does not claim it")
+        } else if n != limit {
+            fail("ending", nil, measured: Double(n), limit: Double(limit), "\(n) tokens without eos, the sampler makes \(limit)")
+        }
+
+        guard n > 0 else {
+            result.proof = InferenceProof.check(proof: completion.proof, hidden: [], rows: 0, channels: 1, thresholds: tolerances.proof)
+            if result.proof?.passed == false {
+                fail("proof", nil, measured: Double(completion.proof.count), limit: 0, result.proof!.detail)
+            }
+            result.failures = ["ending", "proof"].compactMap { worst[$0] }
+            return result
+        }
+
+        // one full forward over the prompt and every token but the last: row P − 1 + j chose token j
+        let sequence = prompt + tokens.dropLast()
+        let (logits, hidden) = policy.logitsAndHiddenStates(tokens: sequence)
+        let C = hidden.count / sequence.count
+        let rows = Array(hidden[((P - 1) * C)..<((P - 1 + n) * C)])
+        let proof = InferenceProof.check(proof: completion.proof, hidden: rows, rows: n, channels: C, thresholds: tolerances.proof)
+        result.proof = proof
+        if !proof.passed {
+            let chunkStart = (proof.worstChunk ?? 0) * 32
+            if proof.chunks == 0 {
+                fail("proof", nil, measured: Double(completion.proof.count),
+                     limit: Double(InferenceProof.byteCount(rows: n, channels: C) ?? 0), proof.detail)
+            } else if proof.exponentMatches < proof.requiredMatches {
+                fail("proof", chunkStart, measured: Double(proof.exponentMatches), limit: Double(proof.requiredMatches), proof.detail)
+            } else if proof.meanMantissaError > tolerances.proof.meanMantissaError {
+                fail("proof", chunkStart, measured: proof.meanMantissaError, limit: tolerances.proof.meanMantissaError, proof.detail)
+            } else {
+                fail("proof", chunkStart, measured: proof.medianMantissaError, limit: tolerances.proof.medianMantissaError, proof.detail)
+            }
+        }
+
+        let tol = Double(tolerances.logprobAbsolute), margin = tolerances.gumbelMargin
+        let key = options.gumbelKey(prompt: promptIndex, sample: sample)
+        var judge = TokenJudge(vocabSize: V)
+        for j in 0..<n {
+            let t = Int(tokens[j])
+            let claimed = Double(completion.logprobs[j])
+            let verdict = logits.withUnsafeBufferPointer { l in
+                judge.judge(l.baseAddress! + (P - 1 + j) * V, token: t, options: options, key: key, position: j, margin: margin)
+            }
+            if let rank = verdict.outsideRank {
+                fail("support", j, measured: Double(rank), limit: Double(verdict.kept), "token \(t) ranks \(rank), the support keeps \(verdict.kept)")
+                continue
+            }
+            let err = verdict.logprobs.map { abs(claimed - $0) }.min() ?? .infinity
+            result.maxLogprobError = max(result.maxLogprobError, Float(err))
+            if !(err <= tol) {
+                fail("logprob", j, measured: err, limit: tol, "claimed \(claimed), recomputed \(verdict.logprobs.map { String($0) }.joined(separator: " or "))")
+            }
+            if !(verdict.shortfall <= margin) {
+                fail("sampler", j, measured: verdict.shortfall, limit: margin,
+                     "token \(t) scores \(verdict.shortfall) below token \(verdict.best)\(options.temperature <= 0 ? " (greedy)" : "")")
+            }
+        }
+        for (check, count) in counts where count > 1 {
+            worst[check]!.detail += " (\(count) positions failed)"
+        }
+        result.failures = ["proof", "logprob", "support", "sampler", "ending"].compactMap { worst[$0] }
+        return result
+    }
+
+    /// The "shape" failure of a completion the forward pass cannot take, nil when it can.
+    static func shapeRefusal(policy: any Policy, prompt: [Int32], completion: SampledCompletion, options: SamplingOptions) -> VerificationFailure? {
+        let ctx = policy.contextLength, V = policy.vocabSize
+        let tokens = completion.tokens, n = tokens.count
+        func refuse(_ position: Int?, _ measured: Double, _ limit: Double, _ detail: String) -> VerificationFailure {
+            VerificationFailure(check: "shape", position: position, measured: measured, limit: limit, detail: detail)
+        }
+        do { try options.distribution.validate() } catch { return refuse(nil, 0, 0, "options: \(error)") }
+        if prompt.isEmpty || prompt.count > ctx {
+            return refuse(nil, Double(prompt.count), Double(ctx), "prompt of \(prompt.count) tokens, need 1 to the context \(ctx)")
+        }
+        if let i = prompt.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
+            return refuse(nil, Double(prompt[i]), Double(V), "prompt token \(i) is \(prompt[i]), outside the vocabulary")
+        }
+        if completion.logprobs.count != n {
+            return refuse(nil, Double(completion.logprobs.count), Double(n), "\(completion.logprobs.count) log-probs for \(n) tokens")
+        }
+        if n > 0 && prompt.count + n - 1 > ctx {
+            return refuse(nil, Double(prompt.count + n - 1), Double(ctx), "prompt and completion need \(prompt.count + n - 1) positions, the context has \(ctx)")
+        }
+        if let j = tokens.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
+            return refuse(j, Double(tokens[j]), Double(V), "token \(tokens[j]) outside the vocabulary")
+        }
+        if let j = completion.logprobs.firstIndex(where: { !$0.isFinite }) {
+            return refuse(j, Double(completion.logprobs[j]), 0, "log-prob \(completion.logprobs[j]) is not finite")
+        }
+        return nil
+    }
+}
+
+/// The validator's view of one sampling step: the support, log q of a token and how far its Gumbel score falls short
+/// of the best, with allowance for cuts (top-k, top-p) that sit on a near-tie, where rounding may move the cut.
+struct TokenJudge {
+    let V: Int
+    var probs: [Float]
+    var order: [Int]
+
+    init(vocabSize: Int) {
+        V = vocabSize
+        probs = [Float](repeating: 0, count: vocabSize)
+        order = Array(0..<vocabSize)
+    }
+
+    struct Verdict {
+        /// The token's rank when it lies outside every plausible support (nil inside).
+        var outsideRank: Int?
+        /// The support size by this computation.
+        var kept: Int
+        /// log q(token) under each plausible support (one unless a cut is near a tie).
+        var logprobs: [Double]
+        /// best score − the token's score (≥ 0 up to rounding), over the tokens sure to be kept.
+        var shortfall: Double
+        var best: Int
+    }
+
+    /// logits (V); the same weights as `TokenChooser` (`TokenDistribution.weights`), the same noise.
+    mutating func judge(_ logits: UnsafePointer<Float>, token t: Int, options: SamplingOptions, key: UInt64, position: Int,
+                        margin: Double) -> Verdict {
+        let V = self.V
+        if options.temperature <= 0 {
+            var best = 0
+            for i in 1..<V where logits[i] > logits[best] { best = i }
+            let mx = logits[best]
+            var s: Double = 0
+            for i in 0..<V { s += exp(Double(logits[i] - mx)) }
+            return Verdict(outsideRank: nil, kept: V, logprobs: [Double(logits[t] - mx) - log(s)],
+                           shortfall: Double(mx) - Double(logits[t]), best: best)
+        }
+        let distribution = options.distribution
+        let (kept, total, truncate, _) = probs.withUnsafeMutableBufferPointer { p in
+            order.withUnsafeMutableBufferPointer { o in distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
+        }
+        func score(_ i: Int) -> Double { log(Double(probs[i])) + SamplingOptions.gumbelNoise(key: key, position: position, token: i) }
+        guard probs[t] > 0 else { return Verdict(outsideRank: V, kept: kept, logprobs: [], shortfall: .infinity, best: t) }
+        guard truncate else {
+            var best = t, bestScore = score(t)
+            for i in 0..<V where probs[i] > 0 {
+                let s = score(i)
+                if s > bestScore { bestScore = s; best = i }
+            }
+            return Verdict(outsideRank: nil, kept: V, logprobs: [log(Double(probs[t]) / total)], shortfall: bestScore - score(t), best: best)
+        }
+        // plausible supports: the first K ranks for K in lo...hi, where a rank past the cut counts when a rounding-sized
+        // change could keep it and a rank before it when one could drop it
+        var all: Double = 0
+        for i in 0..<V { all += Double(probs[i]) }
+        var cumBefore = [Double](repeating: 0, count: V + 1)  // mass of the ranks before r, in the sampler's summation order
+        for r in 0..<V { cumBefore[r + 1] = cumBefore[r] + Double(probs[order[r]]) }
+        let topK = distribution.topK, topP = Double(distribution.topP), slack = exp(margin)
+        func mayKeep(_ r: Int) -> Bool {
+            (topK <= 0 || r < topK || Double(probs[order[r]]) * slack >= Double(probs[order[topK - 1]]))
+                && (topP >= 1 || cumBefore[r] / all < topP + margin)
+        }
+        func mayDrop(_ r: Int) -> Bool {
+            (topK > 0 && topK < V && Double(probs[order[r]]) <= Double(probs[order[topK]]) * slack)
+                || (topP < 1 && cumBefore[r] / all >= topP - margin)
+        }
+        var hi = kept, lo = kept
+        while hi < V && mayKeep(hi) { hi += 1 }
+        while lo > 1 && mayDrop(lo - 1) { lo -= 1 }
+        let rank = order.firstIndex(of: t)!
+        guard rank < hi else { return Verdict(outsideRank: rank, kept: kept, logprobs: [], shortfall: .infinity, best: order[0]) }
+        var logprobs: [Double] = []
+        for K in max(lo, rank + 1)...hi { logprobs.append(log(Double(probs[t]) / cumBefore[K])) }
+        var best = order[0], bestScore = score(order[0])
+        for r in 1..<lo where probs[order[r]] > 0 {
+            let s = score(order[r])
+            if s > bestScore { bestScore = s; best = order[r] }
+        }
+        return Verdict(outsideRank: nil, kept: kept, logprobs: logprobs, shortfall: max(0, bestScore - score(t)), best: best)
+    }
+}

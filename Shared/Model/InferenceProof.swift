@@ -1,0 +1,275 @@
+import Foundation
+
+/// A TOPLOC-style commitment to the hidden states behind a completion's tokens, so that a validator that re-runs the
+/// completion (one full forward pass) can tell whether the claimed model produced it, to rounding.
+///
+/// The hidden states are (rows, channels): row j is the final transformer block's output (before the final norm)
+/// that produced generated token j's logits. They are cut into chunks of `chunk` rows (the last may be shorter);
+/// chunk c, flattened row-major to n_c = rows_c · channels values, keeps its k_c = min(topK, n_c) entries of largest
+/// magnitude (ties by lower flat index), each value rounded to bfloat16 (round to nearest even; NaN as 0x7FC0).
+///
+/// Format, chunk after chunk, no other bytes: for each chunk 2 + 2·k_c bytes, all little-endian UInt16:
+///   salt s, then coefficients a_0 … a_{k_c−1} (each < p = 65521) of the polynomial P(x) = Σ a_j x^j over GF(p)
+///   with P(h_s(i)) = bf16 bits of entry i for each kept flat index i, where h_s(i) = splitMix64(i ^ s << 48) mod p
+///   and s is the smallest salt that makes the k_c hashes distinct.
+/// At topK 128 a full chunk is 258 bytes (about 8 bytes per token at chunk 32). The indices are not stored: the
+/// validator evaluates P at its own top-k indices, and an index the worker did not keep yields a random value.
+public enum InferenceProof {
+    /// The prime of the field: the largest below 2^16, so a coefficient fits two bytes and every bf16 bit pattern
+    /// but the negative NaNs (never written) is a field element.
+    public static let modulus: UInt64 = 65521
+
+    /// Bytes of the proof of (rows, channels) hidden states; nil when the shape is not a valid one.
+    public static func byteCount(rows: Int, channels: Int, chunk: Int = 32, topK: Int = 128) -> Int? {
+        guard rows >= 0, channels >= 1, chunk >= 1, topK >= 1, rows <= Int(Int32.max), channels <= Int(Int32.max) else { return nil }
+        var total = 0
+        var r0 = 0
+        while r0 < rows {
+            let n = min(chunk, rows - r0)
+            let (flat, over) = n.multipliedReportingOverflow(by: channels)
+            guard !over else { return nil }
+            total += 2 + 2 * min(topK, flat)
+            r0 += n
+        }
+        return total
+    }
+
+    /// The proof of `hidden` (rows, channels), in the format above. Needs hidden.count == rows * channels.
+    public static func commit(hidden: [Float], rows: Int, channels: Int, chunk: Int = 32, topK: Int = 128) -> [UInt8] {
+        precondition(rows >= 0 && channels >= 1 && chunk >= 1 && topK >= 1 && hidden.count == rows * channels,
+                     "InferenceProof.commit: hidden must be (rows, channels) with chunk, topK >= 1")
+        var proof: [UInt8] = []
+        proof.reserveCapacity(byteCount(rows: rows, channels: channels, chunk: chunk, topK: topK) ?? 0)
+        hidden.withUnsafeBufferPointer { h in
+            var r0 = 0
+            while r0 < rows {
+                let n = min(chunk, rows - r0) * channels
+                let values = UnsafeBufferPointer(rebasing: h[(r0 * channels)..<(r0 * channels + n)])
+                let kept = topIndices(values, k: min(topK, n))
+                // the first salt whose hashes are distinct: each try succeeds with probability ≈ e^{−k²/2p} (0.88 at k = 128)
+                var salt: UInt16 = 0
+                var xs = kept.map { indexHash($0, salt: salt) }
+                while Set(xs).count != xs.count {
+                    precondition(salt < UInt16.max, "InferenceProof.commit: no salt separates the indices")
+                    salt += 1
+                    xs = kept.map { indexHash($0, salt: salt) }
+                }
+                let ys = kept.map { UInt64(bfloat16Bits(values[$0])) }
+                append(salt, to: &proof)
+                for a in interpolate(xs: xs, ys: ys) { append(UInt16(a), to: &proof) }
+                r0 += min(chunk, rows - r0)
+            }
+        }
+        return proof
+    }
+
+    /// Checks `proof` against the validator's own hidden states (rows, channels) of the same tokens: in each chunk the
+    /// validator's top-k indices, the claimed values there (P at their hashes) against its own, in bf16. A chunk
+    /// passes when its sign-and-exponent matches reach `thresholds` and the mantissa errors of the matches are small.
+    /// Any bytes are accepted as input: a proof of the wrong length or with a coefficient ≥ p fails, never traps.
+    public static func check(proof: [UInt8], hidden: [Float], rows: Int, channels: Int, chunk: Int = 32, topK: Int = 128,
+                             thresholds: ProofThresholds = .default) -> ProofCheck {
+        var result = ProofCheck(passed: false, chunks: 0, worstChunk: nil, exponentMatches: 0, topK: 0, requiredMatches: 0,
+                                meanMantissaError: 0, medianMantissaError: 0, detail: "")
+        guard let expected = byteCount(rows: rows, channels: channels, chunk: chunk, topK: topK),
+              rows.multipliedReportingOverflow(by: channels) == (hidden.count, false) else {
+            result.detail = "shape: \(hidden.count) hidden values for rows \(rows), channels \(channels), chunk \(chunk), topK \(topK)"
+            return result
+        }
+        guard proof.count == expected else {
+            result.detail = "malformed: \(proof.count) bytes, expected \(expected) for \(rows) rows"
+            return result
+        }
+        var offset = 0, r0 = 0, c = 0
+        var worstKey = (1.0, Double.infinity, 0.0)
+        var failed = false
+        hidden.withUnsafeBufferPointer { h in
+            while r0 < rows {
+                let n = min(chunk, rows - r0) * channels, k = min(topK, n)
+                let values = UnsafeBufferPointer(rebasing: h[(r0 * channels)..<(r0 * channels + n)])
+                let salt = readUInt16(proof, offset)
+                var coefficients = [UInt64](repeating: 0, count: k)
+                for j in 0..<k { coefficients[j] = UInt64(readUInt16(proof, offset + 2 + 2 * j)) }
+                offset += 2 + 2 * k
+                let required = thresholds.requiredMatches(topK: k)
+                var errors: [Int] = []
+                if coefficients.allSatisfy({ $0 < modulus }) {
+                    for i in topIndices(values, k: k) {
+                        let claimed = UInt16(evaluate(coefficients, at: indexHash(i, salt: salt)))
+                        let own = bfloat16Bits(values[i])
+                        if claimed >> 7 == own >> 7 { errors.append(abs(Int(claimed & 0x7F) - Int(own & 0x7F))) }
+                    }
+                }
+                errors.sort()
+                // no exponent matched: the errors count as 128, beyond any 7-bit mantissa difference
+                let mean = errors.isEmpty ? 128 : Double(errors.reduce(0, +)) / Double(errors.count)
+                let median = errors.isEmpty ? 128 : Double(errors[(errors.count - 1) / 2] + errors[errors.count / 2]) / 2
+                let passed = errors.count >= required && mean <= thresholds.meanMantissaError && median <= thresholds.medianMantissaError
+                // the worst chunk: a failing one before any passing one, then the fewest matches, then the larger mean error
+                let key = (passed ? 1.0 : 0.0, Double(errors.count) / Double(k), -mean)
+                if result.worstChunk == nil || key < worstKey {
+                    worstKey = key
+                    result.worstChunk = c
+                    result.exponentMatches = errors.count
+                    result.topK = k
+                    result.requiredMatches = required
+                    result.meanMantissaError = mean
+                    result.medianMantissaError = median
+                }
+                if !passed { failed = true }
+                r0 += min(chunk, rows - r0)
+                c += 1
+            }
+        }
+        result.chunks = c
+        result.passed = !failed
+        if failed {
+            result.detail = "chunk \(result.worstChunk ?? 0): \(result.exponentMatches) of \(result.topK) exponents match (need \(result.requiredMatches)), "
+                + "mantissa error mean \(result.meanMantissaError) (max \(thresholds.meanMantissaError)), median \(result.medianMantissaError) (max \(thresholds.medianMantissaError))"
+        }
+        return result
+    }
+
+    /// bfloat16 bits of `x`, rounded to nearest even; every NaN as the quiet NaN 0x7FC0.
+    static func bfloat16Bits(_ x: Float) -> UInt16 {
+        if x.isNaN { return 0x7FC0 }
+        let b = x.bitPattern
+        return UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+    }
+
+    /// The point of flat index `i` under `salt`, in GF(p).
+    static func indexHash(_ i: Int, salt: UInt16) -> UInt64 {
+        splitMix64(UInt64(i) ^ (UInt64(salt) << 48)) % modulus
+    }
+
+    /// Indices of the k entries of largest magnitude (ties by lower index; NaN counts as 0), in no particular order:
+    /// a min-heap of the k best seen, so most entries cost one comparison.
+    static func topIndices(_ x: UnsafeBufferPointer<Float>, k: Int) -> [Int] {
+        let k = min(k, x.count)
+        guard k > 0 else { return [] }
+        func magnitude(_ i: Int) -> Float { x[i].isNaN ? 0 : abs(x[i]) }
+        // a is worse than b: smaller magnitude, or equal and a later index
+        func worse(_ a: Int, _ b: Int) -> Bool { let ma = magnitude(a), mb = magnitude(b); return ma < mb || (ma == mb && a > b) }
+        var heap: [Int] = []
+        heap.reserveCapacity(k)
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < heap.count && worse(heap[l], heap[m]) { m = l }
+                if r < heap.count && worse(heap[r], heap[m]) { m = r }
+                if m == i { return }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        for i in 0..<x.count {
+            if heap.count < k {
+                heap.append(i)
+                var j = heap.count - 1
+                while j > 0 && worse(heap[j], heap[(j - 1) / 2]) { heap.swapAt(j, (j - 1) / 2); j = (j - 1) / 2 }
+            } else if worse(heap[0], i) {
+                heap[0] = i
+                siftDown(0)
+            }
+        }
+        return heap
+    }
+
+    /// Coefficients (k) of the polynomial of degree < k through the points (xs[i], ys[i]) over GF(p), xs distinct:
+    /// Lagrange's form Σ y_i · M(x)/(x − x_i) / M'(x_i) with M = Π (x − x_i), O(k²) and k inverses.
+    static func interpolate(xs: [UInt64], ys: [UInt64]) -> [UInt64] {
+        let p = modulus, k = xs.count
+        var m = [UInt64](repeating: 0, count: k + 1)  // M, lowest degree first
+        m[0] = 1
+        for (d, xi) in xs.enumerated() {
+            // multiply by (x − xi): the degree goes from d to d + 1
+            for j in stride(from: d + 1, through: 1, by: -1) { m[j] = (m[j - 1] + (p - xi) * m[j] % p) % p }
+            m[0] = (p - xi) * m[0] % p
+        }
+        var result = [UInt64](repeating: 0, count: k)
+        var q = [UInt64](repeating: 0, count: k)
+        for i in 0..<k {
+            // q = M / (x − x_i) by synthetic division; q(x_i) = Π_{j≠i} (x_i − x_j)
+            q[k - 1] = m[k]
+            for j in stride(from: k - 1, through: 1, by: -1) { q[j - 1] = (m[j] + xs[i] * q[j]) % p }
+            let w = ys[i] % p * inverse(evaluate(q, at: xs[i])) % p
+            for j in 0..<k { result[j] = (result[j] + w * q[j]) % p }
+        }
+        return result
+    }
+
+    /// P(x) by Horner, coefficients lowest degree first, all < p.
+    static func evaluate(_ coefficients: [UInt64], at x: UInt64) -> UInt64 {
+        var acc: UInt64 = 0
+        for a in coefficients.reversed() { acc = (acc * x + a) % modulus }
+        return acc
+    }
+
+    /// a^(p−2) = a^(−1) in GF(p), a ≠ 0.
+    static func inverse(_ a: UInt64) -> UInt64 {
+        var result: UInt64 = 1, base = a % modulus, e = modulus - 2
+        while e > 0 {
+            if e & 1 == 1 { result = result * base % modulus }
+            base = base * base % modulus
+            e >>= 1
+        }
+        return result
+    }
+
+    private static func append(_ v: UInt16, to bytes: inout [UInt8]) {
+        bytes.append(UInt8(v & 0xFF))
+        bytes.append(UInt8(v >> 8))
+    }
+
+    private static func readUInt16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
+        UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+}
+
+/// When a proof's chunk passes: TOPLOC's thresholds, in bf16 units. The exponent test counts entries of the validator's
+/// top-k whose claimed sign and exponent equal its own (an index the worker did not keep decodes to a random value,
+/// so it counts the overlap of the two top-k sets); the mantissa errors are |Δ| of the 7-bit bf16 mantissas of those
+/// matches (units of 2^-7 relative to the value's power of two).
+public struct ProofThresholds: Sendable, Equatable, Hashable {
+    /// Share of the chunk's k entries that must match in sign and exponent: TOPLOC's 90 of 128.
+    public var exponentMatchFraction: Double
+    /// Largest mean mantissa error of the matches (TOPLOC: 10).
+    public var meanMantissaError: Double
+    /// Largest median mantissa error of the matches (TOPLOC: 8).
+    public var medianMantissaError: Double
+
+    public init(exponentMatchFraction: Double = 90.0 / 128.0, meanMantissaError: Double = 10, medianMantissaError: Double = 8) {
+        self.exponentMatchFraction = exponentMatchFraction
+        self.meanMantissaError = meanMantissaError
+        self.medianMantissaError = medianMantissaError
+    }
+
+    /// TOPLOC's: ≥ 90 of 128 exponents (the same share of a smaller k, rounded up), mean ≤ 10, median ≤ 8.
+    public static let `default` = ProofThresholds()
+
+    /// Matches a chunk of `k` entries needs.
+    public func requiredMatches(topK k: Int) -> Int {
+        guard exponentMatchFraction.isFinite else { return k }
+        return min(k, max(0, Int((exponentMatchFraction * Double(k)).rounded(.up))))
+    }
+}
+
+/// What checking a proof found: whether every chunk passed, and the worst chunk's figures (the first failing one
+/// with the fewest matches, else the passing one with the fewest).
+public struct ProofCheck: Sendable, Equatable, Hashable {
+    public var passed: Bool
+    /// Chunks checked: 0 for an empty completion, or when the proof or shape was refused before any chunk.
+    public var chunks: Int
+    public var worstChunk: Int?
+    /// The worst chunk's sign-and-exponent matches out of its `topK` entries, and the matches it needed.
+    public var exponentMatches: Int
+    public var topK: Int
+    public var requiredMatches: Int
+    /// Mean and median |Δ mantissa| of the worst chunk's matches, in bf16 mantissa units (128 when none matched).
+    public var meanMantissaError: Double
+    public var medianMantissaError: Double
+    /// Why it failed ("malformed: …", "shape: …" or the failing chunk's figures); empty when it passed.
+    public var detail: String
+}

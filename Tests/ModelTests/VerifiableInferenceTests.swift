@@ -1,0 +1,336 @@
+import Foundation
+import ModelAgreement
+import Testing
+@testable import Model
+
+/// Verifiable inference: Gumbel-max sampling a validator can replay, hidden-state proofs, and the completion verifier
+/// against honest workers (several seeds, settings and batch shapes) and each attack it must catch.
+@Suite struct VerifiableInferenceTests {
+    /// GPT-2 with spread logits (sampled draws need them) and a Llama of the same size, contexts of 48 so that a
+    /// completion spans two proof chunks.
+    static func model(_ architecture: String, seed: UInt64 = 31) -> any Policy {
+        if architecture == "gpt2" {
+            let config = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: 48, layers: 2, heads: 2, channels: 32)
+            return spreadingLogits(GPT(config: config, seed: seed), seed: seed &+ 1)
+        }
+        var config = tinyLlamaConfig()
+        config.vocabSize = 64
+        config.contextLength = 48
+        return noisyLlama(config, seed: seed)
+    }
+
+    static let architectures = ["gpt2", "llama"]
+
+    static let settings: [SamplingOptions] = [
+        SamplingOptions(temperature: 1, maxNewTokens: 40, seed: 1, stopAtEOS: false),
+        SamplingOptions(temperature: 0.7, topP: 0.9, maxNewTokens: 40, seed: 2, stopAtEOS: false),
+        SamplingOptions(temperature: 1.3, topK: 5, maxNewTokens: 40, seed: 3),
+        SamplingOptions(temperature: 1, topP: 0.8, topK: 20, maxNewTokens: 12, seed: 4),
+        SamplingOptions.greedy(maxNewTokens: 40, stopAtEOS: false),
+    ]
+
+    /// The sampler's view of a prompt (bos for an empty one).
+    static func fed(_ prompt: [Int32], _ model: any Policy) -> [Int32] { prompt.isEmpty ? [model.bosToken] : prompt }
+
+    static func prompts(_ model: any Policy) -> [[Int32]] {
+        let V = Int32(model.vocabSize)
+        return [[3, 4, 5], [], (0..<9).map { ($0 * 7 + 1) % V }, [V - 1]]
+    }
+
+    // MARK: Gumbel-max
+
+    /// Gumbel-max with the counter-based noise is an exact sampler: frequencies over many positions match q, for a
+    /// tempered, a top-k and a top-p distribution; and the log-prob returned is log q.
+    @Test func gumbelMaxDrawsTheDistribution() {
+        let logits: [Float] = [2, 1.5, 1.4, 0.3, -1, -2.5, 0.9]
+        let V = logits.count, N = 20000
+        for options in [SamplingOptions(temperature: 0.8, maxNewTokens: 1, seed: 5), SamplingOptions(topK: 3, maxNewTokens: 1, seed: 6),
+                        SamplingOptions(temperature: 1.2, topP: 0.7, maxNewTokens: 1, seed: 7)] {
+            let d = options.distribution
+            let ref = SamplingDistributionTests.reference(logits.map(Double.init), target: -1, d)
+            let w = logits.map { exp(Double($0 - logits.max()!) / Double(d.temperature)) }
+            let total = ref.support.reduce(0.0) { $0 + w[$1] }
+            var chooser = TokenChooser(vocabSize: V)
+            var counts = [Int](repeating: 0, count: V)
+            let key = options.gumbelKey(prompt: 2, sample: 1)
+            for position in 0..<N {
+                let (t, lp) = logits.withUnsafeBufferPointer { chooser.choose($0.baseAddress!, options: options, key: key, position: position) }
+                counts[Int(t)] += 1
+                #expect(abs(Double(lp) - log(w[Int(t)] / total)) < 1e-5)
+            }
+            for i in 0..<V {
+                let q = ref.support.contains(i) ? w[i] / total : 0
+                let f = Double(counts[i]) / Double(N)
+                #expect(abs(f - q) <= 4.5 * (q * (1 - q) / Double(N)).squareRoot() + 1e-9, "\(options): token \(i) drawn \(f), q \(q)")
+            }
+        }
+        // the noise is a pure function of (key, position, token), and keys differ by prompt and sample
+        let o = SamplingOptions(maxNewTokens: 1, seed: 9)
+        #expect(SamplingOptions.gumbelNoise(key: 7, position: 3, token: 11) == SamplingOptions.gumbelNoise(key: 7, position: 3, token: 11))
+        #expect(Set([o.gumbelKey(prompt: 0, sample: 0), o.gumbelKey(prompt: 1, sample: 0), o.gumbelKey(prompt: 0, sample: 1)]).count == 3)
+        let g = (0..<10000).map { SamplingOptions.gumbelNoise(key: 1, position: $0 / 100, token: $0 % 100) }
+        let mean = g.reduce(0, +) / Double(g.count)
+        #expect(abs(mean - 0.5772) < 0.05, "Gumbel mean is Euler's constant, got \(mean)")
+        #expect(g.allSatisfy { $0.isFinite })
+    }
+
+    // MARK: proofs
+
+    @Test func proofRoundTripAndFormat() {
+        let rows = 70, C = 16
+        let hidden = randomFloats(rows * C, seed: 41, scale: 3)
+        let proof = InferenceProof.commit(hidden: hidden, rows: rows, channels: C)
+        // chunks of 32, 32 and 6 rows: 128, 128 and 96 entries
+        #expect(proof.count == 3 * 2 + 2 * (128 + 128 + 96))
+        #expect(InferenceProof.byteCount(rows: 32, channels: C) == 258)
+        #expect(proof.count == InferenceProof.byteCount(rows: rows, channels: C))
+        let exact = InferenceProof.check(proof: proof, hidden: hidden, rows: rows, channels: C)
+        #expect(exact.passed && exact.chunks == 3 && exact.exponentMatches == exact.topK && exact.meanMantissaError == 0, "\(exact)")
+        // the polynomial gives back every committed value at its index
+        let first = Array(hidden.prefix(32 * C))
+        let kept = first.withUnsafeBufferPointer { InferenceProof.topIndices($0, k: 128) }
+        let salt = UInt16(proof[0]) | UInt16(proof[1]) << 8
+        let coefficients = (0..<128).map { UInt64(UInt16(proof[2 + 2 * $0]) | UInt16(proof[3 + 2 * $0]) << 8) }
+        for i in kept {
+            #expect(InferenceProof.evaluate(coefficients, at: InferenceProof.indexHash(i, salt: salt)) == UInt64(InferenceProof.bfloat16Bits(first[i])))
+        }
+        // rounding-sized noise passes; other hidden states fail
+        let noisy = hidden.enumerated().map { $0.element * (1 + 1e-5 * Float(($0.offset % 7) - 3)) }
+        #expect(InferenceProof.check(proof: proof, hidden: noisy, rows: rows, channels: C).passed)
+        let other = randomFloats(rows * C, seed: 42, scale: 3)
+        let wrong = InferenceProof.check(proof: proof, hidden: other, rows: rows, channels: C)
+        #expect(!wrong.passed && wrong.exponentMatches < wrong.requiredMatches, "\(wrong)")
+        // an empty completion has an empty proof
+        #expect(InferenceProof.commit(hidden: [], rows: 0, channels: C).isEmpty)
+        #expect(InferenceProof.check(proof: [], hidden: [], rows: 0, channels: C).passed)
+    }
+
+    /// Hostile proofs fail and never trap: wrong lengths, random bytes, coefficients outside the field, NaN states.
+    @Test func malformedProofsFail() {
+        let rows = 40, C = 8
+        let hidden = randomFloats(rows * C, seed: 43)
+        let proof = InferenceProof.commit(hidden: hidden, rows: rows, channels: C)
+        var rng = SeededGenerator(seed: 44)
+        let random = (0..<proof.count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        var outside = proof
+        outside[2] = 0xFF; outside[3] = 0xFF
+        for bad in [[], Array(proof.dropLast()), proof + [0], random, outside, [UInt8](repeating: 0xFF, count: proof.count)] {
+            let c = InferenceProof.check(proof: bad, hidden: hidden, rows: rows, channels: C)
+            #expect(!c.passed, "\(bad.count) bytes passed")
+        }
+        #expect(!InferenceProof.check(proof: proof, hidden: hidden, rows: rows + 1, channels: C).passed)
+        #expect(!InferenceProof.check(proof: proof, hidden: hidden, rows: Int.max / 2, channels: 4).passed)
+        #expect(!InferenceProof.check(proof: proof, hidden: hidden, rows: rows, channels: C, chunk: 0).passed)
+        let nan = [Float](repeating: .nan, count: rows * C)
+        #expect(!InferenceProof.check(proof: proof, hidden: nan, rows: rows, channels: C).passed)
+        _ = InferenceProof.commit(hidden: nan, rows: rows, channels: C)  // a broken model still gets a proof
+    }
+
+    // MARK: hidden states
+
+    /// The decoders' hidden rows are the full forward's final block output at the same positions, and the sampler's
+    /// proofs are the commitments of those rows.
+    @Test(arguments: architectures) func decoderHiddenStatesMatchTheFullForward(architecture: String) {
+        let model = Self.model(architecture)
+        let options = SamplingOptions(temperature: 1, maxNewTokens: 30, seed: 8, stopAtEOS: false)
+        let prompt: [Int32] = [5, 6, 7]
+        let c = model.sample(prompt: prompt, count: 2, options: options)[1]
+        let seq = prompt + c.tokens.dropLast()
+        let full = model.hiddenStates(tokens: seq)
+        let C = full.count / seq.count
+        #expect(model.logitsAndHiddenStates(tokens: seq).hidden == full)
+        let rows = Array(full[((prompt.count - 1) * C)...])
+        #expect(InferenceProof.check(proof: c.proof, hidden: rows, rows: c.tokens.count, channels: C).passed)
+        #expect(c.proof.count == InferenceProof.byteCount(rows: c.tokens.count, channels: C))
+    }
+
+    // MARK: honest completions
+
+    /// Honest completions pass under every setting, sampled in several batch shapes (one prompt alone, prompts
+    /// together, groups of 1 and 4) while the verifier runs one full forward. Prints the honest worst cases.
+    @Test(arguments: architectures) func honestCompletionsPass(architecture: String) {
+        let model = Self.model(architecture)
+        let prompts = Self.prompts(model)
+        var worstLogprob: Float = 0, fewestMatches = 1.0, worstMean = 0.0, worstShortfall = 0.0, verified = 0
+        for options in Self.settings {
+            for count in [1, 4] {
+                let together = model.sample(prompts: prompts, count: count, options: options)
+                let alone = model.sample(prompts: [prompts[2]], count: count, options: options)[0]
+                var cases: [(prompt: [Int32], c: SampledCompletion, index: Int, k: Int)] = []
+                for (i, group) in together.enumerated() { for (k, c) in group.enumerated() { cases.append((prompts[i], c, i, k)) } }
+                for (k, c) in alone.enumerated() { cases.append((prompts[2], c, 0, k)) }
+                for (prompt, c, i, k) in cases {
+                    let v = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
+                                                      promptIndex: i, sample: k)
+                    #expect(v.passed, "\(architecture) \(options) prompt \(i) sample \(k): \(v.failures)")
+                    worstLogprob = max(worstLogprob, v.maxLogprobError)
+                    if let p = v.proof, p.topK > 0 {
+                        fewestMatches = min(fewestMatches, Double(p.exponentMatches) / Double(p.topK))
+                        worstMean = max(worstMean, p.meanMantissaError)
+                    }
+                    // how close the chosen tokens came to the near-tie allowance
+                    let seq = Self.fed(prompt, model) + c.tokens.dropLast()
+                    let logits = model.logits(tokens: seq)
+                    var judge = TokenJudge(vocabSize: model.vocabSize)
+                    let key = options.gumbelKey(prompt: i, sample: k)
+                    for j in c.tokens.indices {
+                        let row = Self.fed(prompt, model).count - 1 + j
+                        let verdict = logits.withUnsafeBufferPointer {
+                            judge.judge($0.baseAddress! + row * model.vocabSize, token: Int(c.tokens[j]), options: options, key: key, position: j, margin: 0)
+                        }
+                        if verdict.shortfall.isFinite { worstShortfall = max(worstShortfall, verdict.shortfall) }
+                    }
+                    verified += 1
+                }
+            }
+        }
+        print("verifiable inference, honest \(architecture) (OpenBLAS \(BLAS.coreName)): \(verified) completions, "
+              + "max |logprob error| \(worstLogprob), max Gumbel shortfall \(worstShortfall), "
+              + "fewest exponent matches \(fewestMatches) of k, max mean mantissa error \(worstMean)")
+        #expect(worstLogprob < VerificationTolerances.default.logprobAbsolute / 10, "the tolerance keeps a margin of 10")
+        #expect(worstShortfall < VerificationTolerances.default.gumbelMargin / 10)
+    }
+
+    // MARK: attacks
+
+    /// Each attack fails with the check that should catch it.
+    @Test(arguments: architectures) func attacksAreCaught(architecture: String) {
+        let model = Self.model(architecture)
+        let options = SamplingOptions(temperature: 1, topP: 0.95, maxNewTokens: 40, seed: 11, stopAtEOS: false)
+        let prompt: [Int32] = [3, 4, 5]
+        let honest = model.sample(prompt: prompt, count: 3, options: options)
+        func verify(_ c: SampledCompletion, prompt p: [Int32] = prompt, options o: SamplingOptions = options, sample k: Int = 0,
+                    policy: any Policy = model) -> CompletionVerification {
+            CompletionVerifier.verify(policy: policy, prompt: p, completion: c, options: o, promptIndex: 0, sample: k)
+        }
+        func checks(_ v: CompletionVerification) -> Set<String> { Set(v.failures.map(\.check)) }
+        for k in 0..<3 { #expect(verify(honest[k], sample: k).passed, "\(verify(honest[k], sample: k).failures)") }
+        let c = honest[0]
+
+        // a different model (another init seed) generated it
+        let other = Self.model(architecture, seed: 77)
+        let fromOther = other.sample(prompt: prompt, count: 1, options: options)[0]
+        #expect(checks(verify(fromOther)).contains("proof"), "\(verify(fromOther).failures)")
+
+        // a quantized copy: the same weights rounded to bf16
+        let quantized = model.copy()
+        quantized.withParameters { p, _ in for i in 0..<p.count { p[i] = Float(bitPattern: UInt32(InferenceProof.bfloat16Bits(p[i])) << 16) } }
+        let fromQuantized = quantized.sample(prompt: prompt, count: 1, options: options)[0]
+        let vq = verify(fromQuantized)
+        print("verifiable inference, bf16 copy of \(architecture): \(vq.failures.map(\.description)); proof \(vq.proof.map { "\($0.exponentMatches)/\($0.topK), mean \($0.meanMantissaError)" } ?? "-"), max logprob error \(vq.maxLogprobError)")
+        #expect(checks(vq).contains("logprob"), "\(vq.failures)")
+
+        // generated for another prompt
+        #expect(checks(verify(c, prompt: [9, 4, 5])).contains("proof"), "\(verify(c, prompt: [9, 4, 5]).failures)")
+
+        // log-probs inflated by 0.05 (what a worker gains when the learner trusts them)
+        var inflated = c
+        inflated.logprobs = c.logprobs.map { $0 + 0.05 }
+        #expect(checks(verify(inflated)) == ["logprob"], "\(verify(inflated).failures)")
+        var oneEdited = c
+        oneEdited.logprobs[5] -= 0.01
+        #expect(verify(oneEdited).failures.map(\.position) == [5])
+
+        // the last token swapped for another token of the support, with its honest log-prob: only the draw is wrong
+        var swapped = c
+        let j = c.tokens.count - 1
+        let logits = model.logits(tokens: prompt + c.tokens.dropLast())
+        var judge = TokenJudge(vocabSize: model.vocabSize)
+        let row = (prompt.count - 1 + j) * model.vocabSize
+        let replacement = (0..<model.vocabSize).map(Int32.init).first { t in
+            t != c.tokens[j] && logits.withUnsafeBufferPointer {
+                judge.judge($0.baseAddress! + row, token: Int(t), options: options, key: 0, position: 0, margin: 0).outsideRank == nil
+            }
+        }!
+        swapped.tokens[j] = replacement
+        swapped.logprobs[j] = Float(logits.withUnsafeBufferPointer {
+            judge.judge($0.baseAddress! + row, token: Int(replacement), options: options, key: 0, position: 0, margin: 0).logprobs[0]
+        })
+        #expect(checks(verify(swapped)) == ["sampler"], "\(verify(swapped).failures)")
+        // a token outside the support
+        var outside = c
+        let outsider = (0..<model.vocabSize).map(Int32.init).first { t in
+            logits.withUnsafeBufferPointer {
+                judge.judge($0.baseAddress! + row, token: Int(t), options: options, key: 0, position: 0, margin: 0).outsideRank != nil
+            }
+        }
+        if let outsider {
+            outside.tokens[j] = outsider
+            #expect(checks(verify(outside)).contains("support"), "\(verify(outside).failures)")
+        }
+
+        // truncated, claiming it ran to the token limit (with an honest proof of what is left)
+        var truncated = c
+        truncated.tokens = Array(c.tokens.prefix(25))
+        truncated.logprobs = Array(c.logprobs.prefix(25))
+        let hidden = model.hiddenStates(tokens: prompt + truncated.tokens.dropLast())
+        let C = hidden.count / (prompt.count + 24)
+        truncated.proof = InferenceProof.commit(hidden: Array(hidden[((prompt.count - 1) * C)...]), rows: 25, channels: C)
+        #expect(checks(verify(truncated)) == ["ending"], "\(verify(truncated).failures)")
+        // the same, claiming eos
+        var claimsEOS = truncated
+        claimsEOS.finishedWithEOS = true
+        #expect(checks(verify(claimsEOS, options: { var o = options; o.stopAtEOS = true; return o }())) == ["ending"])
+
+        // malformed proofs: empty, one byte short, random bytes of the right length
+        var rng = SeededGenerator(seed: 45)
+        for bad in [[], Array(c.proof.dropLast()), (0..<c.proof.count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }] {
+            var m = c
+            m.proof = bad
+            #expect(checks(verify(m)) == ["proof"], "\(bad.count) bytes: \(verify(m).failures)")
+        }
+
+        // a greedy completion with one token that is not the argmax
+        let greedy = SamplingOptions.greedy(maxNewTokens: 20, stopAtEOS: false)
+        let g = model.sample(prompt: prompt, count: 1, options: greedy)[0]
+        #expect(verify(g, options: greedy).passed, "\(verify(g, options: greedy).failures)")
+        var notArgmax = g
+        let gl = Array(model.logits(tokens: prompt + g.tokens.dropLast()).suffix(model.vocabSize))
+        let second = gl.indices.sorted { gl[$0] > gl[$1] }[1]
+        notArgmax.tokens[g.tokens.count - 1] = Int32(second)
+        let mx = gl.max()!
+        notArgmax.logprobs[g.tokens.count - 1] = Float(Double(gl[second] - mx) - log(gl.reduce(0.0) { $0 + exp(Double($1 - mx)) }))
+        #expect(checks(verify(notArgmax, options: greedy)) == ["sampler"], "\(verify(notArgmax, options: greedy).failures)")
+    }
+
+    /// Hostile shapes are refused as "shape", never trap.
+    @Test(arguments: architectures) func hostileShapesAreRefused(architecture: String) {
+        let model = Self.model(architecture)
+        let options = SamplingOptions(temperature: 1, maxNewTokens: 40, seed: 12, stopAtEOS: false)
+        let prompt: [Int32] = [3, 4, 5]
+        let c = model.sample(prompt: prompt, count: 1, options: options)[0]
+        func shape(_ c: SampledCompletion, prompt p: [Int32] = prompt, options o: SamplingOptions = options) -> Bool {
+            CompletionVerifier.verify(policy: model, prompt: p, completion: c, options: o, promptIndex: 0, sample: 0).failures.map(\.check) == ["shape"]
+        }
+        var bad = c
+        bad.tokens[3] = 1_000_000
+        #expect(shape(bad))
+        bad = c
+        bad.tokens[3] = -1
+        #expect(shape(bad))
+        bad = c
+        bad.logprobs[2] = .nan
+        #expect(shape(bad))
+        bad = c
+        bad.logprobs[2] = -.infinity
+        #expect(shape(bad))
+        bad = c
+        bad.logprobs.removeLast()
+        #expect(shape(bad))
+        bad = c
+        bad.tokens += [Int32](repeating: 7, count: 100_000)
+        bad.logprobs += [Float](repeating: -1, count: 100_000)
+        #expect(shape(bad))
+        #expect(shape(c, prompt: []))
+        #expect(shape(c, prompt: [Int32](repeating: 1, count: model.contextLength + 1)))
+        #expect(shape(c, prompt: [3, 4, Int32(model.vocabSize)]))
+        #expect(shape(c, options: SamplingOptions(temperature: .nan, maxNewTokens: 40, seed: 12)))
+        // an empty completion where tokens were due fails its ending, and passes where none were
+        let empty = SampledCompletion(tokens: [], logprobs: [], finishedWithEOS: false)
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: empty, options: options, promptIndex: 0, sample: 0)
+            .failures.map(\.check) == ["ending"])
+        var none = options
+        none.maxNewTokens = 0
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: empty, options: none, promptIndex: 0, sample: 0).passed)
+    }
+}
