@@ -105,7 +105,9 @@ struct ValidatorRoleTests {
         let honest = group(model, key: cheat, task: "t-1", seed: 11, harness: harness)
         try await publish(honest)
         try await harness.waitFor("the honest group passed on") { try await harness.messages(in: harness.names.validatedQueue) == 1 }
-        #expect(try await verdicts(harness).last?["verdict"] == "passed")
+        try await harness.waitFor("its verdict") { try await verdicts(harness).count == 1 }
+        let firstVerdict = try await verdicts(harness).last
+        #expect(firstVerdict?["verdict"] == "passed", "\(firstVerdict ?? [:])")
 
         // a raised log-prob: dead-lettered, naming the check and the error; the key goes on probation
         try await publish(forged(honest, harness: harness))
@@ -118,9 +120,11 @@ struct ValidatorRoleTests {
         let other = group(model, key: Array(try SigningKey.generate().publicKey.bytes), task: "t-2", seed: 12, harness: harness)
         try await publish(other)
         try await harness.waitFor("the other key's group passed on unchecked") { try await harness.messages(in: harness.names.validatedQueue) == 2 }
+        try await harness.waitFor("its verdict") { try await verdicts(harness).count == 3 }
         #expect(try await verdicts(harness).last?["verdict"] == "unsampled")
         try await publish(group(model, key: cheat, task: "t-3", seed: 13, harness: harness))
         try await harness.waitFor("the probation key's group checked") { try await harness.messages(in: harness.names.validatedQueue) == 3 }
+        try await harness.waitFor("its verdict") { try await verdicts(harness).count == 4 }
         #expect(try await verdicts(harness).last?["verdict"] == "passed", "a key on probation is checked whatever p is")
         let onProbation = try #require(try await registry.summaries(probationFailures: 1).first { $0.key == cheatHex })
         #expect(onProbation.onProbation && onProbation.counts["validation_passed"] == 2 && onProbation.counts["validation_failed"] == 1,
@@ -138,6 +142,7 @@ struct ValidatorRoleTests {
         try await publish(group(model, key: cheat, task: "t-5", seed: 15, harness: harness))
         let banned = try await deadLetterReasons(harness, count: 1)
         #expect(banned[0].contains("banned"), "\(banned)")
+        try await harness.waitFor("its verdict") { try await verdicts(harness).count == 6 }
         #expect(try await verdicts(harness).last?["verdict"] == "refused_banned")
         #expect(try await harness.messages(in: harness.names.validatedQueue) == 3)
     }
