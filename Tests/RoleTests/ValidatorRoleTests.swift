@@ -133,8 +133,10 @@ struct ValidatorRoleTests {
         // a second failure bans the key, in Redis at once and in the run's events
         try await publish(forged(group(model, key: cheat, task: "t-4", seed: 14, harness: harness), harness: harness))
         _ = try await deadLetterReasons(harness, count: 1)
-        try await harness.waitFor("the key banned") { try await registry.banReason(of: cheatHex) != nil }
-        let events = try await harness.fabric.redis.xrange(harness.names.eventsLogKey).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } }
+        let readEvents = { try await harness.fabric.redis.xrange(harness.names.eventsLogKey).map { $0.fields.mapValues { String(decoding: $0, as: UTF8.self) } } }
+        try await harness.waitFor("the ban in the run's events") { try await readEvents().contains { $0["event"] == "ban" } }
+        #expect(try await registry.banReason(of: cheatHex) != nil)
+        let events = try await readEvents()
         #expect(events.contains { $0["event"] == "probation" && $0["key"] == cheatHex }, "\(events)")
         #expect(events.contains { $0["event"] == "ban" && $0["key"] == cheatHex && ($0["reason"] ?? "").contains("failed validation 2 times") }, "\(events)")
 
