@@ -94,7 +94,9 @@ struct Validator: Role {
         do {
             outcome = try await check(group)
         } catch let error as CheckpointStoreError {
-            // the claimed version is gone (older than the broadcaster keeps) or does not verify: nothing to check against
+            // the claimed version is gone (older than the broadcaster keeps, so the learner will drop the group as stale) or
+            // does not verify (an operator's problem, logged): nothing to check against
+            context.logger.warning("group \(group.rolloutMessageID) passed on unchecked: version \(group.policyVersion): \(error)")
             try await forward(delivery)
             return try await record(.unchecked, group, key: key, detail: "version \(group.policyVersion): \(error)")
         }

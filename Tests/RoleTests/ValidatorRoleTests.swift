@@ -130,6 +130,10 @@ struct ValidatorRoleTests {
         #expect(onProbation.onProbation && onProbation.counts["validation_passed"] == 2 && onProbation.counts["validation_failed"] == 1,
                 "\(onProbation.counts)")
 
+        // say step 3 already trained one of its groups (p < 1 lets some through): the ban must name that step
+        _ = try await harness.fabric.redis.xadd(harness.names.scoredLogKey, fields: ["key": cheatHex, "group": "g-trained"])
+        _ = try await harness.fabric.redis.xadd(harness.names.batchesLogKey, fields: ["step": "3", "groups": "g-other,g-trained"])
+        _ = try await harness.fabric.redis.xadd(harness.names.batchesLogKey, fields: ["step": "4", "groups": "g-other"])
         // a second failure bans the key, in Redis at once and in the run's events
         try await publish(forged(group(model, key: cheat, task: "t-4", seed: 14, harness: harness), harness: harness))
         _ = try await deadLetterReasons(harness, count: 1)
@@ -139,6 +143,8 @@ struct ValidatorRoleTests {
         let events = try await readEvents()
         #expect(events.contains { $0["event"] == "probation" && $0["key"] == cheatHex }, "\(events)")
         #expect(events.contains { $0["event"] == "ban" && $0["key"] == cheatHex && ($0["reason"] ?? "").contains("failed validation 2 times") }, "\(events)")
+        #expect(events.contains { $0["event"] == "ban" && $0["steps_that_used_its_groups"] == "3" }, "the ban reports the step that trained its group: \(events)")
+        #expect(try await harness.fabric.counters()["banned_after_use"] == 1)
 
         // the banned key's next group, honest or not, is refused without a check
         try await publish(group(model, key: cheat, task: "t-5", seed: 15, harness: harness))
