@@ -4,12 +4,16 @@ import Foundation
 /// OpenBLAS kernels, thread counts and batch shapes (KV-cache decode on the worker, one full forward here), so every
 /// comparison has an allowance; the defaults are grounded in measurements (docs/benchmarks.md, "Verifiable inference").
 public struct VerificationTolerances: Sendable, Equatable, Hashable {
-    /// Largest |claimed − recomputed| of a log-prob. Measured honest worst case in float32 (tests and bench, GPT-2 and
-    /// Llama, KV-cache decode at several batch shapes against the full forward, OpenBLAS Haswell and Prescott
-    /// kernels): below 2e-5; the default 2e-3 leaves two orders of magnitude of margin while an edit of 0.01 is caught.
+    /// Largest |claimed − recomputed| of a log-prob. Float32 bounds (see ModelAgreement's Rounding): a dot product of
+    /// length K moves by up to K·2⁻²⁴ of its magnitude between kernels, so logits of O(10) may move by ~1e-4 and a
+    /// log-prob by twice that in the worst case; measured honest worst case (KV-cache decode at batch shapes 1 to 16
+    /// against one full forward, GPT-2 and Llama, OpenBLAS Prescott, Haswell and SkylakeX kernels): 1.0e-5. The
+    /// default 2e-3 keeps a factor of 10 over the worst-case bound and 200 over the measurement; an edit of 0.01 fails.
     public var logprobAbsolute: Float
     /// Near-tie allowance of a choice: the chosen token's Gumbel score (log w + G; for greedy its logit) may fall short
-    /// of the best by this much; also how close a top-k/top-p cut must be for a token on either side to count as kept.
+    /// of the best by this much; also how close a top-k/top-p cut must be (in log-weight, and in mass by
+    /// 2·margin·topP) for a token on either side to count as kept. Honest shortfall measured: 0 (every token was the argmax
+    /// of the validator's own scores); a log-weight moves by about a logit's error / T, so 1e-3 is ~100 times that.
     public var gumbelMargin: Double
     /// When a hidden-state proof passes.
     public var proof: ProofThresholds
@@ -252,13 +256,15 @@ struct TokenJudge {
         var cumBefore = [Double](repeating: 0, count: V + 1)  // mass of the ranks before r, in the sampler's summation order
         for r in 0..<V { cumBefore[r + 1] = cumBefore[r] + Double(probs[order[r]]) }
         let topK = distribution.topK, topP = Double(distribution.topP), slack = exp(margin)
+        // log-weights moving by ±margin move the mass before a rank, as a share of all, by a factor e^(±2·margin)
+        let massSlack = 2 * margin * topP
         func mayKeep(_ r: Int) -> Bool {
             (topK <= 0 || r < topK || Double(probs[order[r]]) * slack >= Double(probs[order[topK - 1]]))
-                && (topP >= 1 || cumBefore[r] / all < topP + margin)
+                && (topP >= 1 || cumBefore[r] / all < topP + massSlack)
         }
         func mayDrop(_ r: Int) -> Bool {
             (topK > 0 && topK < V && Double(probs[order[r]]) <= Double(probs[order[topK]]) * slack)
-                || (topP < 1 && cumBefore[r] / all >= topP - margin)
+                || (topP < 1 && cumBefore[r] / all >= topP - massSlack)
         }
         var hi = kept, lo = kept
         while hi < V && mayKeep(hi) { hi += 1 }

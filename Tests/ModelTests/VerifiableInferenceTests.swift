@@ -163,6 +163,9 @@ import Testing
                     let v = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
                                                       promptIndex: i, sample: k)
                     #expect(v.passed, "\(architecture) \(options) prompt \(i) sample \(k): \(v.failures)")
+                    let strict = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
+                                                           promptIndex: i, sample: k, tolerances: VerificationTolerances(proof: .float32))
+                    #expect(strict.passed, "float32 thresholds: \(strict.failures)")
                     worstLogprob = max(worstLogprob, v.maxLogprobError)
                     if let p = v.proof, p.topK > 0 {
                         fewestMatches = min(fewestMatches, Double(p.exponentMatches) / Double(p.topK))
@@ -219,6 +222,10 @@ import Testing
         let vq = verify(fromQuantized)
         print("verifiable inference, bf16 copy of \(architecture): \(vq.failures.map(\.description)); proof \(vq.proof.map { "\($0.exponentMatches)/\($0.topK), mean \($0.meanMantissaError)" } ?? "-"), max logprob error \(vq.maxLogprobError)")
         #expect(checks(vq).contains("logprob"), "\(vq.failures)")
+        // float32 proof thresholds catch it by the proof alone
+        let strict = CompletionVerifier.verify(policy: model, prompt: prompt, completion: fromQuantized, options: options,
+                                               promptIndex: 0, sample: 0, tolerances: VerificationTolerances(proof: .float32))
+        #expect(checks(strict).contains("proof"), "\(strict.failures)")
 
         // generated for another prompt
         #expect(checks(verify(c, prompt: [9, 4, 5])).contains("proof"), "\(verify(c, prompt: [9, 4, 5]).failures)")
