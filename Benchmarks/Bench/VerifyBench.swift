@@ -108,7 +108,7 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
             quantizedMean = min(quantizedMean, check.meanMantissaError)
         }
     }
-    attackRows.append(("bf16 copy, proof alone at .float32", strictCaught, count, ["proof": strictCaught]))
+    attackRows.append(("bf16 copy, proof alone (.float32)", strictCaught, count, ["proof": strictCaught]))
     attack("different prompt") { i, _, c in (prompts[(i + 1) % groups], c) }
     attack("log-probs inflated by 0.05") { i, _, c in
         var f = c
@@ -161,10 +161,10 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     ]
     rowsOut.append(("bf16 copy's proof (worst chunk)", String(format: "fewest exponent matches %d of 128, smallest mean mantissa error %.3f",
                                                               quantizedMatches, quantizedMean)))
-    for (k, v) in rowsOut { print(k.padding(toLength: 44, withPad: " ", startingAt: 0) + v) }
+    for (k, v) in rowsOut { print(k.padding(toLength: 50, withPad: " ", startingAt: 0) + v) }
     for a in attackRows {
         let caught = a.checks.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        print(("detected: " + a.name).padding(toLength: 44, withPad: " ", startingAt: 0)
+        print(("detected: " + a.name).padding(toLength: 50, withPad: " ", startingAt: 0)
               + String(format: "%d of %d (%.1f %%); checks failed: %@", a.detected, a.total, 100 * Double(a.detected) / Double(a.total), caught))
     }
     for f in falsePositives.prefix(5) { print("false positive: \(f)") }
