@@ -194,6 +194,29 @@ import Testing
         #expect(worstShortfall < VerificationTolerances.default.gumbelMargin / 10)
     }
 
+    /// Completions that end at eos verify, and dropping their eos flag or the eos itself fails the ending check.
+    @Test func eosEndingsVerify() {
+        let model = Self.model("llama")
+        let options = SamplingOptions(temperature: 1.5, maxNewTokens: 40, seed: 13)
+        let prompt: [Int32] = [3, 4, 5]
+        let group = model.sample(prompt: prompt, count: 32, options: options)
+        let ended = group.indices.filter { group[$0].finishedWithEOS }
+        #expect(!ended.isEmpty, "no completion reached eos")
+        for (k, c) in group.enumerated() {
+            let v = CompletionVerifier.verify(policy: model, prompt: prompt, completion: c, options: options, promptIndex: 0, sample: k)
+            #expect(v.passed, "sample \(k): \(v.failures)")
+        }
+        guard let k = ended.first else { return }
+        var unflagged = group[k]
+        unflagged.finishedWithEOS = false
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: unflagged, options: options, promptIndex: 0, sample: k)
+            .failures.map(\.check) == ["ending"])
+        var noStop = options
+        noStop.stopAtEOS = false
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: group[k], options: noStop, promptIndex: 0, sample: k)
+            .failures.map(\.check).contains("ending"))
+    }
+
     // MARK: attacks
 
     /// Each attack fails with the check that should catch it.
