@@ -38,19 +38,29 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     // honest verification
     var verifyTimes: [Double] = []
     var falsePositives: [String] = []
-    var worstLogprob: Float = 0, fewestMatches = Int.max, worstMean = 0.0, worstK = 0
+    var worstLogprob: Float = 0, fewestMatches = Int.max, worstMean = 0.0, worstK = 0, strictFalsePositives = 0
     for (i, group) in completions.enumerated() {
         for (k, c) in group.enumerated() {
             let s = verifyBenchNow()
             let v = CompletionVerifier.verify(policy: model, prompt: prompts[i], completion: c, options: options, promptIndex: i, sample: k)
             verifyTimes.append(verifyBenchNow() - s)
             if !v.passed { falsePositives.append("prompt \(i) sample \(k): \(v.failures)") }
+            if !CompletionVerifier.verify(policy: model, prompt: prompts[i], completion: c, options: options, promptIndex: i, sample: k,
+                                          tolerances: VerificationTolerances(proof: .float32)).passed { strictFalsePositives += 1 }
             worstLogprob = max(worstLogprob, v.maxLogprobError)
             if let p = v.proof, p.topK > 0, p.exponentMatches < fewestMatches { fewestMatches = p.exponentMatches; worstK = p.topK }
             worstMean = max(worstMean, v.proof?.meanMantissaError ?? 0)
         }
     }
     let verifyPerCompletion = verifyTimes.reduce(0, +) / Double(verifyTimes.count)
+    // the forward pass's share of verification
+    var forwardTimes: [Double] = []
+    for (i, group) in completions.enumerated() {
+        let s = verifyBenchNow()
+        _ = model.logitsAndHiddenStates(tokens: prompts[i] + group[0].tokens.dropLast())
+        forwardTimes.append(verifyBenchNow() - s)
+    }
+    let forwardPerCompletion = forwardTimes.reduce(0, +) / Double(forwardTimes.count)
     // the proof's share of generation: committing the rows of one completion
     let sample0 = completions[0][0]
     let hidden = model.hiddenStates(tokens: prompts[0] + sample0.tokens.dropLast())
@@ -86,6 +96,19 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     }
     attack("different model (other seed)") { i, k, _ in (prompts[i], fromOther[i][k]) }
     attack("bf16-rounded copy of the weights") { i, k, _ in (prompts[i], fromQuantized[i][k]) }
+    // the bf16 copy once more, by the proof alone at the float32 thresholds
+    var strictCaught = 0, quantizedMatches = Int.max, quantizedMean = Double.infinity
+    for (i, group) in fromQuantized.enumerated() {
+        for c in group {
+            let h = model.hiddenStates(tokens: prompts[i] + c.tokens.dropLast())
+            let check = InferenceProof.check(proof: c.proof, hidden: Array(h[((promptLength - 1) * C)...]), rows: c.tokens.count, channels: C,
+                                             thresholds: .float32)
+            if !check.passed { strictCaught += 1 }
+            quantizedMatches = min(quantizedMatches, check.exponentMatches)
+            quantizedMean = min(quantizedMean, check.meanMantissaError)
+        }
+    }
+    attackRows.append(("bf16 copy, proof alone (.float32)", strictCaught, count, ["proof": strictCaught]))
     attack("different prompt") { i, _, c in (prompts[(i + 1) % groups], c) }
     attack("log-probs inflated by 0.05") { i, _, c in
         var f = c
@@ -126,19 +149,22 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
           + "\(groups) prompts of \(promptLength) tokens x \(samples) samples, \(newTokens) new tokens, temperature 1 top-p 0.95, "
           + "\(threads) BLAS threads, OpenBLAS core \(BLAS.coreName), load \(load)")
     let fp = Double(falsePositives.count) / Double(count)
-    let rowsOut: [(String, String)] = [
+    var rowsOut: [(String, String)] = [
         ("proof bytes per chunk", "\(chunkBytes) (32 tokens, top-128; \(String(format: "%.2f", Double(chunkBytes) / 32)) bytes per token); completion of \(Int(tokensPerCompletion)) tokens: \(sample0.proof.count) bytes"),
         ("generation per completion", String(format: "%.1f ms (batch of %d, proofs included; one commit %.2f ms)", 1000 * generatePerCompletion, count, 1000 * commitTime)),
-        ("verification per completion", String(format: "%.1f ms (one full forward of %d tokens and the checks)", 1000 * verifyPerCompletion, promptLength + Int(tokensPerCompletion) - 1)),
+        ("verification per completion", String(format: "%.1f ms (one full forward of %d tokens, %.1f ms, and the checks)", 1000 * verifyPerCompletion,
+                                                 promptLength + Int(tokensPerCompletion) - 1, 1000 * forwardPerCompletion)),
         ("verification / generation", String(format: "%.2f", verifyPerCompletion / generatePerCompletion)),
-        ("honest false positives", "\(falsePositives.count) of \(count) (\(String(format: "%.1f", 100 * fp)) %)"),
+        ("honest false positives", "\(falsePositives.count) of \(count) (\(String(format: "%.1f", 100 * fp)) %); with .float32 proof thresholds \(strictFalsePositives)"),
         ("honest worst case", String(format: "max |logprob error| %.2e (tolerance %.0e), fewest exponent matches %d of %d, max mean mantissa error %.3f",
                                      worstLogprob, VerificationTolerances.default.logprobAbsolute, fewestMatches == Int.max ? 0 : fewestMatches, worstK, worstMean)),
     ]
-    for (k, v) in rowsOut { print(k.padding(toLength: 34, withPad: " ", startingAt: 0) + v) }
+    rowsOut.append(("bf16 copy's proof (worst chunk)", String(format: "fewest exponent matches %d of 128, smallest mean mantissa error %.3f",
+                                                              quantizedMatches, quantizedMean)))
+    for (k, v) in rowsOut { print(k.padding(toLength: 50, withPad: " ", startingAt: 0) + v) }
     for a in attackRows {
         let caught = a.checks.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-        print(("detected: " + a.name).padding(toLength: 34, withPad: " ", startingAt: 0)
+        print(("detected: " + a.name).padding(toLength: 50, withPad: " ", startingAt: 0)
               + String(format: "%d of %d (%.1f %%); checks failed: %@", a.detected, a.total, 100 * Double(a.detected) / Double(a.total), caught))
     }
     for f in falsePositives.prefix(5) { print("false positive: \(f)") }
@@ -148,9 +174,10 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
             "proof_bytes_per_chunk": chunkBytes, "proof_bytes_per_completion": sample0.proof.count,
             "generate_ms_per_completion": (100000 * generatePerCompletion).rounded() / 100, "commit_ms_per_completion": (100000 * commitTime).rounded() / 100,
             "verify_ms_per_completion": (100000 * verifyPerCompletion).rounded() / 100,
+            "verify_forward_ms_per_completion": (100000 * forwardPerCompletion).rounded() / 100,
             "verify_over_generate": (10000 * verifyPerCompletion / generatePerCompletion).rounded() / 10000,
-            "false_positive_rate": fp, "honest_max_logprob_error": Double(worstLogprob), "honest_fewest_exponent_matches": fewestMatches == Int.max ? 0 : fewestMatches,
-            "honest_max_mean_mantissa_error": worstMean, "openblas_core": BLAS.coreName, "blas_threads": threads, "load_average_1m": Double(load) ?? -1,
+            "false_positive_rate": fp, "false_positive_rate_float32_thresholds": Double(strictFalsePositives) / Double(count), "honest_max_logprob_error": Double(worstLogprob), "honest_fewest_exponent_matches": fewestMatches == Int.max ? 0 : fewestMatches,
+            "honest_max_mean_mantissa_error": worstMean, "bf16_copy_fewest_exponent_matches": quantizedMatches, "bf16_copy_smallest_mean_mantissa_error": quantizedMean, "openblas_core": BLAS.coreName, "blas_threads": threads, "load_average_1m": Double(load) ?? -1,
         ]
         for a in attackRows { figures["detection_rate: " + a.name] = Double(a.detected) / Double(a.total) }
         let data = try JSONSerialization.data(withJSONObject: figures, options: [.sortedKeys])

@@ -55,6 +55,7 @@ import TestSupport
         #expect(families.contains("Prescott"))
         let here = KernelReport.measure(threads: nil)
         let model = KernelReport.model()  // the full forward that decides where a near-tie allows tokens to part
+        var worstVerifiedLogprob: Float = 0
         for family in families {
             for threads in [1, 2] {
                 let report = try Self.probe(coreType: family, threads: threads)
@@ -78,6 +79,7 @@ import TestSupport
                                 #expect(v.failures.map(\.check) == ["shape"])
                             } else {
                                 #expect(v.passed, "\(label), \(ours.name) prompt \(i) sample \(k): \(v.failures)")
+                                worstVerifiedLogprob = max(worstVerifiedLogprob, v.maxLogprobError)
                             }
                         }
                     }
@@ -89,5 +91,6 @@ import TestSupport
                 #expect(g == nil, "\(label): gradient \(g.map { "\($0): \(report.gradients[$0]) vs \(here.gradients[$0])" } ?? "")")
             }
         }
+        print("verifiable inference across kernel families \(families) and 1-2 threads, verified by \(BLAS.coreName): max |logprob error| \(worstVerifiedLogprob)")
     }
 }

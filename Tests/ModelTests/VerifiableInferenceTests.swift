@@ -163,6 +163,9 @@ import Testing
                     let v = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
                                                       promptIndex: i, sample: k)
                     #expect(v.passed, "\(architecture) \(options) prompt \(i) sample \(k): \(v.failures)")
+                    let strict = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
+                                                           promptIndex: i, sample: k, tolerances: VerificationTolerances(proof: .float32))
+                    #expect(strict.passed, "float32 thresholds: \(strict.failures)")
                     worstLogprob = max(worstLogprob, v.maxLogprobError)
                     if let p = v.proof, p.topK > 0 {
                         fewestMatches = min(fewestMatches, Double(p.exponentMatches) / Double(p.topK))
@@ -189,6 +192,29 @@ import Testing
               + "fewest exponent matches \(fewestMatches) of k, max mean mantissa error \(worstMean)")
         #expect(worstLogprob < VerificationTolerances.default.logprobAbsolute / 10, "the tolerance keeps a margin of 10")
         #expect(worstShortfall < VerificationTolerances.default.gumbelMargin / 10)
+    }
+
+    /// Completions that end at eos verify, and dropping their eos flag or the eos itself fails the ending check.
+    @Test func eosEndingsVerify() {
+        let model = Self.model("llama")
+        let options = SamplingOptions(temperature: 1.5, maxNewTokens: 40, seed: 13)
+        let prompt: [Int32] = [3, 4, 5]
+        let group = model.sample(prompt: prompt, count: 32, options: options)
+        let ended = group.indices.filter { group[$0].finishedWithEOS }
+        #expect(!ended.isEmpty, "no completion reached eos")
+        for (k, c) in group.enumerated() {
+            let v = CompletionVerifier.verify(policy: model, prompt: prompt, completion: c, options: options, promptIndex: 0, sample: k)
+            #expect(v.passed, "sample \(k): \(v.failures)")
+        }
+        guard let k = ended.first else { return }
+        var unflagged = group[k]
+        unflagged.finishedWithEOS = false
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: unflagged, options: options, promptIndex: 0, sample: k)
+            .failures.map(\.check) == ["ending"])
+        var noStop = options
+        noStop.stopAtEOS = false
+        #expect(CompletionVerifier.verify(policy: model, prompt: prompt, completion: group[k], options: noStop, promptIndex: 0, sample: k)
+            .failures.map(\.check).contains("ending"))
     }
 
     // MARK: attacks
@@ -219,6 +245,10 @@ import Testing
         let vq = verify(fromQuantized)
         print("verifiable inference, bf16 copy of \(architecture): \(vq.failures.map(\.description)); proof \(vq.proof.map { "\($0.exponentMatches)/\($0.topK), mean \($0.meanMantissaError)" } ?? "-"), max logprob error \(vq.maxLogprobError)")
         #expect(checks(vq).contains("logprob"), "\(vq.failures)")
+        // float32 proof thresholds catch it by the proof alone
+        let strict = CompletionVerifier.verify(policy: model, prompt: prompt, completion: fromQuantized, options: options,
+                                               promptIndex: 0, sample: 0, tolerances: VerificationTolerances(proof: .float32))
+        #expect(checks(strict).contains("proof"), "\(strict.failures)")
 
         // generated for another prompt
         #expect(checks(verify(c, prompt: [9, 4, 5])).contains("proof"), "\(verify(c, prompt: [9, 4, 5]).failures)")
