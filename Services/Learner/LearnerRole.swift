@@ -3,6 +3,7 @@ import Foundation
 import Messaging
 import Runtime
 import ServiceLifecycle
+import Store
 import Wire
 
 /// Scored groups and control commands in one stream, so a command is seen while the learner waits for a batch.
@@ -64,6 +65,15 @@ struct LearnerRole: Role {
                 try await learner.run(resuming: resuming)
                 await lease.release()
             } catch {
+                if !(error is CancellationError), Self.brokerWentAway(error) {
+                    // Redis or RabbitMQ went away mid-step (a restart, a kill): nothing is wrong with the run. Exit
+                    // non-zero without marking it failed; a restarted learner (compose's restart: on-failure) or a
+                    // standby resumes it from its last durable step.
+                    context.logger.error("learner lost a broker mid-step: \(error); exiting for a restart to resume the run")
+                    context.status.set(state: "lost a broker", detail: "\(error)")
+                    await lease.release()
+                    throw error
+                }
                 if !(error is CancellationError) {
                     context.logger.error("learner failed: \(error)")
                     context.status.set(state: "failed", detail: "\(error)")
@@ -74,6 +84,25 @@ struct LearnerRole: Role {
                 }
                 throw error
             }
+        }
+    }
+
+    /// A connection to Redis or RabbitMQ failed (refused, reset, timed out, closed) or Redis is still loading its data
+    /// after a restart: the run is fine, this process only lost its footing.
+    static func brokerWentAway(_ error: Error) -> Bool {
+        switch error {
+        case let error as RedisError:
+            switch error {
+            case .connectionRefused, .connectFailed, .timeout, .io, .closed, .protocolError: true
+            case let .server(message, _): message.hasPrefix("LOADING")
+            default: false
+            }
+        case let error as AMQPError:
+            switch error {
+            case .connectionRefused, .connectionFailed, .connectionClosed, .connectionLost: true
+            default: false
+            }
+        default: false
         }
     }
 
