@@ -15,7 +15,8 @@ public struct VerificationTolerances: Sendable, Equatable, Hashable {
     /// 2·margin·topP) for a token on either side to count as kept. Honest shortfall measured: 0 (every token was the argmax
     /// of the validator's own scores); a log-weight moves by about a logit's error / T, so 1e-3 is ~100 times that.
     public var gumbelMargin: Double
-    /// When a hidden-state proof passes.
+    /// When a hidden-state proof passes. Default TOPLOC's (made for bf16 GPU inference); `ProofThresholds.float32` when
+    /// workers and validators both run float32, which also catches a bf16-rounded copy of the weights by the proof.
     public var proof: ProofThresholds
 
     public init(logprobAbsolute: Float = 2e-3, gumbelMargin: Double = 1e-3, proof: ProofThresholds = .default) {

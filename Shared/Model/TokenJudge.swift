@@ -6,11 +6,14 @@ struct TokenJudge {
     let V: Int
     var probs: [Float]
     var order: [Int]
+    /// Mass of the ranks before r (V+1), in the sampler's summation order.
+    var cumBefore: [Double]
 
     init(vocabSize: Int) {
         V = vocabSize
         probs = [Float](repeating: 0, count: vocabSize)
         order = Array(0..<vocabSize)
+        cumBefore = [Double](repeating: 0, count: vocabSize + 1)
     }
 
     struct Verdict {
@@ -56,7 +59,6 @@ struct TokenJudge {
         // change could keep it and a rank before it when one could drop it
         var all: Double = 0
         for i in 0..<V { all += Double(probs[i]) }
-        var cumBefore = [Double](repeating: 0, count: V + 1)  // mass of the ranks before r, in the sampler's summation order
         for r in 0..<V { cumBefore[r + 1] = cumBefore[r] + Double(probs[order[r]]) }
         let topK = distribution.topK, topP = Double(distribution.topP), slack = exp(margin)
         // log-weights moving by ±margin move the mass before a rank, as a share of all, by a factor e^(±2·margin)
