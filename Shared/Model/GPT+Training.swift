@@ -128,16 +128,6 @@ extension GPT {
         return Array(UnsafeBufferPointer(start: a.probs, count: T * config.vocabSize))
     }
 
-    /// The final block's output (T,C) of one sequence by the full forward pass, before the final norm.
-    public func hiddenStates(tokens: [Int32]) -> [Float] {
-        let T = tokens.count, C = config.channels
-        precondition(T >= 1 && T <= config.contextLength, "hiddenStates: need 1 <= T <= contextLength, got \(T)")
-        let a = prepareActivations(B: 1, T: T)
-        tokens.withUnsafeBufferPointer { runForward(a, tokens: $0.baseAddress!) }
-        acts = nil
-        return Array(UnsafeBufferPointer(start: a.residual3 + (config.layers - 1) * T * C, count: T * C))
-    }
-
     /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass.
     public func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float]) {
         let T = tokens.count, C = config.channels

@@ -28,10 +28,9 @@ public protocol Policy: AnyObject, Sendable {
     func withParameters<R>(_ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
     /// Logits (T,V) of one sequence by the full forward pass.
     func logits(tokens: [Int32]) -> [Float]
-    /// The final block's output (T,C) of one sequence by the full forward pass: the residual stream before the final
-    /// norm, row t being what produced position t's logits (what `InferenceProof` commits to).
-    func hiddenStates(tokens: [Int32]) -> [Float]
-    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass (what a validator re-runs).
+    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass (what a validator re-runs). The
+    /// hidden states are the final block's output: the residual stream before the final norm, row t being what
+    /// produced position t's logits (what `InferenceProof` commits to).
     func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float])
     /// `count` samples for each prompt with the KV cache; [i][k] is sample k of prompt i (seeded per (seed, i, k)), with
     /// its proof.
@@ -54,6 +53,9 @@ public protocol Policy: AnyObject, Sendable {
 }
 
 extension Policy {
+    /// The hidden states (T,C) of `logitsAndHiddenStates`, for tools and tests.
+    public func hiddenStates(tokens: [Int32]) -> [Float] { logitsAndHiddenStates(tokens: tokens).hidden }
+
     /// Training pass under the model's plain distribution (temperature 1, nothing cut).
     public func forward(tokens: [Int32], targets: [Int32], batch: Int, time: Int) -> (logprobs: [Float], entropy: [Float]) {
         forward(tokens: tokens, targets: targets, batch: batch, time: time, distribution: .plain)
