@@ -255,7 +255,7 @@ public struct ProofThresholds: Sendable, Equatable, Hashable {
     /// Float32 results of two kernels differ by ~1e-6 relative, which flips a bf16 rounding for about 5e-4 of the
     /// entries (0.07 of 128; six flips in one chunk, mean 0.05, has odds ~1e-10). Measured honest worst case across
     /// OpenBLAS kernels and batch shapes: 128 of 128, mean 0.008. A copy of the weights rounded to bf16 measured means
-    /// of 0.19 (bench GPT-2) to 6.3 (tests' Llama), so it fails by the proof alone; the default thresholds pass it.
+    /// of 0.13 (bench GPT-2) to 6.3 (tests' Llama), so it fails by the proof alone; the default thresholds pass it.
     public static let float32 = ProofThresholds(exponentMatchFraction: 124.0 / 128.0, meanMantissaError: 0.05, medianMantissaError: 0)
 
     /// Matches a chunk of `k` entries needs.
