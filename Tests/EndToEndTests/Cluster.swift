@@ -53,8 +53,8 @@ final class Cluster: @unchecked Sendable {
 
     /// Broadcaster, reward, workers, then, once every worker consumes the task queue, the learner starting the run
     /// from the run file: so every worker takes part from the first task on, however slowly the processes start.
-    func startAll(rollouts: Int = 2, rolloutExtra: [String] = []) async throws {
-        try launch("broadcaster")
+    func startAll(rollouts: Int = 2, rolloutExtra: [String] = [], broadcasterExtra: [String] = []) async throws {
+        try launch("broadcaster", extra: broadcasterExtra)
         try launch("reward")
         for _ in 0..<rollouts { try launch("rollout", extra: rolloutExtra) }
         // The run's topology, declared as its learner will (the other roles wait until it exists; tests run as an admin).
