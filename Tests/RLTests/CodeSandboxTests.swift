@@ -161,9 +161,11 @@ import Glibc
 
     @Test func theScorersEnvironmentAndProcessesAreOutOfSight() throws {
         try requireNamespaces()
+        // a secret of the scorer's kind under a name of its own: setting TRIBUTARY_AMQP_URL itself here would reach the
+        // other tests running in this process at the same time (and every service they launch), then unset theirs
         let secret = "amqp://reward:secret-\(UUID().uuidString)@rabbitmq"
-        setenv("TRIBUTARY_AMQP_URL", secret, 1)
-        defer { unsetenv("TRIBUTARY_AMQP_URL") }
+        setenv("TRIBUTARY_SANDBOX_TEST_SECRET_URL", secret, 1)
+        defer { unsetenv("TRIBUTARY_SANDBOX_TEST_SECRET_URL") }
         let program = """
             import os
             print(sorted(os.environ))
