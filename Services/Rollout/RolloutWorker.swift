@@ -131,8 +131,7 @@ struct RolloutWorker: Role {
         let version = policy.version.load(ordering: .relaxed)
         context.status.set(state: "generating", detail: task.taskID)
         let generateStarted = ContinuousClock.now
-        let options = SamplingOptions(temperature: task.sampling.temperature, topP: task.sampling.topP == 0 ? 1 : task.sampling.topP,
-                                      topK: Int(task.sampling.topK), maxNewTokens: Int(task.sampling.maxNewTokens), seed: task.sampling.seed)
+        let options = task.sampling.options
         let policy = self.policy
         let result: Result<[SampledCompletion], WireError> = try await policy.compute.run {
             guard let model = policy.model.value else { throw CheckpointStoreError.missing(key: "policy (none loaded)") }

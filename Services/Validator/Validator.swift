@@ -133,9 +133,7 @@ struct Validator: Role {
     func check(_ group: ScoredGroupMessage) async throws -> GroupCheck {
         let version = group.policyVersion
         let policy = try await policies.policy(version: version, keep: maxLoaded) { try await store.read(version: version).bytes }
-        let sampling = group.task.sampling
-        let options = SamplingOptions(temperature: sampling.temperature, topP: sampling.topP == 0 ? 1 : sampling.topP,
-                                      topK: Int(sampling.topK), maxNewTokens: Int(sampling.maxNewTokens), seed: sampling.seed)
+        let options = group.task.sampling.options
         let prompt = group.promptTokens
         let completions = group.completions.map {
             SampledCompletion(tokens: $0.completion.tokens, logprobs: $0.completion.logprobs, finishedWithEOS: $0.completion.finishedWithEos,

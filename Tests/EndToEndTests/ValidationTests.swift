@@ -85,8 +85,7 @@ struct ValidationTests {
             try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
             let model = try Policies.fromSafetensors(bytes)
             let prompt = PromptFormat.bytes.promptTokens(task.prompt)
-            let options = SamplingOptions(temperature: task.sampling.temperature, topP: task.sampling.topP == 0 ? 1 : task.sampling.topP,
-                                          topK: Int(task.sampling.topK), maxNewTokens: Int(task.sampling.maxNewTokens), seed: task.sampling.seed)
+            let options = task.sampling.options
             let samples = model.sample(prompt: prompt, count: Int(task.groupSize), options: options)
             var group = RolloutGroup()
             group.envelope = Envelope(runID: cluster.run, role: "rollout", instance: "liar")
