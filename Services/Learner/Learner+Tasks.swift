@@ -55,6 +55,9 @@ extension Learner {
         var commands: [[any RedisArgument]] = []
         for (task, closing) in closing { commands += try ledger.closeCommands([task], closing, step: step) }
         commands += try ledger.recordCommands(tasks.map { ($0.task, now + deadlineMs(attempt: $0.attempt)) })
+        // the index that numbered them, durable with them: a learner that resumes from the last step's state must not
+        // number new tasks with ids already issued (it would reopen a task whose first copy may still feed a step)
+        commands.append(["HSET", names.learnerStateKey, "task_index", String(taskIndex)])
         try await lease.exec(commands)
         let fabric = self.fabric
         let run = names.run
