@@ -66,8 +66,15 @@ struct RolloutWorker: Role {
 
     func run() async throws {
         if checkpointRedis !== context.fabric.redis {
-            try await checkpointRedis.connect()
-            context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
+            // A relay that does not answer yet is not fatal: its connection is opened again on each use, and until then
+            // checkpoints come from the origin (or, without the fallback, the worker waits for the relay per task).
+            do {
+                try await checkpointRedis.connect()
+                context.logger.info("reading checkpoints from \(checkpointRedis.endpoint)")
+            } catch {
+                let meanwhile = originStore == nil ? "tasks wait for it" : "reading the origin until it does"
+                context.logger.warning("the relay \(checkpointRedis.endpoint) does not answer yet (\(error)): \(meanwhile)")
+            }
         }
         defer { if checkpointRedis !== context.fabric.redis { checkpointRedis.close() } }
         // permissionless: a worker joins by registering its key (groups signed by an unregistered key are refused)
@@ -121,7 +128,7 @@ struct RolloutWorker: Role {
             return
         }
         let fetchMs = (ContinuousClock.now - fetchStarted).milliseconds
-        guard let format = try await formats.usable(names: fabric.names, redis: checkpointRedis, logger: context.logger) else {
+        guard let format = try await runFormat() else {
             // The run's format is not published (or is mid-update): hand the task back and look again shortly.
             try await delivery.nack(requeue: true)
             try await Task.sleep(for: .seconds(1))
@@ -181,6 +188,15 @@ struct RolloutWorker: Role {
         tokens.increment(by: generated)
         generateTime.recordNanoseconds(Int64(generateMs * 1e6))
         context.status.update { $0.throughput = meter.perSecond; $0.state = "waiting for tasks"; $0.detail = "" }
+    }
+
+    /// The run's format, read where checkpoints are read; from the origin when a relay with origin fallback fails.
+    func runFormat() async throws -> RunFormat? {
+        do {
+            return try await formats.usable(names: context.fabric.names, redis: checkpointRedis, logger: context.logger)
+        } catch where originStore != nil && !(error is RunFormatError) {
+            return try await formats.usable(names: context.fabric.names, redis: context.fabric.redis, logger: context.logger)
+        }
     }
 
     /// Loads the newest verified checkpoint if the held one is older than `minimum`; false if none is fresh enough in time.
