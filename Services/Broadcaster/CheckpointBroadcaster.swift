@@ -17,6 +17,8 @@ struct CheckpointBroadcaster: Role {
     /// connection would let the heartbeat (10 s TTL) expire.
     let checkpointRedis: RedisClient
     let store: CheckpointStore
+    /// Where the learner stages each policy: the run's Redis (checkpoints may live in another, `checkpoints.redis_url`).
+    let staging: CheckpointStore
     let shardBytes: Int
     let replicas: Int
     let replicaTimeoutMs: Int
@@ -36,8 +38,10 @@ struct CheckpointBroadcaster: Role {
         } else {
             context.logger.warning("manifests are unsigned (no broadcaster.signing_key_file): a relay could serve forged checkpoints")
         }
-        checkpointRedis = RedisClient(endpoint: context.fabric.redis.endpoint)
+        // a connection of its own for WAIT, to the Redis the relays replicate
+        checkpointRedis = RedisClient(endpoint: context.fabric.checkpointRedis.endpoint)
         store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis, signer: signer)
+        staging = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
         shardBytes = try settings.int("broadcaster.shard_bytes")
         replicas = try settings.int("broadcaster.replicas")
         replicaTimeoutMs = try settings.int("broadcaster.replica_timeout_ms")
@@ -72,7 +76,7 @@ struct CheckpointBroadcaster: Role {
         // Redelivered after a crash mid-way: the manifest is written last, so re-doing the version is safe.
         let bytes: [UInt8]
         do {
-            bytes = try await store.readStaged(key: saved.stagingKey, expectedSHA256: saved.sha256, version: saved.version)
+            bytes = try await staging.readStaged(key: saved.stagingKey, expectedSHA256: saved.sha256, version: saved.version)
         } catch let error as CheckpointStoreError {
             if case .missing = error, (try? await store.manifest(version: saved.version)) != nil {
                 try await delivery.ack()  // already broadcast, staging cleaned up
@@ -88,6 +92,7 @@ struct CheckpointBroadcaster: Role {
             return
         }
         let manifest = try await store.write(version: saved.version, safetensors: bytes, shardBytes: shardBytes) { CrashPoint.hit(CrashPoint.broadcasterMidWrite) }
+        if fabric.checkpointsApart { try await copyRunFormat() }
         if replicas > 0 {
             context.status.set(state: "waiting for relays", detail: "version \(saved.version)")
             let acknowledged = try await checkpointRedis.wait(numReplicas: replicas, timeoutMs: replicaTimeoutMs)
@@ -126,5 +131,13 @@ struct CheckpointBroadcaster: Role {
         broadcastTime.recordNanoseconds(Int64(elapsed.seconds * 1e9))
         context.status.update { $0.policyVersion = Int(clamping: saved.version); $0.state = "waiting for policies"; $0.detail = "" }
         context.logger.info("announced version \(saved.version): \(manifest.shards.count) shards, \(manifest.totalBytes) bytes in \(elapsed)")
+    }
+}
+
+extension CheckpointBroadcaster {
+    /// With checkpoints in a Redis of their own, workers reading a relay find the run's format there too: copied with
+    /// each version (only when it changed), before the relays are waited for.
+    func copyRunFormat() async throws {
+        try await RunFormat.mirror(names: context.fabric.names, from: context.fabric.redis, to: checkpointRedis)
     }
 }

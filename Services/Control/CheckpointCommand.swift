@@ -41,7 +41,7 @@ struct CheckpointCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withSession(options, amqp: false) { session in
-                let store = CheckpointStore(names: session.names, redis: session.redis)
+                let store = CheckpointStore(names: session.names, redis: session.checkpointRedis)
                 let latest = try await store.latest()
                 var manifests: [CheckpointManifest] = []
                 for version in try await store.versions() {
@@ -97,7 +97,7 @@ struct CheckpointCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withSession(options, amqp: false) { session in
-                let store = CheckpointStore(names: session.names, redis: session.redis)
+                let store = CheckpointStore(names: session.names, redis: session.checkpointRedis)
                 let chosen: UInt64
                 if version == "latest" {
                     guard let latest = try await store.latest() else { throw ControlError("run \(session.names.run) has no announced checkpoint") }

@@ -23,6 +23,11 @@ struct ControlOptions: ParsableArguments {
             help: ArgumentHelp("Redis URL (default: TRIBUTARY_REDIS_URL, else \(RedisEndpoint.defaultURL)).", valueName: "url"))
     var redisURL: String?
 
+    @Option(name: [.customLong("checkpoints.redis_url"), .customLong("checkpoints-redis-url")],
+            help: ArgumentHelp("Redis holding the run's checkpoints, when not the run's Redis (default: TRIBUTARY_CHECKPOINTS_REDIS_URL, else --redis.url).",
+                               valueName: "url"))
+    var checkpointsRedisURL: String?
+
     @Option(name: [.customLong("queue.type"), .customLong("queue-type")],
             help: ArgumentHelp("Queue type the run's learner declares: classic or quorum (default: TRIBUTARY_QUEUE_TYPE, else classic); the CLI declares nothing.",
                                valueName: "type"))
@@ -33,6 +38,8 @@ struct ControlOptions: ParsableArguments {
     var runID: String { run ?? Self.environment["TRIBUTARY_RUN_ID"] ?? "default" }
     var resolvedAMQPURL: String { amqpURL ?? Self.environment[AMQPEndpoint.environmentVariable] ?? AMQPEndpoint.defaultURL }
     var resolvedRedisURL: String { redisURL ?? Self.environment[RedisEndpoint.environmentVariable] ?? RedisEndpoint.defaultURL }
+    /// nil: checkpoints are in the run's Redis.
+    var resolvedCheckpointsRedisURL: String? { (checkpointsRedisURL ?? Self.environment["TRIBUTARY_CHECKPOINTS_REDIS_URL"]).flatMap { $0.isEmpty ? nil : $0 } }
 
     func resolvedQueueType() throws -> QueueType {
         let text = queueType ?? Self.environment["TRIBUTARY_QUEUE_TYPE"] ?? "classic"
@@ -59,12 +66,15 @@ struct ControlError: Error, CustomStringConvertible {
 final class ControlSession: Sendable {
     let names: Names
     let redis: RedisClient
+    /// Where the run's checkpoints are: `redis` unless --checkpoints.redis_url names another.
+    let checkpointRedis: RedisClient
     let amqp: AMQPClient?
     let instance: String
 
-    private init(names: Names, redis: RedisClient, amqp: AMQPClient?, instance: String) {
+    private init(names: Names, redis: RedisClient, checkpointRedis: RedisClient, amqp: AMQPClient?, instance: String) {
         self.names = names
         self.redis = redis
+        self.checkpointRedis = checkpointRedis
         self.amqp = amqp
         self.instance = instance
     }
@@ -83,6 +93,15 @@ final class ControlSession: Sendable {
         do { try await redis.connect() } catch {
             throw ControlError("cannot reach Redis at \(redisEndpoint): \(error)")
         }
+        var checkpointRedis = redis
+        if let url = options.resolvedCheckpointsRedisURL {
+            let endpoint: RedisEndpoint
+            do { endpoint = try RedisEndpoint(url: url) } catch { throw ControlError("--checkpoints.redis_url: \(error)") }
+            checkpointRedis = RedisClient(endpoint: endpoint, options: redisOptions)
+            do { try await checkpointRedis.connect() } catch {
+                throw ControlError("cannot reach the checkpoint Redis at \(endpoint): \(error)")
+            }
+        }
         var client: AMQPClient?
         if useAMQP {
             let endpoint: AMQPEndpoint
@@ -93,12 +112,13 @@ final class ControlSession: Sendable {
             }
             client = amqp
         }
-        return ControlSession(names: names, redis: redis, amqp: client, instance: instance)
+        return ControlSession(names: names, redis: redis, checkpointRedis: checkpointRedis, amqp: client, instance: instance)
     }
 
     func close() async {
         await amqp?.close()
         redis.close()
+        if checkpointRedis !== redis { checkpointRedis.close() }
     }
 
     /// Publishes a control command with mandatory routing: throws when no service is bound to `routingKey`.

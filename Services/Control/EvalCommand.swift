@@ -50,7 +50,7 @@ struct EvalCommand: AsyncParsableCommand {
             }
             // The run's own prompt format as the learner published it; a run file given here brings its own.
             let published = config == nil ? try await RunFormatCache().format(names: session.names, redis: session.redis)?.prompt : nil
-            let store = CheckpointStore(names: session.names, redis: session.redis)
+            let store = CheckpointStore(names: session.names, redis: session.checkpointRedis)
             let chosen: UInt64
             if version == "latest" {
                 guard let latest = try await store.latest() else {

@@ -53,7 +53,7 @@ struct RunSnapshot {
         }
         return RunSnapshot(run: names.run, state: state, config: config, fleet: try await session.heartbeats(), queues: queues,
                            counters: try await session.counters(), recent: try await RunMetrics.read(session.redis, names: names, count: max(1, history)),
-                           latestCheckpoint: try await CheckpointStore(names: names, redis: session.redis).latest(), nowMs: Output.nowMs)
+                           latestCheckpoint: try await CheckpointStore(names: names, redis: session.checkpointRedis).latest(), nowMs: Output.nowMs)
     }
 
     // MARK: Text

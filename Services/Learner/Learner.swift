@@ -67,7 +67,7 @@ final class Learner {
         maxNonFiniteSteps = try context.settings.int("learner.max_nonfinite_steps", in: 1...1000)
         fabric = context.fabric
         names = fabric.names
-        store = CheckpointStore(names: names, redis: fabric.redis)
+        store = CheckpointStore(names: names, redis: fabric.checkpointRedis)
         ledger = TaskLedger(names: names, redis: fabric.redis)
         workers = WorkerRegistry(names: names, redis: fabric.redis)
         self.events = events

@@ -27,7 +27,7 @@ struct RewardScorer: Role {
 
     init(context: ServiceContext) throws {
         self.context = context
-        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis)
+        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.checkpointRedis)
         ledger = TaskLedger(names: context.fabric.names, redis: context.fabric.redis)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         prefetch = try context.settings.int("reward.prefetch")
@@ -152,7 +152,9 @@ extension RewardScorer {
     func logScored(_ group: RolloutGroup, signal: Bool, extra: [String: String] = [:]) async throws {
         let fields = ["task": group.task.taskID, "group": group.messageID, "worker": group.workerID, "key": Hex.encode(Array(group.workerKey)),
                       "version": String(group.policyVersion),
-                      "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": signal ? "1" : "0"].merging(extra) { $1 }
+                      "task_redelivered": group.taskRedelivered ? "1" : "0", "signal": signal ? "1" : "0",
+                      // as the worker reports them (untrusted: for measurements, never decisions)
+                      "fetch_ms": String(format: "%.1f", group.timings.checkpointFetchMs), "generate_ms": String(format: "%.1f", group.timings.generateMs)].merging(extra) { $1 }
         _ = try await context.fabric.redis.xadd(context.fabric.names.scoredLogKey, fields: fields.mapValues { $0 as any RedisArgument }, maxLength: 100_000)
     }
 

@@ -41,13 +41,13 @@ struct RolloutWorker: Role {
     init(context: ServiceContext) throws {
         self.context = context
         let relayURL = try context.settings.string("rollout.checkpoint_redis_url")
-        checkpointRedis = relayURL.isEmpty ? context.fabric.redis : RedisClient(endpoint: try RedisEndpoint(url: relayURL))
+        checkpointRedis = relayURL.isEmpty ? context.fabric.checkpointRedis : RedisClient(endpoint: try RedisEndpoint(url: relayURL))
         let publicKey = try context.settings.string("rollout.checkpoint_public_key")
         let verifier = publicKey.isEmpty ? nil : try VerifyingKey(hex: publicKey)
         if verifier == nil { context.logger.warning("checkpoint signatures are not checked (no rollout.checkpoint_public_key)") }
         store = CheckpointStore(names: context.fabric.names, redis: checkpointRedis, verifier: verifier)
         let fallback = try context.settings.bool("rollout.origin_fallback")
-        originStore = relayURL.isEmpty || !fallback ? nil : CheckpointStore(names: context.fabric.names, redis: context.fabric.redis, verifier: verifier)
+        originStore = relayURL.isEmpty || !fallback ? nil : CheckpointStore(names: context.fabric.names, redis: context.fabric.checkpointRedis, verifier: verifier)
         relayLag = .milliseconds(Int(1000 * (try context.settings.double("rollout.relay_lag_seconds"))))
         let stateDirectory = try context.settings.string("rollout.state_dir")
         identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
@@ -65,7 +65,7 @@ struct RolloutWorker: Role {
     }
 
     func run() async throws {
-        if checkpointRedis !== context.fabric.redis {
+        if checkpointRedis !== context.fabric.checkpointRedis {
             // A relay that does not answer yet is not fatal: its connection is opened again on each use, and until then
             // checkpoints come from the origin (or, without the fallback, the worker waits for the relay per task).
             do {
@@ -76,7 +76,7 @@ struct RolloutWorker: Role {
                 context.logger.warning("the relay \(checkpointRedis.endpoint) does not answer yet (\(error)): \(meanwhile)")
             }
         }
-        defer { if checkpointRedis !== context.fabric.redis { checkpointRedis.close() } }
+        defer { if checkpointRedis !== context.fabric.checkpointRedis { checkpointRedis.close() } }
         // permissionless: a worker joins by registering its key (groups signed by an unregistered key are refused)
         try await registry.register(identity.publicKey, instance: context.fabric.identity.instance)
         context.logger.info("worker key \(identity.publicKey.hex) (\(identity.file))")
@@ -195,7 +195,7 @@ struct RolloutWorker: Role {
         do {
             return try await formats.usable(names: context.fabric.names, redis: checkpointRedis, logger: context.logger)
         } catch where originStore != nil && !(error is RunFormatError) {
-            return try await formats.usable(names: context.fabric.names, redis: context.fabric.redis, logger: context.logger)
+            return try await formats.usable(names: context.fabric.names, redis: context.fabric.checkpointRedis, logger: context.logger)
         }
     }
 
@@ -239,7 +239,7 @@ struct RolloutWorker: Role {
                     continue
                 }
                 do {
-                    try await load(version: newest, from: source, origin: isOrigin || checkpointRedis === context.fabric.redis)
+                    try await load(version: newest, from: source, origin: isOrigin || checkpointRedis === context.fabric.checkpointRedis)
                     if isOrigin { originFetches.increment() }
                     return true
                 } catch where error is CheckpointStoreError || !isOrigin {

@@ -32,7 +32,7 @@ struct Validator: Role {
         self.context = context
         let publicKey = try context.settings.string("validator.checkpoint_public_key")
         let verifier = publicKey.isEmpty ? nil : try VerifyingKey(hex: publicKey)
-        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.redis, verifier: verifier)
+        store = CheckpointStore(names: context.fabric.names, redis: context.fabric.checkpointRedis, verifier: verifier)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         prefetch = try context.settings.int("validator.prefetch")
         maxLoaded = try context.settings.int("validator.loaded_versions")

@@ -63,7 +63,7 @@ public enum SettingsCatalog {
 
     /// Settings every service process takes (connections, identity, logging), defined with their defaults by Runtime's
     /// `Fabric.settings`; their keys are here so a run file or StartRun that sets them is not refused (a test keeps the two equal).
-    public static let processKeys: Set<String> = ["amqp.url", "redis.url", "service.instance", "service.connect_timeout", "service.max_message_failures", "metrics.port",
+    public static let processKeys: Set<String> = ["amqp.url", "redis.url", "checkpoints.redis_url", "service.instance", "service.connect_timeout", "service.max_message_failures", "metrics.port",
                                                    "queue.type", "blas.threads", "log.level"]
 
     /// Every setting some role or the run defines (the process settings are Runtime's `Fabric.settings`).

@@ -17,12 +17,17 @@ public final class Fabric: Sendable {
     public let identity: ServiceIdentity
     public let amqp: AMQPClient
     public let redis: RedisClient
+    /// The Redis holding the run's checkpoints (manifests, shards, `latest`, and a copy of the run's format), which relays
+    /// replicate; `redis` itself unless `checkpoints.redis_url` names another, so that a relay's link does not also carry
+    /// the learner's state (weights, optimizer moments, reference) on every step.
+    public let checkpointRedis: RedisClient
     public let logger: Logger
     public let queueType: QueueType
 
     public static let settings: [Setting] = [
         Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL"),
-        Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL (the nearest relay, for rollout workers)"),
+        Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL: run state, learner state, logs"),
+        Setting("checkpoints.redis_url", "", "Redis holding the run's checkpoints, the one relays replicate (keeps the learner's state off their links); empty: redis.url"),
         Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
         Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers", range: .reals(0...86_400)),
         Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error",
@@ -49,12 +54,18 @@ public final class Fabric: Sendable {
         amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")),
                           topology: (declaresTopology ?? (role == "learner")) ? topology : topology.passive, name: instance, logger: logger)
         redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
+        let checkpointURL = try settings.string("checkpoints.redis_url")
+        checkpointRedis = checkpointURL.isEmpty ? redis : RedisClient(endpoint: try RedisEndpoint(url: checkpointURL))
     }
+
+    /// Checkpoints live in a Redis of their own (`checkpoints.redis_url`).
+    public var checkpointsApart: Bool { checkpointRedis !== redis }
 
     /// Connects to both, retrying while the brokers come up and while the run's learner has not declared its queues yet.
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
         try await retrying("Redis", until: deadline) { try await self.redis.connect() }
+        if checkpointsApart { try await retrying("the checkpoint Redis", until: deadline) { try await self.checkpointRedis.connect() } }
         try await retrying("RabbitMQ", until: deadline, giveUpOn: Self.isPermanent) { try await self.amqp.connect() }
     }
 
@@ -135,5 +146,6 @@ public final class Fabric: Sendable {
     public func close() async {
         await amqp.close()
         redis.close()
+        if checkpointsApart { checkpointRedis.close() }
     }
 }

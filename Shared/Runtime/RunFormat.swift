@@ -33,6 +33,27 @@ public struct RunFormat: Sendable {
     }
 }
 
+extension RunFormat {
+    /// Copies the run's format (its state fields, and the tokenizer they name) from the run's Redis to the checkpoint
+    /// Redis, where workers reading a relay find it: the tokenizer first, so a reader that sees a new SHA-256 finds its
+    /// file. Writes nothing while the learner has not published the format, or when the copy is already current.
+    public static func mirror(names: Names, from source: RedisClient, to target: RedisClient) async throws {
+        let published = (try await source.command(["HMGET", names.stateKey] + Field.all).array ?? []).map(\.string)
+        let values = published.compactMap { $0 }
+        guard values.count == Field.all.count else { return }
+        let copied = (try await target.command(["HMGET", names.stateKey] + Field.all).array ?? []).map(\.string)
+        guard copied != published else { return }
+        var commands: [[any RedisArgument]] = []
+        let sha = values[2]
+        if !sha.isEmpty {
+            guard let tokenizer = try await source.get(names.tokenizerKey) else { return }  // mid-update: the next version copies it
+            commands.append(["SET", names.tokenizerKey, tokenizer])
+        }
+        commands.append(["HSET", names.stateKey] + zip(Field.all, values).flatMap { [$0 as any RedisArgument, $1] })
+        _ = try await target.pipeline(commands)
+    }
+}
+
 /// The run's format, re-read from Redis only when the published fields change (a reused run id may bring another model).
 public final class RunFormatCache: Sendable {
     private let cached = Mutex<(key: [String], format: RunFormat)?>(nil)

@@ -33,6 +33,15 @@ public struct ChaosRecipe: Sendable {
     public var timeoutSeconds = 1800.0
     /// Every service's environment on top of the brokers'.
     public var environment: [String: String] = ["TRIBUTARY_BLAS_THREADS": "1"]
+    /// The rollout workers run on this remote host (through its link; checkpoints from its relay, which the
+    /// broadcaster waits for); nil: on this host, on loopback.
+    public var remote: NetLab?
+    /// The run's checkpoints live in this Redis (`checkpoints.redis_url`, the one relays replicate); nil: the run's Redis.
+    public var checkpointRedis: PrivateRedis?
+    /// One more rollout worker starts at this step, where the others run (an elastic join, timed).
+    public var joinAtStep: Int?
+    /// The joining worker reads checkpoints from the origin through the link instead of the relay (to time both).
+    public var joinFromOrigin = false
 
     public init(runFile: String, steps: Int, seed: UInt64) {
         self.runFile = runFile
@@ -79,6 +88,8 @@ public struct ChaosReport: Sendable, Codable {
     public var logs = ""
     /// Why the run was given up, or what the harness could not do.
     public var problem: String?
+    /// With a remote host or a join in the recipe: what the run measured across distance.
+    public var distance: DistanceFigures?
 
     public var checks: [ChaosCheck] { injections.flatMap(\.checks) }
     /// Lost, twice and rewritten all zero, the run finished and every fault-specific check passed.
@@ -188,7 +199,7 @@ final class ChaosRun: @unchecked Sendable {
         amqp = AMQPClient(endpoint: try brokers.amqpEndpoint, topology: names.topology(queueType: .classic), name: "chaos-harness",
                           logger: ChaosHarness.quietLogger)
         redis = RedisClient(endpoint: brokers.redisEndpoint)
-        watch = VersionWatch(names: names, amqp: try brokers.amqpEndpoint, redis: brokers.redisEndpoint)
+        watch = VersionWatch(names: names, amqp: try brokers.amqpEndpoint, redis: recipe.checkpointRedis?.endpoint ?? brokers.redisEndpoint)
         rng = SeededGenerator(state: recipe.seed ^ Self.stableHash(name))
         report = ChaosReport(run: run, seed: recipe.seed, faults: faults, steps: recipe.steps, logs: logs.path)
     }
@@ -215,6 +226,7 @@ final class ChaosRun: @unchecked Sendable {
         do {
             try await connect()
             try await launchFleet()
+            if let step = recipe.joinAtStep { try await joinWorker(at: step) }
             try await injectAll()
             try await awaitFinish()
         } catch {
@@ -240,6 +252,7 @@ final class ChaosRun: @unchecked Sendable {
 
     func arguments(_ instance: String) -> [String] {
         ["--config", runFile.path, "--run.id", names.run, "--service.connect_timeout", "30", "--service.instance", instance]
+            + (recipe.checkpointRedis.map { ["--checkpoints.redis_url", $0.url] } ?? [])
     }
 
     var learnerArguments: [String] { arguments("learner") + ["--learner.autostart", "true"] + recipe.learnerOverrides }
@@ -271,7 +284,8 @@ final class ChaosRun: @unchecked Sendable {
     func launchFleet() async throws {
         planSteps()
         ChaosHarness.progress("\(names.run): faults \(faults.map(\.number).joined(separator: ",")) at steps \(plannedSteps), seed \(recipe.seed); logs in \(logs.path)")
-        try fleet.launch(role: "broadcaster", instance: "broadcaster", arguments: arguments("broadcaster"), environment: crashEnvironment("broadcaster"))
+        let relays = recipe.remote?.hasRelay == true ? ["--broadcaster.replicas", "1"] : []
+        try fleet.launch(role: "broadcaster", instance: "broadcaster", arguments: arguments("broadcaster") + relays, environment: crashEnvironment("broadcaster"))
         for index in 0..<recipe.scorers { try fleet.launch(role: "reward", instance: "reward-\(index)", arguments: arguments("reward-\(index)")) }
         for index in 0..<recipe.rollouts {
             let instance = "rollout-\(index)"
@@ -279,7 +293,7 @@ final class ChaosRun: @unchecked Sendable {
                 try fleet.launch(role: "rollout", instance: instance, arguments: arguments(instance), environment: harness.brokers.jailedEnvironment,
                                  wrapper: jail.wrapper)
             } else {
-                try fleet.launch(role: "rollout", instance: instance, arguments: arguments(instance))
+                try launchRollout(instance)
             }
         }
         fleet.startSupervising()
@@ -435,6 +449,7 @@ final class ChaosRun: @unchecked Sendable {
         report.rewrittenVersions = rewritten.keys.sorted()
         report.versionsSeen = watch.versionsSeen
         report.seconds = (ContinuousClock.now - started).seconds
+        if recipe.remote != nil || recipe.joinAtStep != nil { report.distance = await distanceFigures() }
         await watch.close()
         // the batch log beside the service logs (the keys go next): what a lost or twice-applied task was part of
         if let batches = try? await redis.xrange(names.batchesLogKey) {

@@ -1,5 +1,6 @@
 import Chaos
 import Foundation
+import Store
 import Synchronization
 import TestSupport
 import Testing
@@ -59,6 +60,41 @@ struct ChaosTests {
         try await expectClean(ChaosSuiteHarness.run([.allTasksInvalid], name: "tasks-purged"))
     }
 
+    /// Issue 14, shortened: the rollout workers on a remote host (a network namespace) behind a 150 ms, 50 Mbit/s link,
+    /// reading checkpoints from their relay (a Redis replica of the origin on that host, which the broadcaster waits
+    /// for), and one more worker joining mid-run. The relay must carry the checkpoints: each version crosses the link
+    /// about once, however many workers load it. The join and the fetch times are printed, not judged.
+    @Test("rollout workers 150 ms away read checkpoints from their relay, and a worker joins mid-run", .timeLimit(.minutes(6)),
+          .enabled(if: NetLab.unavailableReason() == nil, "needs root and network namespaces (ip netns, tc): scripts/netlab.sh cannot build a remote host"))
+    func remoteHostBehindASlowLink() async throws {
+        let harness = try ChaosSuiteHarness.harness()
+        let logs = harness.logs.appendingPathComponent("distance")
+        // checkpoints in a Redis of their own, which the relay replicates: the learner's state stays off the link
+        let checkpoints = try PrivateRedis.start(in: logs.appendingPathComponent("checkpoint-redis"))
+        defer { checkpoints.stop() }
+        let origin = RedisClient(endpoint: checkpoints.endpoint)
+        defer { origin.close() }
+        let lab = try await NetLab.start(profile: .rtt150Rate50, amqpPort: harness.brokers.amqpPort, redisPort: harness.brokers.redisPort,
+                                         checkpointPort: checkpoints.port, relay: true, logs: logs, origin: origin)
+        defer { lab.stop() }
+        var recipe = ChaosSuiteHarness.recipe()
+        recipe.checkpointRedis = checkpoints
+        recipe.remote = lab
+        recipe.joinAtStep = 3
+        let report = try await harness.run([], recipe: recipe, name: "distance")
+        try await expectClean(report)
+        let figures = try #require(report.distance, "the run measured nothing across distance")
+        let json = (try? String(decoding: JSONEncoder().encode(figures), as: UTF8.self)) ?? ""
+        FileHandle.standardError.write(Data("distance: \(json)\n".utf8))
+        #expect(figures.loadsFromRelay > 0, "no worker loaded a checkpoint from its relay: \(json)")
+        #expect(figures.joinToFirstGroupSeconds != nil, "the joining worker produced no group: \(json)")
+        let loadsPerVersion = Double(figures.loadsFromRelay + figures.loadsFromOrigin) / Double(max(1, figures.versionsBroadcast))
+        #expect(loadsPerVersion > 1.5, "the workers loaded \(loadsPerVersion) copies per version: too few to tell a relay from none: \(json)")
+        let perCheckpoint = try #require(figures.bytesPerCheckpointOverLink)
+        #expect(perCheckpoint < 1.5 * Double(figures.checkpointRawBytes),
+                "\(Int(perCheckpoint)) bytes crossed the link per checkpoint of \(figures.checkpointRawBytes) bytes: not once per relay: \(json)")
+    }
+
     private func expectClean(_ report: ChaosReport) async throws {
         let row = FaultTable.markdown([FaultRow(report: report, baseline: nil)])
         let context = "seed \(report.seed); logs in \(report.logs)\n\(row)"
@@ -97,7 +133,10 @@ enum ChaosSuiteHarness {
     /// The smoke run, long enough for its faults to land in turn; faults held for as long as it takes the system to
     /// notice (a consumer timeout of 5 s, the broker dropping a cut-off worker), not for fixed minutes.
     static func run(_ faults: [Fault], name: String) async throws -> ChaosReport {
-        let harness = try harness()
+        try await harness().run(faults, recipe: recipe(), name: name)
+    }
+
+    static func recipe() -> ChaosRecipe {
         var recipe = ChaosRecipe(runFile: repositoryRoot.appendingPathComponent("scripts/runs/smoke.toml").path, steps: 12, seed: seed)
         // a task lost with a worker or purged is reissued after 10 s instead of the default 120 (longer than a test waits)
         recipe.learnerOverrides = ["--learner.task_deadline_seconds", "10"]
@@ -108,6 +147,6 @@ enum ChaosSuiteHarness {
         recipe.consumerTimeoutMs = 5_000
         recipe.stallSeconds = 60
         recipe.timeoutSeconds = 180
-        return try await harness.run(faults, recipe: recipe, name: name)
+        return recipe
     }
 }
