@@ -219,5 +219,8 @@ if ((${#command[@]})); then
     "${command[@]}" || status=$?
     exit "$status"
 fi
-# wait until interrupted (sleep in the background, so the traps run at once)
-while true; do sleep 3600 & wait $! || true; done
+# wait until interrupted, or until whoever started it is gone (a killed harness leaves nothing behind); the sleep runs
+# in the background so that the traps run at once
+parent=$PPID
+while kill -0 "$parent" 2>/dev/null; do sleep 1 & wait $! || true; done
+log "parent $parent is gone: tearing down"

@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, VerifySuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, VerifySuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self, DistanceSuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -95,5 +95,37 @@ struct ChaosSuite: ParsableCommand {
             throw ValidationError("--faults: \(faults) is not a list of \(Fault.allCases.map(\.number).joined(separator: ", ")) or all")
         }
         try runChaosBench(json: options.json, faults: chosen, steps: steps, seed: seed, scorerPause: scorerPause, partition: partition)
+    }
+}
+
+struct DistanceSuite: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distance",
+        abstract: "Issue 14: the rollout workers on a remote host (network namespace) behind each link profile, with a relay; throughput, fetches, link bytes, a join.",
+        discussion: "Needs root (scripts/netlab.sh). Starts brokers of its own on free ports, and a checkpoint Redis that the relay replicates.")
+    @OptionGroup var options: SuiteOptions
+    @Option(help: "Link profiles: loopback, 50 (50 ms RTT), 150 (150 ms RTT, 50 Mbit/s), 300 (300 ms RTT, 10 Mbit/s).") var profiles = "loopback,50,150,300"
+    @Option(help: "Async levels, e.g. 0,1,2,4.") var levels = "2"
+    @Option(help: "Steps per run.") var steps = 30
+    @Option(help: "Seed (default: drawn and printed).") var seed: UInt64?
+    func run() throws {
+        var chosen: [LinkProfile?] = []
+        for item in profiles.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            switch item {
+            case "loopback": chosen.append(nil)
+            case "50": chosen.append(.rtt50)
+            case "150": chosen.append(.rtt150Rate50)
+            case "300": chosen.append(.rtt300Rate10)
+            default: throw ValidationError("--profiles: '\(item)' is not loopback, 50, 150 or 300")
+            }
+        }
+        let levels = try self.levels.split(separator: ",").map { item -> Int in
+            guard let level = Int(item.trimmingCharacters(in: .whitespaces)), (0...64).contains(level) else {
+                throw ValidationError("--levels: '\(item)' is not an async level from 0 to 64")
+            }
+            return level
+        }
+        guard !chosen.isEmpty, !levels.isEmpty, steps >= 4 else { throw ValidationError("need a profile, a level and --steps >= 4") }
+        try runDistanceBench(json: options.json, profiles: chosen, levels: levels, steps: steps, seed: seed)
     }
 }

@@ -190,13 +190,19 @@ struct RolloutWorker: Role {
         context.status.update { $0.throughput = meter.perSecond; $0.state = "waiting for tasks"; $0.detail = "" }
     }
 
-    /// The run's format, read where checkpoints are read; from the origin when a relay with origin fallback fails.
+    /// The run's format, read where checkpoints are read (a relay, or the checkpoint Redis, which holds a copy the
+    /// broadcaster makes with each version); from the run's Redis, where the learner publishes it, when that copy is
+    /// not there yet or the relay fails.
     func runFormat() async throws -> RunFormat? {
-        do {
-            return try await formats.usable(names: context.fabric.names, redis: checkpointRedis, logger: context.logger)
-        } catch where originStore != nil && !(error is RunFormatError) {
-            return try await formats.usable(names: context.fabric.names, redis: context.fabric.checkpointRedis, logger: context.logger)
+        let fabric = context.fabric
+        if checkpointRedis !== fabric.redis {
+            do {
+                if let format = try await formats.usable(names: fabric.names, redis: checkpointRedis, logger: context.logger) { return format }
+            } catch {
+                context.logger.warning("run format unreadable from \(checkpointRedis.endpoint): \(error); reading \(fabric.redis.endpoint)")
+            }
         }
+        return try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger)
     }
 
     /// Loads the newest verified checkpoint if the held one is older than `minimum`; false if none is fresh enough in time.

@@ -2,6 +2,7 @@ import Compression
 import Foundation
 import Signing
 import Store
+import Synchronization
 import Wire
 
 public enum CheckpointStoreError: Error, Sendable, CustomStringConvertible {
@@ -142,38 +143,49 @@ public struct CheckpointStore: Sendable {
         return manifest
     }
 
-    /// Reads every shard and verifies each against the manifest, then the whole file.
+    /// Reads every shard in one pipeline and verifies each against the manifest on the codec queue as soon as its reply
+    /// is in, while later shards are still on the wire; then the whole file.
     public func read(version: UInt64) async throws -> (bytes: [UInt8], manifest: CheckpointManifest) {
         let manifest = try await manifest(version: version)
-        let replies = try await redis.pipeline(manifest.shards.map { ["GET", $0.key] })
-        return (try await codec.run { try Self.decode(replies, manifest: manifest, version: version) }, manifest)
+        let shards = manifest.shards
+        let verified = VerifiedShards(count: shards.count)
+        let codec = self.codec
+        try await redis.run { connection throws(RedisError) in
+            try connection.pipeline(shards.map { ["GET", $0.key] }) { index, reply in
+                codec.submit { verified.set(index, Result { try Self.verify(reply, shard: shards[index], version: version) }) }
+            }
+        }
+        // the codec queue is serial: this runs after every shard's check
+        let bytes = try await codec.run {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(Int(manifest.totalBytes))
+            for result in verified.all() { bytes += try result.get() }
+            let whole = sha256Hex(bytes)
+            guard whole == manifest.sha256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: manifest.sha256, found: whole) }
+            return bytes
+        }
+        return (bytes, manifest)
     }
 
-    /// The file from its shards as Redis returned them, each verified against the manifest, then the whole.
-    static func decode(_ replies: [RedisReply], manifest: CheckpointManifest, version: UInt64) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(manifest.totalBytes))
-        for (shard, reply) in zip(manifest.shards, replies) {
-            guard let compressed = reply.bytes else { throw CheckpointStoreError.missing(key: shard.key) }
-            let raw: [UInt8]
-            do {
-                raw = try Zstd.decompress(compressed, maxOutputSize: Int(shard.rawBytes))
-            } catch {
-                // a bomb or garbage: a refused checkpoint like any other that does not verify
-                throw CheckpointStoreError.undecodableShard(version: version, shard: Int(shard.index), reason: "\(error)")
-            }
-            guard raw.count == Int(shard.rawBytes) else {
-                throw CheckpointStoreError.sizeMismatch(version: version, shard: Int(shard.index), expected: shard.rawBytes, found: raw.count)
-            }
-            let found = sha256Hex(raw)
-            guard found == shard.sha256 else {
-                throw CheckpointStoreError.shardHashMismatch(version: version, shard: Int(shard.index), expected: shard.sha256, found: found)
-            }
-            bytes += raw
+    /// One shard's raw bytes from its reply, checked against the manifest: present, decompressing within its size,
+    /// of its size and its SHA-256.
+    static func verify(_ reply: RedisReply, shard: ShardInfo, version: UInt64) throws -> [UInt8] {
+        guard let compressed = reply.bytes else { throw CheckpointStoreError.missing(key: shard.key) }
+        let raw: [UInt8]
+        do {
+            raw = try Zstd.decompress(compressed, maxOutputSize: Int(shard.rawBytes))
+        } catch {
+            // a bomb or garbage: a refused checkpoint like any other that does not verify
+            throw CheckpointStoreError.undecodableShard(version: version, shard: Int(shard.index), reason: "\(error)")
         }
-        let whole = sha256Hex(bytes)
-        guard whole == manifest.sha256 else { throw CheckpointStoreError.fileHashMismatch(version: version, expected: manifest.sha256, found: whole) }
-        return bytes
+        guard raw.count == Int(shard.rawBytes) else {
+            throw CheckpointStoreError.sizeMismatch(version: version, shard: Int(shard.index), expected: shard.rawBytes, found: raw.count)
+        }
+        let found = sha256Hex(raw)
+        guard found == shard.sha256 else {
+            throw CheckpointStoreError.shardHashMismatch(version: version, shard: Int(shard.index), expected: shard.sha256, found: found)
+        }
+        return raw
     }
 
     public func setLatest(_ version: UInt64) async throws {
@@ -211,5 +223,22 @@ final class CheckpointCodec: Sendable {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body() }) }
         }
+    }
+
+    /// Queues `body` without waiting for it; a later `run` starts after it.
+    func submit(_ body: @escaping @Sendable () -> Void) { queue.async(execute: body) }
+}
+
+/// Each shard's check as the codec queue finished it, by index; the first failure in shard order is the one reported.
+final class VerifiedShards: Sendable {
+    private let results: Mutex<[Result<[UInt8], any Error>?]>
+
+    init(count: Int) { results = Mutex(Array(repeating: nil, count: count)) }
+
+    func set(_ index: Int, _ result: Result<[UInt8], any Error>) { results.withLock { $0[index] = result } }
+
+    /// Every shard's result in order; a shard whose reply never came is missing.
+    func all() -> [Result<[UInt8], any Error>] {
+        results.withLock { $0.map { $0 ?? .failure(CheckpointStoreError.missing(key: "a shard the pipeline did not return")) } }
     }
 }

@@ -94,7 +94,16 @@ public final class RedisConnection {
     /// Sends all commands in one write, then reads all replies in order (one round trip).
     /// Error replies stay in the result as `.error` so one failing command does not hide the others.
     public func pipeline(_ commands: [[any RedisArgument]], timeout: Duration? = nil) throws(RedisError) -> [RedisReply] {
-        guard !commands.isEmpty else { return [] }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        try pipeline(commands, timeout: timeout) { _, reply in replies.append(reply) }
+        return replies
+    }
+
+    /// Sends every command at once, then hands each reply to `each` (with its command's index) as it arrives, so the
+    /// caller can work on one while the next is still on the wire.
+    public func pipeline(_ commands: [[any RedisArgument]], timeout: Duration? = nil, each: (Int, RedisReply) -> Void) throws(RedisError) {
+        guard !commands.isEmpty else { return }
         let context = try connected()
         try applyTimeout(timeout ?? options.commandTimeout)
         for arguments in commands {
@@ -103,18 +112,16 @@ public final class RedisConnection {
             }
             if status != REDIS_OK { throw failure(command: "pipeline " + Self.describe(arguments)) }
         }
-        var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        for arguments in commands {
+        for (index, arguments) in commands.enumerated() {
             var raw: UnsafeMutableRawPointer?
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
                 throw failure(command: "pipeline " + Self.describe(arguments))
             }
-            replies.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
+            let reply = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
             freeReplyObject(raw)
+            each(index, reply)
         }
         if timeout != nil { try applyTimeout(options.commandTimeout) }
-        return replies
     }
 
     // MARK: Connecting

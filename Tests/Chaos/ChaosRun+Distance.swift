@@ -35,6 +35,8 @@ public struct DistanceFigures: Sendable, Codable {
     /// Groups trained, by staleness (the step's policy version minus the group's).
     public var staleness: [Int: Int] = [:]
 
+    public init() {}
+
     /// Bytes over the link per checkpoint, both kinds together.
     public var bytesPerCheckpointOverLink: Double? {
         guard let relay = relayBytesPerCheckpoint, let origin = originReadBytesPerCheckpoint else { return nil }
