@@ -30,7 +30,8 @@ func runChaosBench(json: Bool, faults: [Fault], steps: Int, seed: UInt64?, score
     ChaosInterrupt.install { harness.close() }
     defer { harness.close() }
     var recipe = ChaosRecipe(runFile: runFile, steps: steps, seed: seed)
-    recipe.learnerOverrides = ["--run.eval_tasks", evalTasks]
+    // the harness's fleet has no validator: the learner reads the scored queue (quickstart.toml validates)
+    recipe.learnerOverrides = ["--run.eval_tasks", evalTasks, "--validation.enabled", "false"]
     recipe.scorerPauseSeconds = scorerPause
     recipe.partitionSeconds = partition
     recipe.stallSeconds = 150

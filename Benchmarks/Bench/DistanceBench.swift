@@ -33,7 +33,8 @@ func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps
     for level in levels {
         for profile in profiles {
             var recipe = ChaosRecipe(runFile: runFile, steps: steps, seed: seed)
-            recipe.learnerOverrides = ["--run.eval_tasks", evalTasks, "--run.async_level", String(level)]
+            // the harness's fleet has no validator: the learner reads the scored queue (quickstart.toml validates)
+            recipe.learnerOverrides = ["--run.eval_tasks", evalTasks, "--run.async_level", String(level), "--validation.enabled", "false"]
             recipe.rollouts = 2
             recipe.stallSeconds = 150
             recipe.checkpointRedis = checkpoints
