@@ -21,14 +21,14 @@ public final class Fabric: Sendable {
     public let queueType: QueueType
 
     public static let settings: [Setting] = [
-        Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL"),
+        Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL, or a cluster's nodes' URLs separated by commas (tried in turn on connect and reconnect)"),
         Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL (the nearest relay, for rollout workers)"),
         Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
         Setting("service.connect_timeout", "120", "seconds to keep retrying the first connection to the brokers", range: .reals(0...86_400)),
         Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error",
                 range: .integers(1...1000)),
         Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)", range: .integers(-1...65535)),
-        Setting("queue.type", "classic", "classic (single broker) or quorum (cluster)"),
+        Setting("queue.type", "classic", "classic (single broker) or quorum (a cluster of three nodes or more)"),
         Setting("blas.threads", "1", "OpenBLAS threads for this process", range: .integers(1...256)),
         Setting("log.level", "info", "trace, debug, info, notice, warning, error"),
     ]
@@ -46,7 +46,7 @@ public final class Fabric: Sendable {
         self.queueType = queueType
         self.logger = logger
         let topology = names.topology(queueType: queueType)
-        amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")),
+        amqp = AMQPClient(endpoints: try AMQPEndpoint.list(try settings.string("amqp.url")),
                           topology: (declaresTopology ?? (role == "learner")) ? topology : topology.passive, name: instance, logger: logger)
         redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
     }
