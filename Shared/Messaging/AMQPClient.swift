@@ -29,6 +29,8 @@ public final class AMQPClient: Sendable {
     private let topology: Topology
     /// Index into `endpoints` of the current connection's broker (the last one's while disconnected).
     private let currentIndex = Atomic<Int>(0)
+    /// With several endpoints: how long after a lost connection it waits before connecting to another node.
+    let failoverPause: Duration
 
     public convenience init(endpoint: AMQPEndpoint, topology: Topology = Topology(), name: String = "tributary",
                             maxMessageSize: Int = 16 << 20, logger: Logger = Logger(label: "tributary.amqp")) {
@@ -36,10 +38,16 @@ public final class AMQPClient: Sendable {
     }
 
     /// `endpoints` must not be empty (`AMQPEndpoint.list` never returns an empty list).
+    ///
+    /// `failoverPause` (several endpoints only): after a lost connection, the wait before connecting to the next node,
+    /// as RabbitMQ's own clients wait before recovering (the Java client 5 s). When a node dies, the others still see
+    /// it as the leader of its quorum queues until they notice and elect new leaders; on RabbitMQ 3.10 a connection
+    /// opened on a survivor within that window had its publishes to a quorum queue nacked for minutes.
     public init(endpoints: [AMQPEndpoint], topology: Topology = Topology(), name: String = "tributary",
-                maxMessageSize: Int = 16 << 20, logger: Logger = Logger(label: "tributary.amqp")) {
+                maxMessageSize: Int = 16 << 20, failoverPause: Duration = .seconds(2), logger: Logger = Logger(label: "tributary.amqp")) {
         precondition(!endpoints.isEmpty, "AMQPClient needs at least one endpoint")
         self.endpoints = endpoints
+        self.failoverPause = failoverPause
         self.topology = topology
         self.name = name
         self.maxMessageSize = maxMessageSize
@@ -280,6 +288,8 @@ private final class AMQPWorker: @unchecked Sendable {
     var consumerQueues: [String: String] = [:]
     var closing: CheckedContinuation<Void, Never>?
     var backoff = 0.05
+    /// After a lost connection to one node of several: no reconnect before this (see `failoverPause`).
+    var reconnectNotBefore: ContinuousClock.Instant?
 
     init(client: AMQPClient, endpoints: [AMQPEndpoint], topology: Topology, logger: Logger, ready: CheckedContinuation<Void, Error>) {
         self.client = client
@@ -293,6 +303,13 @@ private final class AMQPWorker: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         while closing == nil {
             if connection == nil {
+                if let notBefore = reconnectNotBefore, ContinuousClock.now < notBefore {
+                    let remaining = (notBefore - ContinuousClock.now).components
+                    waitForWake(timeoutMilliseconds: Int32(max(1, remaining.seconds * 1000 + remaining.attoseconds / 1_000_000_000_000_000)))
+                    handleCommandsWhileDisconnected()
+                    continue
+                }
+                reconnectNotBefore = nil
                 do {
                     try establish()
                     backoff = 0.05
@@ -596,6 +613,7 @@ private final class AMQPWorker: @unchecked Sendable {
         logger.warning("AMQP connection lost; reconnecting", metadata: ["error": "\(error)", "endpoint": "\(endpoint)"])
         // the next attempt starts with the broker after this one: a dead node is tried last
         current = (current + 1) % endpoints.count
+        if endpoints.count > 1 { reconnectNotBefore = ContinuousClock.now + client.failoverPause }
         connection?.abandon()
         connection = nil
         client.setConnected(false)

@@ -114,14 +114,16 @@ struct AMQPClientListTests {
         let exchange = uniqueName("list.x"), queue = uniqueName("list.q")
         let topology = Topology(exchanges: [ExchangeSpec(exchange, kind: .direct)], queues: [QueueSpec(queue)],
                                 bindings: [BindingSpec(queue: queue, exchange: exchange, routingKey: "k")])
-        let client = AMQPClient(endpoints: [broker, alias], topology: topology, name: "list-failover")
+        let client = AMQPClient(endpoints: [broker, alias], topology: topology, name: "list-failover", failoverPause: .milliseconds(300))
         try await client.connect()
         #expect(client.endpoint == broker)
         let collector = Collector(client.consume(queue: queue, prefetch: 4))
         try await client.publish(exchange: exchange, routingKey: "k", body: [1])
         try await waitUntil("the first delivery") { collector.count == 1 }
+        let lost = ContinuousClock.now
         client.simulateConnectionLoss()
         try await waitUntil("the client to reconnect to the list's second broker") { client.isConnected && client.endpoint == alias }
+        #expect(ContinuousClock.now - lost >= .milliseconds(300), "reconnected to another node before its failover pause")
         try await client.publish(exchange: exchange, routingKey: "k", body: [2])
         try await waitUntil("the delivery after the reconnect") { collector.all.contains { $0.body == [2] } }
         try? await client.delete(queue: queue)
