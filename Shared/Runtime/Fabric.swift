@@ -51,6 +51,16 @@ public final class Fabric: Sendable {
         redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
     }
 
+    /// The settings that need no broker to be found wrong (`--dry-run` checks them too): the AMQP URL or list, the
+    /// Redis URL, the queue type.
+    public static func validate(_ settings: Settings) throws {
+        _ = try AMQPEndpoint.list(try settings.string("amqp.url"))
+        _ = try RedisEndpoint(url: try settings.string("redis.url"))
+        guard QueueType(rawValue: try settings.string("queue.type")) != nil else {
+            throw SettingsError(problem: "setting 'queue.type' = '\(try settings.string("queue.type"))' must be classic or quorum")
+        }
+    }
+
     /// Connects to both, retrying while the brokers come up and while the run's learner has not declared its queues yet.
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
