@@ -7,6 +7,8 @@
 - every Tributary service in them runs: its executable, with the compose command's arguments and the service's
   environment, passes `--dry-run` (the CLI: `--help` of that subcommand), and every TRIBUTARY_* variable it is
   given is one that executable documents in its --help (unknown variables would be silently ignored);
+- every secret a broker's templates need (render-secrets.sh: ${NAME} in definitions.json, users.acl, ...) is in that
+  service's environment;
 - the relay's ACL gives rollout workers the same rights as the origin's;
 - the runtime image installs a Debian package for every shared library the executables link directly;
 - docs/deploy.md names only files and compose services that exist.
@@ -15,8 +17,10 @@ Prints one line per check; exits 1 if any failed.
 import argparse, os, re, subprocess, sys
 import yaml
 
-COMPOSE_FILES = [("compose/docker-compose.yml", "compose/.env.example"),
-                 ("compose/docker-compose.remote.yml", "compose/remote.env.example")]
+# Each entry: the compose files given together (an override after the file it extends), and the env file.
+COMPOSE_FILES = [(["compose/docker-compose.yml"], "compose/.env.example"),
+                 (["compose/docker-compose.yml", "compose/docker-compose.cluster.yml"], "compose/.env.example"),
+                 (["compose/docker-compose.remote.yml"], "compose/remote.env.example")]
 # Libraries of debian:bookworm-slim itself (libc6, libgcc-s1, libstdc++6 via apt, zlib1g).
 BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
 failures = []
@@ -33,10 +37,34 @@ def run(argv, env=None, cwd=None):
     return result.returncode, result.stdout
 
 
-def compose_config(root, compose_file, env_file):
-    code, output = run(["docker-compose", "--env-file", env_file, "-f", compose_file, "config"], cwd=root)
-    check(code == 0, f"docker-compose config: {compose_file} with {env_file}", output)
+def compose_config(root, compose_files, env_file):
+    files = [arg for path in compose_files for arg in ("-f", path)]
+    code, output = run(["docker-compose", "--env-file", env_file] + files + ["config"], cwd=root)
+    check(code == 0, f"docker-compose config: {' + '.join(compose_files)} with {env_file}", output)
     return yaml.safe_load(output) if code == 0 else None
+
+
+def check_rendered_secrets(name, service, compose_file):
+    """A service whose entry point is render-secrets.sh fails at start when a template needs a variable it is not given."""
+    entrypoint = service.get("entrypoint") or []
+    if not any(str(arg).endswith("render-secrets.sh") for arg in entrypoint):
+        return
+    environment = service.get("environment") or {}
+    mounts = {}
+    for volume in service.get("volumes") or []:
+        source, target = (volume.get("source"), volume.get("target")) if isinstance(volume, dict) else (volume.split(":")[0], volume.split(":")[1])
+        mounts[target] = source
+    arguments = entrypoint[entrypoint.index(next(a for a in entrypoint if str(a).endswith("render-secrets.sh"))) + 1:]
+    arguments = arguments[:arguments.index("--")] if "--" in arguments else arguments
+    arguments = [a for a in arguments if a != "--owner"][1:] if "--owner" in arguments else arguments
+    for template in arguments[0::2]:
+        source = mounts.get(template)
+        if not source or not os.path.exists(source):
+            continue  # rendered from an earlier output, or not a file of the repository
+        needed = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", "".join(line for line in open(source) if not line.startswith("#"))))
+        missing = sorted(needed - set(environment))
+        check(not missing, f"{compose_file} service {name}: environment has every secret of {os.path.basename(source)}",
+              f"missing: {', '.join(missing)}")
 
 
 def container_to_host(args, volumes):
@@ -150,8 +178,8 @@ def check_docs(root, services_by_file, bin_dir):
         check(os.path.exists(os.path.join(root, path)), f"docs/deploy.md: {path} exists")
     all_services = set().union(*services_by_file.values())
     for line in re.findall(r"^\s*(?:\$ )?(docker compose .*)$", text, re.M):
-        match = re.search(r"-f (compose/\S+)", line)
-        services = services_by_file.get(match.group(1), all_services) if match else all_services
+        files = re.findall(r"-f (compose/\S+)", line)  # the last: an override's services include its base file's
+        services = services_by_file.get(files[-1], all_services) if files else all_services
         verb = re.search(r"\b(up|logs|exec|run|stop|start|restart|pull|build|rm|kill|ps|config|down|cp|top)\b(.*)", line)
         if not verb:
             continue
@@ -183,12 +211,15 @@ def main():
     parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     options = parser.parse_args()
     services_by_file = {}
-    for compose_file, env_file in COMPOSE_FILES:
-        config = compose_config(options.root, compose_file, env_file)
+    for compose_files, env_file in COMPOSE_FILES:
+        config = compose_config(options.root, compose_files, env_file)
         if not config:
             continue
-        services_by_file[compose_file] = set(config["services"])
+        compose_file = " + ".join(compose_files)
+        # docs/deploy.md's `-f FILE` names the last file of a group (an override: with the file it extends)
+        services_by_file[compose_files[-1]] = set(config["services"])
         for name, service in sorted(config["services"].items()):
+            check_rendered_secrets(name, service, compose_file)
             if (service.get("build") or {}).get("dockerfile") == "compose/Dockerfile":
                 check_service(name, service, options.bin_dir, compose_file)
     check_relay_acl(options.root)

@@ -16,7 +16,7 @@ struct ControlOptions: ParsableArguments {
     var run: String?
 
     @Option(name: [.customLong("amqp.url"), .customLong("amqp-url")],
-            help: ArgumentHelp("RabbitMQ URL (default: TRIBUTARY_AMQP_URL, else \(AMQPEndpoint.defaultURL)).", valueName: "url"))
+            help: ArgumentHelp("RabbitMQ URL, or a cluster's URLs separated by commas (default: TRIBUTARY_AMQP_URL, else \(AMQPEndpoint.defaultURL)).", valueName: "url"))
     var amqpURL: String?
 
     @Option(name: [.customLong("redis.url"), .customLong("redis-url")],
@@ -104,11 +104,11 @@ final class ControlSession: Sendable {
         }
         var client: AMQPClient?
         if useAMQP {
-            let endpoint: AMQPEndpoint
-            do { endpoint = try AMQPEndpoint(url: options.resolvedAMQPURL) } catch { throw ControlError("\(error)") }
-            let amqp = AMQPClient(endpoint: endpoint, name: instance, logger: quietLogger())
+            let endpoints: [AMQPEndpoint]
+            do { endpoints = try AMQPEndpoint.list(options.resolvedAMQPURL) } catch { throw ControlError("\(error)") }
+            let amqp = AMQPClient(endpoints: endpoints, name: instance, logger: quietLogger())
             do { try await amqp.connect() } catch {
-                throw ControlError("cannot reach RabbitMQ at \(endpoint): \(error)")
+                throw ControlError("cannot reach RabbitMQ at \(AMQPEndpoint.describe(endpoints)): \(error)")
             }
             client = amqp
         }

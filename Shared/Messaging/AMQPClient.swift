@@ -12,8 +12,12 @@ import Glibc
 ///
 /// On a lost connection it reconnects with backoff, declares the topology again, resumes consumers
 /// and re-publishes every message the broker had not confirmed.
+///
+/// Given several endpoints (a cluster's nodes), it tries them in turn: on connect from the first, and after a lost
+/// connection from the one after the node it lost, so a dead node is tried last.
 public final class AMQPClient: Sendable {
-    public let endpoint: AMQPEndpoint
+    /// The brokers it may connect to, in the order it tries them.
+    public let endpoints: [AMQPEndpoint]
     public let name: String
     public let maxMessageSize: Int
     private let commands = Mutex<CommandQueue>(CommandQueue())
@@ -23,10 +27,27 @@ public final class AMQPClient: Sendable {
     private let started = Mutex(false)
     private let connectedFlag = Atomic<Bool>(false)
     private let topology: Topology
+    /// Index into `endpoints` of the current connection's broker (the last one's while disconnected).
+    private let currentIndex = Atomic<Int>(0)
+    /// With several endpoints: how long after a lost connection it waits before connecting to another node.
+    let failoverPause: Duration
 
-    public init(endpoint: AMQPEndpoint, topology: Topology = Topology(), name: String = "tributary",
-                maxMessageSize: Int = 16 << 20, logger: Logger = Logger(label: "tributary.amqp")) {
-        self.endpoint = endpoint
+    public convenience init(endpoint: AMQPEndpoint, topology: Topology = Topology(), name: String = "tributary",
+                            maxMessageSize: Int = 16 << 20, logger: Logger = Logger(label: "tributary.amqp")) {
+        self.init(endpoints: [endpoint], topology: topology, name: name, maxMessageSize: maxMessageSize, logger: logger)
+    }
+
+    /// `endpoints` must not be empty (`AMQPEndpoint.list` never returns an empty list).
+    ///
+    /// `failoverPause` (several endpoints only): after a lost connection, the wait before connecting to the next node,
+    /// as RabbitMQ's own clients wait before recovering (the Java client 5 s). When a node dies, the others still see
+    /// it as the leader of its quorum queues until they notice and elect new leaders; on RabbitMQ 3.10 a connection
+    /// opened on a survivor within that window had its publishes to a quorum queue nacked for minutes.
+    public init(endpoints: [AMQPEndpoint], topology: Topology = Topology(), name: String = "tributary",
+                maxMessageSize: Int = 16 << 20, failoverPause: Duration = .seconds(2), logger: Logger = Logger(label: "tributary.amqp")) {
+        precondition(!endpoints.isEmpty, "AMQPClient needs at least one endpoint")
+        self.endpoints = endpoints
+        self.failoverPause = failoverPause
         self.topology = topology
         self.name = name
         self.maxMessageSize = maxMessageSize
@@ -48,6 +69,9 @@ public final class AMQPClient: Sendable {
     /// Whether the owning thread holds an open connection right now.
     public var isConnected: Bool { connectedFlag.load(ordering: .relaxed) }
 
+    /// The broker of the current connection (of the last one while disconnected; the first before any).
+    public var endpoint: AMQPEndpoint { endpoints[currentIndex.load(ordering: .relaxed)] }
+
     /// Connects and declares the topology; throws the first failure (refused, authentication, declaration).
     /// After this succeeds, later losses are repaired in the background.
     public func connect() async throws {
@@ -58,7 +82,7 @@ public final class AMQPClient: Sendable {
         guard !alreadyStarted else { return }
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                let worker = AMQPWorker(client: self, endpoint: endpoint, topology: topology, logger: logger, ready: continuation)
+                let worker = AMQPWorker(client: self, endpoints: endpoints, topology: topology, logger: logger, ready: continuation)
                 let thread = Thread { worker.run() }
                 thread.name = "amqp-\(name)"
                 thread.start()
@@ -183,6 +207,8 @@ public final class AMQPClient: Sendable {
     fileprivate var wakeFD: Int32 { wakeDescriptors.read }
 
     fileprivate func setConnected(_ connected: Bool) { connectedFlag.store(connected, ordering: .relaxed) }
+
+    fileprivate func setCurrentIndex(_ index: Int) { currentIndex.store(index, ordering: .relaxed) }
 }
 
 private struct CommandQueue {
@@ -240,7 +266,10 @@ enum Command: Sendable {
 /// Everything the owning thread keeps; touched by that thread only.
 private final class AMQPWorker: @unchecked Sendable {
     let client: AMQPClient
-    let endpoint: AMQPEndpoint
+    let endpoints: [AMQPEndpoint]
+    /// Index of the broker connected to (or last connected to); the next attempt starts here.
+    var current = 0
+    var endpoint: AMQPEndpoint { endpoints[current] }
     var topology: Topology
     let logger: Logger
     var ready: CheckedContinuation<Void, Error>?
@@ -259,10 +288,12 @@ private final class AMQPWorker: @unchecked Sendable {
     var consumerQueues: [String: String] = [:]
     var closing: CheckedContinuation<Void, Never>?
     var backoff = 0.05
+    /// After a lost connection to one node of several: no reconnect before this (see `failoverPause`).
+    var reconnectNotBefore: ContinuousClock.Instant?
 
-    init(client: AMQPClient, endpoint: AMQPEndpoint, topology: Topology, logger: Logger, ready: CheckedContinuation<Void, Error>) {
+    init(client: AMQPClient, endpoints: [AMQPEndpoint], topology: Topology, logger: Logger, ready: CheckedContinuation<Void, Error>) {
         self.client = client
-        self.endpoint = endpoint
+        self.endpoints = endpoints
         self.topology = topology
         self.logger = logger
         self.ready = ready
@@ -272,6 +303,13 @@ private final class AMQPWorker: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         while closing == nil {
             if connection == nil {
+                if let notBefore = reconnectNotBefore, ContinuousClock.now < notBefore {
+                    let remaining = (notBefore - ContinuousClock.now).components
+                    waitForWake(timeoutMilliseconds: Int32(max(1, remaining.seconds * 1000 + remaining.attoseconds / 1_000_000_000_000_000)))
+                    handleCommandsWhileDisconnected()
+                    continue
+                }
+                reconnectNotBefore = nil
                 do {
                     try establish()
                     backoff = 0.05
@@ -302,8 +340,38 @@ private final class AMQPWorker: @unchecked Sendable {
         shutDown(error: AMQPError.clientClosed)
     }
 
-    /// Connect, declare, resume consumers, re-publish what was never confirmed.
+    /// Every broker once, from `current` on, until one takes the connection. With one broker its error is thrown as is;
+    /// with several, a broker's answer (a refused login or declaration) says more than a refused connection, so the first
+    /// such is thrown, else `noBrokerAnswered` with each one's error.
     func establish() throws {
+        var failures: [(AMQPEndpoint, Error)] = []
+        for offset in 0..<endpoints.count {
+            let index = (current + offset) % endpoints.count
+            do {
+                try establish(on: endpoints[index])
+                current = index
+                client.setCurrentIndex(index)
+                if endpoints.count > 1 { logger.info("AMQP connected to \(endpoints[index])") }
+                return
+            } catch {
+                failures.append((endpoints[index], error))
+            }
+        }
+        if failures.count == 1 { throw failures[0].1 }
+        if let answered = failures.first(where: { !Self.isUnreachable($0.1) }) { throw answered.1 }
+        throw AMQPError.noBrokerAnswered(failures.map { "\($0.0.host):\($0.0.port): \($0.1)" })
+    }
+
+    /// Nobody answered at that address (as opposed to a broker that answered with a refusal).
+    static func isUnreachable(_ error: Error) -> Bool {
+        switch error as? AMQPError {
+        case .connectionRefused, .connectionFailed, .connectionLost: true
+        default: false
+        }
+    }
+
+    /// Connect to one broker, declare, resume consumers, re-publish what was never confirmed.
+    func establish(on endpoint: AMQPEndpoint) throws {
         let connection = try AMQPConnection(endpoint: endpoint)
         do {
             try connection.declare(topology)
@@ -543,6 +611,9 @@ private final class AMQPWorker: @unchecked Sendable {
 
     func connectionLost(_ error: Error) {
         logger.warning("AMQP connection lost; reconnecting", metadata: ["error": "\(error)", "endpoint": "\(endpoint)"])
+        // the next attempt starts with the broker after this one: a dead node is tried last
+        current = (current + 1) % endpoints.count
+        if endpoints.count > 1 { reconnectNotBefore = ContinuousClock.now + client.failoverPause }
         connection?.abandon()
         connection = nil
         client.setConnected(false)

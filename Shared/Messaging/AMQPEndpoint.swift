@@ -22,7 +22,11 @@ public struct AMQPEndpoint: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Parses `amqp://[user[:password]@]host[:port][/vhost]`; an empty path means vhost `/`, `%2f` is decoded.
+    /// One URL: a comma separates the URLs of a list (`list(_:)`), so a comma in a password is written `%2C`.
     public init(url: String) throws {
+        guard !url.contains(",") else {
+            throw AMQPError.invalidURL(url, reason: "a comma separates the URLs of a list, and one URL is expected here (write a comma in a password as %2C)")
+        }
         guard let components = URLComponents(string: url) else { throw AMQPError.invalidURL(url, reason: "not a URL") }
         guard components.scheme == "amqp" else {
             throw AMQPError.invalidURL(url, reason: "scheme must be amqp, found \(components.scheme ?? "none")")
@@ -39,10 +43,49 @@ public struct AMQPEndpoint: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Parses `amqp.url`: one URL, or the URLs of a cluster's nodes separated by commas
+    /// (`amqp://u:p@10.0.0.1:5672/,amqp://u:p@10.0.0.2:5672/`; blanks around a comma are ignored). A client tries them
+    /// in order on connect and on every reconnect. Every URL of a list must log in as the same user on the same vhost
+    /// (they are one cluster, and RabbitMQ checks a message's user_id against the login), and none may repeat another.
+    /// A bad list is refused naming the bad entry.
+    public static func list(_ text: String) throws -> [AMQPEndpoint] {
+        let entries = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var endpoints: [AMQPEndpoint] = []
+        for (index, entry) in entries.enumerated() {
+            func refuse(_ reason: String) -> AMQPError {
+                .invalidURLList(entry: index + 1, of: entries.count, url: entry, reason: reason)
+            }
+            guard !entry.isEmpty else { throw refuse("empty (a stray comma?)") }
+            let endpoint: AMQPEndpoint
+            do {
+                endpoint = try AMQPEndpoint(url: entry)
+            } catch let AMQPError.invalidURL(_, reason) {
+                throw refuse(reason)
+            }
+            if let first = endpoints.first, (endpoint.user, endpoint.vhost) != (first.user, first.vhost) {
+                throw refuse("logs in as '\(endpoint.user)' on vhost '\(endpoint.vhost)', entry 1 as '\(first.user)' on '\(first.vhost)': "
+                             + "every broker of a list must take the same user and vhost")
+            }
+            if let earlier = endpoints.firstIndex(where: { ($0.host, $0.port) == (endpoint.host, endpoint.port) }) {
+                throw refuse("repeats entry \(earlier + 1) (\(endpoint.host):\(endpoint.port))")
+            }
+            endpoints.append(endpoint)
+        }
+        return endpoints
+    }
+
+    /// `TRIBUTARY_AMQP_URL` (one URL or a list, see `list(_:)`) when set, else the private broker of scripts/brokers.sh.
+    public static func listFromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [AMQPEndpoint] {
+        try list(environment[environmentVariable] ?? defaultURL)
+    }
+
     /// `TRIBUTARY_AMQP_URL` when set, else the private broker of scripts/brokers.sh.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AMQPEndpoint {
         try AMQPEndpoint(url: environment[environmentVariable] ?? defaultURL)
     }
 
     public var description: String { "amqp://\(user)@\(host):\(port)/\(vhost == "/" ? "" : vhost)" }
+
+    /// A list as `amqp.url` shows it, without passwords.
+    public static func describe(_ endpoints: [AMQPEndpoint]) -> String { endpoints.map(\.description).joined(separator: ",") }
 }

@@ -1,6 +1,10 @@
 /// What went wrong talking to RabbitMQ, and where.
 public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidURL(String, reason: String)
+    /// Entry `entry` (1-based) of a comma-separated list of `of` URLs.
+    case invalidURLList(entry: Int, of: Int, url: String, reason: String)
+    /// No broker of a list took the connection: each one's host:port and error.
+    case noBrokerAnswered([String])
     case connectionRefused(host: String, port: Int)
     case connectionFailed(host: String, port: Int, reason: String)
     case authenticationRefused(user: String, vhost: String, reason: String)
@@ -20,6 +24,8 @@ public enum AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .invalidURL(url, reason): "invalid AMQP URL '\(url)': \(reason)"
+        case let .invalidURLList(entry, count, url, reason): "invalid AMQP URL list, entry \(entry) of \(count) '\(url)': \(reason)"
+        case let .noBrokerAnswered(failures): "no broker of the list took the connection: \(failures.joined(separator: "; "))"
         case let .connectionRefused(host, port): "connection refused by \(host):\(port) (is RabbitMQ running? scripts/brokers.sh start)"
         case let .connectionFailed(host, port, reason): "could not connect to \(host):\(port): \(reason)"
         case let .authenticationRefused(user, vhost, reason): "broker refused user '\(user)' on vhost '\(vhost)': \(reason)"

@@ -25,7 +25,7 @@ public final class Fabric: Sendable {
     public let queueType: QueueType
 
     public static let settings: [Setting] = [
-        Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL"),
+        Setting("amqp.url", AMQPEndpoint.defaultURL, "RabbitMQ URL, or a cluster's nodes' URLs separated by commas (tried in turn on connect and reconnect)"),
         Setting("redis.url", RedisEndpoint.defaultURL, "Redis URL: run state, learner state, logs"),
         Setting("checkpoints.redis_url", "", "Redis holding the run's checkpoints, the one relays replicate (keeps the learner's state off their links); empty: redis.url"),
         Setting("service.instance", "", "instance name (default: ROLE-HOST-PID)"),
@@ -33,7 +33,7 @@ public final class Fabric: Sendable {
         Setting("service.max_message_failures", "5", "a message whose handling failed this many times in this process is dead-lettered with the error",
                 range: .integers(1...1000)),
         Setting("metrics.port", "0", "Prometheus /metrics port (0: any free port, shown in the heartbeat; -1: off)", range: .integers(-1...65535)),
-        Setting("queue.type", "classic", "classic (single broker) or quorum (cluster)"),
+        Setting("queue.type", "classic", "classic (single broker) or quorum (a cluster of three nodes or more)"),
         Setting("blas.threads", "1", "OpenBLAS threads for this process", range: .integers(1...256)),
         Setting("log.level", "info", "trace, debug, info, notice, warning, error"),
     ]
@@ -51,7 +51,7 @@ public final class Fabric: Sendable {
         self.queueType = queueType
         self.logger = logger
         let topology = names.topology(queueType: queueType)
-        amqp = AMQPClient(endpoint: try AMQPEndpoint(url: try settings.string("amqp.url")),
+        amqp = AMQPClient(endpoints: try AMQPEndpoint.list(try settings.string("amqp.url")),
                           topology: (declaresTopology ?? (role == "learner")) ? topology : topology.passive, name: instance, logger: logger)
         redis = RedisClient(endpoint: try RedisEndpoint(url: try settings.string("redis.url")))
         let checkpointURL = try settings.string("checkpoints.redis_url")
@@ -60,6 +60,18 @@ public final class Fabric: Sendable {
 
     /// Checkpoints live in a Redis of their own (`checkpoints.redis_url`).
     public var checkpointsApart: Bool { checkpointRedis !== redis }
+
+    /// The settings that need no broker to be found wrong (`--dry-run` checks them too): the AMQP URL or list, the
+    /// Redis URLs, the queue type.
+    public static func validate(_ settings: Settings) throws {
+        _ = try AMQPEndpoint.list(try settings.string("amqp.url"))
+        _ = try RedisEndpoint(url: try settings.string("redis.url"))
+        let checkpoints = try settings.string("checkpoints.redis_url")
+        if !checkpoints.isEmpty { _ = try RedisEndpoint(url: checkpoints) }
+        guard QueueType(rawValue: try settings.string("queue.type")) != nil else {
+            throw SettingsError(problem: "setting 'queue.type' = '\(try settings.string("queue.type"))' must be classic or quorum")
+        }
+    }
 
     /// Connects to both, retrying while the brokers come up and while the run's learner has not declared its queues yet.
     public func connect(timeoutSeconds: Double) async throws {

@@ -118,6 +118,12 @@ public enum ServiceProcess {
         var logger = Logger(label: "tributary.\(name)")
         logger.logLevel = level
         print(settings.effectiveDescription(role: "tributary-\(name)", excluding: runKeys))
+        do {
+            try Fabric.validate(settings)
+        } catch {
+            FileHandle.standardError.write(Data("tributary-\(name): \(error)\n".utf8))
+            return 2
+        }
         if settings.dryRun { return 0 }
         ProcessMetrics.bootstrap()
         do {

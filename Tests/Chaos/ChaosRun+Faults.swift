@@ -51,6 +51,8 @@ extension ChaosRun {
             injection.checks += try await setNonFiniteValues()
         case .allTasksInvalid:
             injection.checks.append(try await purgeEveryTask())
+        case .clusterNodeKill:
+            return try await killLearnersNode(injection)
         case .learnerKillAfterSave, .broadcasterKillMidWrite:
             break
         }

@@ -42,6 +42,8 @@ public struct ChaosRecipe: Sendable {
     public var joinAtStep: Int?
     /// The joining worker reads checkpoints from the origin through the link instead of the relay (to time both).
     public var joinFromOrigin = false
+    /// The work queues' type, for every service and the harness's own client (quorum on a cluster).
+    public var queueType: QueueType = .classic
 
     public init(runFile: String, steps: Int, seed: UInt64) {
         self.runFile = runFile
@@ -112,12 +114,13 @@ public final class ChaosHarness: Sendable {
         self.logs = logs
     }
 
-    /// Brokers of its own under `state` and, with `jail`, the network namespace for fault 9 (needs root).
-    public static func start(state: URL, binaries: URL, logs: URL, jail wantsJail: Bool) throws -> ChaosHarness {
+    /// Brokers of its own under `state` and, with `jail`, the network namespace for fault 9 (needs root); with
+    /// `clusterNodes`, RabbitMQ is a cluster of that many nodes (fault 14).
+    public static func start(state: URL, binaries: URL, logs: URL, jail wantsJail: Bool, clusterNodes: Int = 0) throws -> ChaosHarness {
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         let jail = wantsJail ? try WorkerJail.create() : nil
         do {
-            let brokers = try ChaosBrokers.start(state: state, jailHost: jail?.hostAddress)
+            let brokers = try ChaosBrokers.start(state: state, jailHost: jail?.hostAddress, clusterNodes: clusterNodes)
             return ChaosHarness(brokers: brokers, jail: jail, binaries: binaries, logs: logs)
         } catch {
             jail?.remove()
@@ -128,6 +131,9 @@ public final class ChaosHarness: Sendable {
     /// One run with `faults` injected in order, each at its own random step.
     public func run(_ faults: [Fault], recipe: ChaosRecipe, name: String) async throws -> ChaosReport {
         if faults.contains(.rolloutPartition), jail == nil { throw ChaosError("fault 9 needs the worker jail (ChaosHarness.start(jail: true))") }
+        if faults.contains(.clusterNodeKill), brokers.clusterNodes.count < 3 {
+            throw ChaosError("fault 14 needs a RabbitMQ cluster of three nodes or more (ChaosHarness.start(clusterNodes: 3))")
+        }
         let run = try await ChaosRun(harness: self, faults: faults, recipe: recipe, name: name)
         return await run.execute()
     }
@@ -194,12 +200,12 @@ final class ChaosRun: @unchecked Sendable {
         runFile = logs.appendingPathComponent("run.toml")
         try Self.runFileText(base: recipe.runFile, run: run, steps: Self.endlessSteps).write(to: runFile, atomically: true, encoding: .utf8)
         let brokers = harness.brokers
-        fleet = SupervisedFleet(fleet: try ServiceFleet(binaries: harness.binaries, logs: logs,
-                                                        environment: recipe.environment.merging(brokers.serviceEnvironment) { $1 }))
-        amqp = AMQPClient(endpoint: try brokers.amqpEndpoint, topology: names.topology(queueType: .classic), name: "chaos-harness",
+        let environment = recipe.environment.merging(brokers.serviceEnvironment) { $1 }.merging(["TRIBUTARY_QUEUE_TYPE": recipe.queueType.rawValue]) { $1 }
+        fleet = SupervisedFleet(fleet: try ServiceFleet(binaries: harness.binaries, logs: logs, environment: environment))
+        amqp = AMQPClient(endpoints: try brokers.amqpEndpoints, topology: names.topology(queueType: recipe.queueType), name: "chaos-harness",
                           logger: ChaosHarness.quietLogger)
         redis = RedisClient(endpoint: brokers.redisEndpoint)
-        watch = VersionWatch(names: names, amqp: try brokers.amqpEndpoint, redis: recipe.checkpointRedis?.endpoint ?? brokers.redisEndpoint)
+        watch = VersionWatch(names: names, amqp: try brokers.amqpEndpoints, redis: recipe.checkpointRedis?.endpoint ?? brokers.redisEndpoint)
         rng = SeededGenerator(state: recipe.seed ^ Self.stableHash(name))
         report = ChaosReport(run: run, seed: recipe.seed, faults: faults, steps: recipe.steps, logs: logs.path)
     }

@@ -16,8 +16,9 @@ public final class VersionWatch: Sendable {
     private let amqp: AMQPClient
     private let redis: RedisClient
 
-    public init(names: Names, amqp endpoint: AMQPEndpoint, redis redisEndpoint: RedisEndpoint) {
-        amqp = AMQPClient(endpoint: endpoint, name: "chaos-version-watch", logger: ChaosHarness.quietLogger)
+    /// `endpoints`: the broker, or a cluster's nodes.
+    public init(names: Names, amqp endpoints: [AMQPEndpoint], redis redisEndpoint: RedisEndpoint) {
+        amqp = AMQPClient(endpoints: endpoints, name: "chaos-version-watch", logger: ChaosHarness.quietLogger)
         redis = RedisClient(endpoint: redisEndpoint)
         let amqp = self.amqp, redis = self.redis
         let saved = amqp.consume(queue: "", prefetch: 64, declare: .exclusiveTemporary,
