@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tributary builds and runs against, when missing. Swift itself is expected at /opt/swift or on PATH.
 set -euo pipefail
-packages=(librabbitmq-dev libhiredis-dev libzstd-dev libopenblas-dev libsodium-dev rabbitmq-server redis-server redis-tools python3 iproute2)
+packages=(librabbitmq-dev libhiredis-dev libzstd-dev libopenblas-dev libsodium-dev rabbitmq-server redis-server redis-tools python3 iproute2 prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
