@@ -11,7 +11,8 @@ import TestSupport
 /// crossed the link per checkpoint, the join, steps per minute, learner wait, staleness, held-out accuracy, and the
 /// fault table's lost and applied-twice counts. Runs on brokers of its own (.state/distance-bench); needs root.
 ///
-/// Knobs (environment): TRIBUTARY_DISTANCE_RUN_FILE (scripts/runs/quickstart.toml), TRIBUTARY_DISTANCE_EVAL_TASKS (200).
+/// Knobs (environment): TRIBUTARY_DISTANCE_RUN_FILE (scripts/runs/quickstart.toml), TRIBUTARY_DISTANCE_EVAL_TASKS (200),
+/// TRIBUTARY_DISTANCE_TASKS_IN_FLIGHT (the workers' rollout.tasks_in_flight; default: the setting's default).
 func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps: Int, seed: UInt64?) throws {
     signal(SIGPIPE, SIG_IGN)
     if profiles.contains(where: { $0 != nil }), let reason = NetLab.unavailableReason() {
@@ -23,7 +24,8 @@ func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps
     let seed = seed ?? UInt64.random(in: 1...999_999)
     let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
     let logs = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-distance-bench-\(getpid())")
-    print("distance bench: seed \(seed); \(runFile), \(steps) steps; async levels \(levels); executables in \(binaries.path); logs in \(logs.path)")
+    print("distance bench: seed \(seed); \(runFile), \(steps) steps; async levels \(levels); rollout.tasks_in_flight "
+          + "\(environment["TRIBUTARY_DISTANCE_TASKS_IN_FLIGHT"] ?? "default"); executables in \(binaries.path); logs in \(logs.path)")
     let harness = try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/distance-bench"), binaries: binaries, logs: logs, jail: false)
     let checkpoints = try PrivateRedis.start(in: repositoryRoot.appendingPathComponent(".state/distance-bench/checkpoint-redis"))
     ChaosInterrupt.install { harness.close(); checkpoints.stop() }
@@ -36,6 +38,7 @@ func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps
             // the harness's fleet has no validator: the learner reads the scored queue (quickstart.toml validates)
             recipe.learnerOverrides = ["--run.eval_tasks", evalTasks, "--run.async_level", String(level), "--validation.enabled", "false"]
             recipe.rollouts = 2
+            if let inFlight = environment["TRIBUTARY_DISTANCE_TASKS_IN_FLIGHT"] { recipe.environment["TRIBUTARY_ROLLOUT_TASKS_IN_FLIGHT"] = inFlight }
             recipe.stallSeconds = 150
             recipe.checkpointRedis = checkpoints
             recipe.joinAtStep = max(2, steps / 3)

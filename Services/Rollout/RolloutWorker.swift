@@ -28,6 +28,10 @@ struct RolloutWorker: Role {
     let identity: WorkerIdentity
     let registry: WorkerRegistry
     let versionWait: Double
+    /// Tasks served at once (`rollout.tasks_in_flight`): over a long round trip, one task's publish and confirm and the
+    /// next task's delivery overlap another's generation.
+    let tasksInFlight: Int
+    let policyLoads = SerialGate()
     let maxGroup: Int
     let groups: Counter
     let tokens: Counter
@@ -53,6 +57,7 @@ struct RolloutWorker: Role {
         identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
+        tasksInFlight = try context.settings.int("rollout.tasks_in_flight")
         maxGroup = try context.settings.int("rollout.max_group_size")
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
@@ -83,7 +88,7 @@ struct RolloutWorker: Role {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await watchAnnouncements() }
             context.status.set(state: "waiting for tasks")
-            try await context.consume(queue: context.fabric.names.tasksQueue, prefetch: 1) { delivery in
+            try await context.consume(queue: context.fabric.names.tasksQueue, prefetch: tasksInFlight, concurrency: tasksInFlight) { delivery in
                 try await serve(delivery)
             }
             group.cancelAll()
@@ -122,7 +127,8 @@ struct RolloutWorker: Role {
             return
         }
         let fetchStarted = ContinuousClock.now
-        guard try await ensurePolicy(minimum: Int(clamping: task.minPolicyVersion)) else {
+        // one task at a time looks for a newer policy; the others find it loaded when their turn comes
+        guard try await policyLoads.serialized({ try await ensurePolicy(minimum: Int(clamping: task.minPolicyVersion)) }) else {
             // No fresh enough policy in time (or stopping): hand the task back for later or for another worker.
             try await delivery.nack(requeue: true)
             return
@@ -135,23 +141,31 @@ struct RolloutWorker: Role {
             return
         }
         let prompt = format.prompt.promptTokens(task.prompt)
-        let version = policy.version.load(ordering: .relaxed)
         context.status.set(state: "generating", detail: task.taskID)
         let generateStarted = ContinuousClock.now
         let options = task.sampling.options
         let policy = self.policy
-        let result: Result<[SampledCompletion], WireError> = try await policy.compute.run {
+        // the version is read with the model, on the compute queue where loads swap both: with several tasks in hand a
+        // load can come between two generations, and a group claims exactly the weights that made it
+        let stop = context.stop
+        let (version, result): (Int, Result<[SampledCompletion], WireError>?) = try await policy.compute.run {
+            // a drain finishes the generation in hand; a task still waiting for its turn goes back to the queue
+            if stop.isStopping { return (-1, nil) }
+            let version = policy.version.load(ordering: .relaxed)
             guard let model = policy.model.value else { throw CheckpointStoreError.missing(key: "policy (none loaded)") }
             // the held policy must read every id of the run's tokenizer (a policy of an earlier run under this id may not)
             do {
                 try task.validateGeneration(promptTokens: prompt, vocabularySize: model.vocabSize, contextLength: model.contextLength)
             } catch let error as WireError {
-                return .failure(error)
+                return (version, .failure(error))
             }
-            return .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options))
+            return (version, .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options)))
         }
         let completions: [SampledCompletion]
         switch result {
+        case nil:
+            try await delivery.nack(requeue: true)
+            return
         case let .success(value): completions = value
         case let .failure(error):
             await fabric.deadLetter(delivery, reason: error.reason)
@@ -297,12 +311,16 @@ struct RolloutWorker: Role {
         }
         let fetchedMs = (ContinuousClock.now - started).milliseconds
         let policy = self.policy
-        try await policy.compute.run {
-            if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil { return }
-            policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
-        }
         let loaded = Int(clamping: version)
-        policy.version.store(loaded, ordering: .relaxed)
+        try await policy.compute.run {
+            // weights and version change together, between two generations
+            if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil {
+                policy.version.store(loaded, ordering: .relaxed)
+                return
+            }
+            policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
+            policy.version.store(loaded, ordering: .relaxed)
+        }
         context.status.update { $0.policyVersion = loaded }
         // the version this worker's groups will claim: the scorer refuses a claim of a version it never recorded
         try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
@@ -326,4 +344,22 @@ final class PolicyHolder: Sendable {
     let relayHighest = Atomic<Int>(-1)
     /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.
     let announced = Mutex<[UInt64: String]>([:])
+}
+
+/// Runs async work one caller at a time, in arrival order.
+actor SerialGate {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func serialized<T: Sendable>(_ work: @Sendable () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiting.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+        }
+        return try await work()
+    }
 }

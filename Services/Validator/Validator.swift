@@ -84,9 +84,11 @@ struct Validator: Role {
         let onProbation = failures >= settings.probationFailures
         // drawn here, from the system's generator: nothing the worker sent or can see decides it
         let drawn = onProbation || Double.random(in: 0..<1) < settings.fraction
+        // each verdict is recorded before the group goes on: whatever the learner trains has its verdict in the log (a
+        // crash between the two re-checks the redelivered group and records it twice, never not at all)
         guard drawn else {
-            try await forward(delivery)
-            return try await record(.unsampled, group, key: key)
+            try await record(.unsampled, group, key: key)
+            return try await forward(delivery)
         }
         context.status.set(state: "validating", detail: group.task.taskID)
         let started = ContinuousClock.now
@@ -97,14 +99,14 @@ struct Validator: Role {
             // the claimed version is gone (older than the broadcaster keeps, so the learner will drop the group as stale) or
             // does not verify (an operator's problem, logged): nothing to check against
             context.logger.warning("group \(group.rolloutMessageID) passed on unchecked: version \(group.policyVersion): \(error)")
-            try await forward(delivery)
-            return try await record(.unchecked, group, key: key, detail: "version \(group.policyVersion): \(error)")
+            try await record(.unchecked, group, key: key, detail: "version \(group.policyVersion): \(error)")
+            return try await forward(delivery)
         }
         checkTime.recordNanoseconds(Int64((ContinuousClock.now - started).milliseconds * 1e6))
         switch outcome {
         case .passed(let worstLogprob):
-            try await forward(delivery)
             try await record(.passed, group, key: key, detail: String(format: "max |Δ logprob| %.2e", worstLogprob))
+            try await forward(delivery)
         case .failed(let reason):
             try await fabric.incrementCounter("validation_failed_groups")
             await fabric.deadLetter(delivery, reason: "validation failed: \(reason)")

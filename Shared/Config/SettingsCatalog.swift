@@ -14,6 +14,8 @@ public enum SettingsCatalog {
         servedRun,
         Setting("rollout.version_wait_seconds", "120", "how long to wait for a fresh enough policy before handing a task back", range: .reals(0...86_400)),
         Setting("rollout.max_group_size", "256", "largest G accepted from a task", range: .integers(1...4096)),
+        Setting("rollout.tasks_in_flight", "4", "tasks held and served at once (one generates at a time; the others publish, wait for confirms and deliveries: raise it on long round trips)",
+                range: .integers(1...64)),
         Setting("rollout.checkpoint_redis_url", "", "Redis to read checkpoints from: the nearest relay (a replica); empty: redis.url"),
         Setting("rollout.state_dir", "", "folder of the worker's Ed25519 key (worker.key, made on first start), which signs every group; empty: $XDG_STATE_HOME/tributary or ~/.local/state/tributary"),
         Setting("rollout.origin_fallback", "true", "with a relay: read a checkpoint from redis.url (the origin) when the relay's copy does not verify, its latest goes back, or it lags behind the announced version"),

@@ -11,37 +11,54 @@ extension ServiceContext {
     /// A delivery whose handling throws is one message's failure, not the process's: it goes back to the queue (after a
     /// pause that grows with its failures), and once it has failed `service.max_message_failures` times here it is
     /// dead-lettered with the last error.
-    public func consume(queue: String, prefetch: Int, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
-        let stop = self.stop
+    ///
+    /// With `concurrency` above 1, up to that many deliveries are handled at once, each as above.
+    public func consume(queue: String, prefetch: Int, concurrency: Int = 1, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         let failures = MessageFailures(limit: try settings.int("service.max_message_failures"))
-        for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
-            if stop.isStopping { break }
-            // The work exchanges are shared by runs, so the broker lets a per-run user publish with another run's routing
-            // key; its user_id (which the broker does check) says which run it belongs to.
-            if let publisher = delivery.userID, let publisherRun = RunUser.run(ofUser: publisher), publisherRun != fabric.names.run {
-                await fabric.deadLetter(delivery, reason: "published by \(publisher), a user of run \(publisherRun), not of run \(fabric.names.run)")
-                continue
-            }
-            do {
-                _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch AMQPError.deliveryVoid {
-                // not this message's failure: its connection was replaced, and the broker delivers it again
-                logger.notice("message \(delivery.messageID ?? "?") from \(queue) came on a replaced connection; it will be redelivered")
-            } catch {
-                let count = failures.record(delivery)
-                if count >= failures.limit {
-                    await fabric.deadLetter(delivery, reason: "\(Fabric.repeatedFailurePrefix)\(count) times; last: \(error)")
-                } else {
-                    logger.warning("message \(delivery.messageID ?? "?") from \(queue) failed (\(count) of \(failures.limit)): \(error); handed back")
-                    try? await delivery.nack(requeue: true)
-                    try? await Task.sleep(for: .milliseconds(200 * (1 << min(count, 5))))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
+                if stop.isStopping { break }
+                if running == max(1, concurrency) {
+                    try await group.next()
+                    running -= 1
                 }
+                running += 1
+                group.addTask { try await self.process(delivery, from: queue, failures: failures, handle) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// One delivery: refused when another run's user published it, else handled, handed back or dead-lettered.
+    private func process(_ delivery: Delivery, from queue: String, failures: MessageFailures,
+                         _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
+        // The work exchanges are shared by runs, so the broker lets a per-run user publish with another run's routing
+        // key; its user_id (which the broker does check) says which run it belongs to.
+        if let publisher = delivery.userID, let publisherRun = RunUser.run(ofUser: publisher), publisherRun != fabric.names.run {
+            await fabric.deadLetter(delivery, reason: "published by \(publisher), a user of run \(publisherRun), not of run \(fabric.names.run)")
+            return
+        }
+        do {
+            _ = try await stop.holding({ try await handle(delivery) }, handBack: { try? await delivery.nack(requeue: true) })
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch AMQPError.deliveryVoid {
+            // not this message's failure: its connection was replaced, and the broker delivers it again
+            logger.notice("message \(delivery.messageID ?? "?") from \(queue) came on a replaced connection; it will be redelivered")
+        } catch {
+            let count = failures.record(delivery)
+            if count >= failures.limit {
+                await fabric.deadLetter(delivery, reason: "\(Fabric.repeatedFailurePrefix)\(count) times; last: \(error)")
+            } else {
+                logger.warning("message \(delivery.messageID ?? "?") from \(queue) failed (\(count) of \(failures.limit)): \(error); handed back")
+                try? await delivery.nack(requeue: true)
+                try? await Task.sleep(for: .milliseconds(200 * (1 << min(count, 5))))
             }
         }
     }
 }
+
 /// How often each message failed in this process (bounded: the oldest entries go first).
 final class MessageFailures: Sendable {
     let limit: Int

@@ -467,6 +467,11 @@ final class ChaosRun: @unchecked Sendable {
         }
         // the run's keys and queues: the harness's brokers serve many runs
         if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await redis.del(keys) }
+        if let checkpoints = recipe.checkpointRedis {
+            let client = RedisClient(endpoint: checkpoints.endpoint)
+            if let keys = try? await client.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try? await client.del(keys) }
+            client.close()
+        }
         for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue] {
             try? await amqp.delete(queue: queue)
         }
