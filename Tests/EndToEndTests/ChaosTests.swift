@@ -15,49 +15,49 @@ import Testing
 struct ChaosTests {
     @Test("kill -9 of a rollout worker holding a task, a scorer holding a group, the learner at a random point", .timeLimit(.minutes(6)))
     func killedProcesses() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.rolloutKill, .scorerKill, .learnerKillRandom], name: "kills"))
+        expectClean(try await ChaosSuiteHarness.run([.rolloutKill, .scorerKill, .learnerKillRandom], name: "kills"))
     }
 
     /// Needs main's crash points (`TRIBUTARY_CRASH_AT` = learner.after-save, broadcaster.mid-write).
     @Test("kill -9 of the learner between its save and its acks, and of the broadcaster mid-write", .timeLimit(.minutes(6)))
     func crashPoints() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.learnerKillAfterSave, .broadcasterKillMidWrite], name: "crash-points"))
+        expectClean(try await ChaosSuiteHarness.run([.learnerKillAfterSave, .broadcasterKillMidWrite], name: "crash-points"))
     }
 
     @Test("RabbitMQ and then Redis killed with -9 and started again", .timeLimit(.minutes(6)))
     func brokerRestarts() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.rabbitMQRestart, .redisRestart], name: "brokers"))
+        expectClean(try await ChaosSuiteHarness.run([.rabbitMQRestart, .redisRestart], name: "brokers"))
     }
 
     /// The settings half needs main's settings ranges where the learner accepts a value today.
     @Test("the learner stopped past the consumer timeout, a scorer stopped, set with NaN, inf and negative values refused",
           .timeLimit(.minutes(6)))
     func pausesAndBadSettings() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.learnerPausePastConsumerTimeout, .scorerPause, .nonFiniteSettings], name: "pauses-settings"))
+        expectClean(try await ChaosSuiteHarness.run([.learnerPausePastConsumerTimeout, .scorerPause, .nonFiniteSettings], name: "pauses-settings"))
     }
 
     @Test("a rollout worker cut off from both brokers until the broker drops it, then reconnected", .timeLimit(.minutes(6)),
           .enabled(if: geteuid() == 0, "a network namespace needs root"))
     func partition() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.rolloutPartition], name: "partition"))
+        expectClean(try await ChaosSuiteHarness.run([.rolloutPartition], name: "partition"))
     }
 
     /// Needs main's learner lease (a second learner is a hot standby).
     @Test("a second learner on the same run waits as standby and takes over after kill -9 of the first", .timeLimit(.minutes(6)))
     func secondLearner() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.secondLearner], name: "second-learner"))
+        expectClean(try await ChaosSuiteHarness.run([.secondLearner], name: "second-learner"))
     }
 
     /// Needs main's run epochs (`tributary run start --fresh`).
     @Test("a run interrupted mid-run and started again under its id with --fresh finishes", .timeLimit(.minutes(6)))
     func runIDReused() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.runIDReused], name: "reused"))
+        expectClean(try await ChaosSuiteHarness.run([.runIDReused], name: "reused"))
     }
 
     /// Needs main's task deadlines (unfilled tasks reissued).
     @Test("every task not yet served purged mid-run: the run recovers and finishes", .timeLimit(.minutes(6)))
     func allTasksInvalid() async throws {
-        try await expectClean(ChaosSuiteHarness.run([.allTasksInvalid], name: "tasks-purged"))
+        expectClean(try await ChaosSuiteHarness.run([.allTasksInvalid], name: "tasks-purged"))
     }
 
     /// Issue 14, shortened: the rollout workers on a remote host (a network namespace) behind a 150 ms, 50 Mbit/s link,
@@ -82,7 +82,7 @@ struct ChaosTests {
         recipe.remote = lab
         recipe.joinAtStep = 3
         let report = try await harness.run([], recipe: recipe, name: "distance")
-        try await expectClean(report)
+        expectClean(report)
         let figures = try #require(report.distance, "the run measured nothing across distance")
         let json = (try? String(decoding: JSONEncoder().encode(figures), as: UTF8.self)) ?? ""
         FileHandle.standardError.write(Data("distance: \(json)\n".utf8))
@@ -94,20 +94,22 @@ struct ChaosTests {
         #expect(perCheckpoint < 1.5 * Double(figures.checkpointRawBytes),
                 "\(Int(perCheckpoint)) bytes crossed the link per checkpoint of \(figures.checkpointRawBytes) bytes: not once per relay: \(json)")
     }
+}
 
-    private func expectClean(_ report: ChaosReport) async throws {
-        let row = FaultTable.markdown([FaultRow(report: report, baseline: nil)])
-        let context = "seed \(report.seed); logs in \(report.logs)\n\(row)"
-        let (finished, account, rewritten) = (report.finished, report.account, report.versionsRewritten)
-        #expect(finished, "the run did not finish: \(report.problem ?? "")\n\(context)")
-        #expect(account.lost == 0, "groups lost: \(account.lostExamples)\n\(context)")
-        #expect(account.appliedTwice == 0, "tasks applied twice: \(account.twiceExamples)\n\(context)")
-        #expect(rewritten == 0, "versions rewritten: \(report.rewrittenVersions)\n\(context)")
-        #expect(account.trained > 0, "nothing trained\n\(context)")
-        for check in report.checks {
-            let passed = check.passed
-            #expect(passed, "\(check.name): \(check.detail)\n\(context)")
-        }
+/// The fault table's invariants for one run: it finished, nothing lost, applied twice or rewritten, something trained,
+/// and every fault-specific check passed.
+func expectClean(_ report: ChaosReport) {
+    let row = FaultTable.markdown([FaultRow(report: report, baseline: nil)])
+    let context = "seed \(report.seed); logs in \(report.logs)\n\(row)"
+    let (finished, account, rewritten) = (report.finished, report.account, report.versionsRewritten)
+    #expect(finished, "the run did not finish: \(report.problem ?? "")\n\(context)")
+    #expect(account.lost == 0, "groups lost: \(account.lostExamples)\n\(context)")
+    #expect(account.appliedTwice == 0, "tasks applied twice: \(account.twiceExamples)\n\(context)")
+    #expect(rewritten == 0, "versions rewritten: \(report.rewrittenVersions)\n\(context)")
+    #expect(account.trained > 0, "nothing trained\n\(context)")
+    for check in report.checks {
+        let passed = check.passed
+        #expect(passed, "\(check.name): \(check.detail)\n\(context)")
     }
 }
 
