@@ -125,7 +125,8 @@ public final class MaliciousWorker: @unchecked Sendable {
         hotter.task.sampling.temperature *= 3  // a flatter distribution than issued: its log-probs would skew the ratios
         try await publish("other sampling settings", hotter, .deadLettered("differs from the issued task"))
 
-        try await publish("future policy version", group(task, texts: wrong, version: (latest ?? 0) + 50), .deadLettered("is from the future"))
+        // far past any version the run reaches while the attacks run (it keeps stepping meanwhile)
+        try await publish("future policy version", group(task, texts: wrong, version: (latest ?? 0) + 1_000_000), .deadLettered("is from the future"))
         if let latest, latest > 0 {
             try await publish("unloaded policy version", group(task, texts: wrong, version: latest), .deadLettered("recorded loading"))
         }

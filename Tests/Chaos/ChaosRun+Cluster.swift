@@ -46,7 +46,8 @@ extension ChaosRun {
         while await firstStepAfter(killedMs) == nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
-        let members = try harness.brokers.restartClusterNodes()
+        let brokers = harness.brokers
+        let members = try await offPool("restart-nodes") { try brokers.restartClusterNodes() }
         injection.checks.append(ChaosCheck(name: "the killed node rejoined its cluster", passed: members.contains(node.name),
                                            detail: "running members: \(members.split(whereSeparator: \.isWhitespace).joined())"))
     }

@@ -25,15 +25,17 @@ extension ChaosRun {
             try await Task.sleep(for: .milliseconds(Int.random(in: 0..<400, using: &rng)))
             fleet.signal("learner", SIGKILL)
         case .rabbitMQRestart:
-            try harness.brokers.killRabbitMQ()
+            let brokers = harness.brokers
+            try await offPool("kill-rabbitmq") { try brokers.killRabbitMQ() }
             injection.endedMs = WallClock.nowMs()
             ChaosHarness.progress("\(names.run): RabbitMQ killed; starting it again")
-            try harness.brokers.restartRabbitMQ()
+            try await offPool("restart-rabbitmq") { try brokers.restartRabbitMQ() }
             return injection
         case .redisRestart:
-            try harness.brokers.killRedis()
+            let brokers = harness.brokers
+            try await offPool("kill-redis") { try brokers.killRedis() }
             injection.endedMs = WallClock.nowMs()
-            try harness.brokers.restartRedis()
+            try await offPool("restart-redis") { try brokers.restartRedis() }
             return injection
         case .learnerPausePastConsumerTimeout:
             injection.checks.append(try await pauseLearnerPastConsumerTimeout())

@@ -250,7 +250,8 @@ final class ChaosRun: @unchecked Sendable {
         // what an earlier run under this name left
         if let keys = try? await redis.scanKeys(matching: "\(names.prefix):*"), !keys.isEmpty { _ = try await redis.del(keys) }
         if faults.contains(.learnerPausePastConsumerTimeout) {
-            try harness.brokers.setConsumerTimeout(milliseconds: recipe.consumerTimeoutMs)
+            let (brokers, timeout) = (harness.brokers, recipe.consumerTimeoutMs)
+            try await offPool("consumer-timeout") { try brokers.setConsumerTimeout(milliseconds: timeout) }
         }
     }
 
@@ -437,7 +438,10 @@ final class ChaosRun: @unchecked Sendable {
         for exit in fleet.stopAll(gracePeriod: 30) where exit.forced {
             ChaosHarness.progress("\(names.run): \(exit.process.name) ignored SIGTERM for 30 s: SIGKILL")
         }
-        if faults.contains(.learnerPausePastConsumerTimeout) { try? harness.brokers.resetConsumerTimeout() }
+        if faults.contains(.learnerPausePastConsumerTimeout) {
+            let brokers = harness.brokers
+            _ = try? await offPool("consumer-timeout") { try brokers.resetConsumerTimeout() }
+        }
         do {
             // a run given up on: whatever is left in its queues now
             for queue in [names.tasksQueue, names.rolloutsQueue, names.scoredQueue] {

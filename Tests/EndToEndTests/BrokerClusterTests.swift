@@ -16,10 +16,12 @@ struct BrokerClusterTests {
     @Test("kill -9 of the cluster node the learner is connected to: clients move to the other nodes, nothing lost or applied twice",
           .timeLimit(.minutes(5)))
     func nodeKill() async throws {
-        let harness = try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/cluster-tests"), binaries: binaryDirectory,
-                                             logs: FileManager.default.temporaryDirectory.appendingPathComponent("tributary-cluster-tests-\(getpid())"),
-                                             jail: false, clusterNodes: 3)
-        defer { harness.close() }
+        // off the cooperative pool: three nodes take half a minute to start, and as long to stop
+        let harness = try await offPool("cluster-brokers") {
+            try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/cluster-tests"), binaries: binaryDirectory,
+                                   logs: FileManager.default.temporaryDirectory.appendingPathComponent("tributary-cluster-tests-\(getpid())"),
+                                   jail: false, clusterNodes: 3)
+        }
         var recipe = ChaosRecipe(runFile: repositoryRoot.appendingPathComponent("scripts/runs/smoke.toml").path, steps: 8, seed: Self.seed)
         recipe.queueType = .quorum
         // a task whose worker lost its connection with the node is redelivered; one lost outright would be reissued after 10 s
@@ -28,7 +30,10 @@ struct BrokerClusterTests {
         recipe.scorers = 1
         recipe.stallSeconds = 60
         recipe.timeoutSeconds = 180
-        let report = try await harness.run([.clusterNodeKill], recipe: recipe, name: "node-kill")
+        let run: Result<ChaosReport, any Error>
+        do { run = .success(try await harness.run([.clusterNodeKill], recipe: recipe, name: "node-kill")) } catch { run = .failure(error) }
+        _ = try? await offPool("cluster-brokers") { harness.close() }
+        let report = try run.get()
 
         let row = FaultTable.markdown([FaultRow(report: report, baseline: nil)])
         let context = "seed \(Self.seed); logs in \(report.logs)\n\(row)"

@@ -67,21 +67,29 @@ struct ChaosTests {
     @Test("rollout workers 150 ms away read checkpoints from their relay, and a worker joins mid-run", .timeLimit(.minutes(6)),
           .enabled(if: NetLab.unavailableReason() == nil, "needs root and network namespaces (ip netns, tc): scripts/netlab.sh cannot build a remote host"))
     func remoteHostBehindASlowLink() async throws {
-        let harness = try ChaosSuiteHarness.harness()
+        let harness = try await ChaosSuiteHarness.harness()
         let logs = harness.logs.appendingPathComponent("distance")
         // checkpoints in a Redis of their own, which the relay replicates: the learner's state stays off the link
-        let checkpoints = try PrivateRedis.start(in: logs.appendingPathComponent("checkpoint-redis"))
-        defer { checkpoints.stop() }
+        let checkpoints = try await offPool("checkpoint-redis") { try PrivateRedis.start(in: logs.appendingPathComponent("checkpoint-redis")) }
         let origin = RedisClient(endpoint: checkpoints.endpoint)
         defer { origin.close() }
-        let lab = try await NetLab.start(profile: .rtt150Rate50, amqpPort: harness.brokers.amqpPort, redisPort: harness.brokers.redisPort,
-                                         checkpointPort: checkpoints.port, relay: true, logs: logs, origin: origin)
-        defer { lab.stop() }
-        var recipe = ChaosSuiteHarness.recipe()
-        recipe.checkpointRedis = checkpoints
-        recipe.remote = lab
-        recipe.joinAtStep = 3
-        let report = try await harness.run([], recipe: recipe, name: "distance")
+        let report: ChaosReport
+        do {
+            let lab = try await NetLab.start(profile: .rtt150Rate50, amqpPort: harness.brokers.amqpPort, redisPort: harness.brokers.redisPort,
+                                             checkpointPort: checkpoints.port, relay: true, logs: logs, origin: origin)
+            var recipe = ChaosSuiteHarness.recipe()
+            recipe.checkpointRedis = checkpoints
+            recipe.remote = lab
+            recipe.joinAtStep = 3
+            let run: Result<ChaosReport, any Error>
+            do { run = .success(try await harness.run([], recipe: recipe, name: "distance")) } catch { run = .failure(error) }
+            _ = try? await offPool("netlab-stop") { lab.stop() }
+            report = try run.get()
+        } catch {
+            _ = try? await offPool("checkpoint-redis") { checkpoints.stop() }
+            throw error
+        }
+        _ = try? await offPool("checkpoint-redis") { checkpoints.stop() }
         expectClean(report)
         let figures = try #require(report.distance, "the run measured nothing across distance")
         let json = (try? String(decoding: JSONEncoder().encode(figures), as: UTF8.self)) ?? ""
@@ -119,17 +127,18 @@ enum ChaosSuiteHarness {
     static let seed: UInt64 = ProcessInfo.processInfo.environment["TRIBUTARY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...999_999)
     static let shared = Mutex<ChaosHarness?>(nil)
 
-    static func harness() throws -> ChaosHarness {
-        try shared.withLock { harness in
-            if let harness { return harness }
-            let started = try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/chaos-tests"), binaries: binaryDirectory,
-                                                 logs: FileManager.default.temporaryDirectory.appendingPathComponent("tributary-chaos-tests-\(getpid())"),
-                                                 jail: geteuid() == 0)
-            harness = started
-            atexit { ChaosSuiteHarness.shared.withLock { $0?.close() } }
-            FileHandle.standardError.write(Data("chaos tests: seed \(seed) (TRIBUTARY_CHAOS_SEED repeats it)\n".utf8))
-            return started
+    /// Started off the cooperative pool (brokers take seconds to come up); the suite is serialized, so one test starts it.
+    static func harness() async throws -> ChaosHarness {
+        if let harness = shared.withLock({ $0 }) { return harness }
+        let started = try await offPool("chaos-brokers") {
+            try ChaosHarness.start(state: repositoryRoot.appendingPathComponent(".state/chaos-tests"), binaries: binaryDirectory,
+                                   logs: FileManager.default.temporaryDirectory.appendingPathComponent("tributary-chaos-tests-\(getpid())"),
+                                   jail: geteuid() == 0)
         }
+        shared.withLock { $0 = started }
+        atexit { ChaosSuiteHarness.shared.withLock { $0?.close() } }
+        FileHandle.standardError.write(Data("chaos tests: seed \(seed) (TRIBUTARY_CHAOS_SEED repeats it)\n".utf8))
+        return started
     }
 
     /// The smoke run, long enough for its faults to land in turn; faults held for as long as it takes the system to

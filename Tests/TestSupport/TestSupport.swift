@@ -112,6 +112,17 @@ public func runCommandOffPool(_ argv: [String], environment: [String: String] = 
     }
 }
 
+/// `body` on a thread of its own, for blocking set-up, faults and tear-down (starting or killing brokers, waiting for a
+/// process): the cooperative pool has two threads here, and two such calls at once would stall every other test of the
+/// process, down to an in-process learner's lease renewal.
+public func offPool<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.name = name
+        thread.start()
+    }
+}
+
 /// Where the service executables are: scripts/test.sh builds them with `swift build -c release` first.
 public let binaryDirectory: URL = {
     if let directory = ProcessInfo.processInfo.environment["TRIBUTARY_BIN_DIR"] { return URL(fileURLWithPath: directory) }
