@@ -4,30 +4,18 @@ import Foundation
 /// Sampled draws are Gumbel-max over the support with counter-based noise (`SamplingOptions.gumbelNoise`): the
 /// token is argmax_i (log w_i + G(key, position, i)), which a validator recomputes from the seed for any position.
 struct TokenChooser {
-    let V: Int
-    var probs: [Float]
-    var order: [Int]
+    var scratch: SamplingScratch
 
-    init(vocabSize: Int) {
-        V = vocabSize
-        probs = [Float](repeating: 0, count: vocabSize)
-        order = Array(0..<vocabSize)
-    }
+    init(vocabSize: Int) { scratch = SamplingScratch(vocabSize: vocabSize) }
 
     /// logits (V); key from `SamplingOptions.gumbelKey`, position = index of the token in its completion.
     mutating func choose(_ logits: UnsafePointer<Float>, options: SamplingOptions, key: UInt64, position: Int) -> (Int32, Float) {
-        let V = self.V
         if options.temperature <= 0 {
-            var best = 0
-            for i in 1..<V where logits[i] > logits[best] { best = i }
-            let mx = logits[best]
-            var s: Double = 0
-            for i in 0..<V { s += exp(Double(logits[i] - mx)) }
-            return (Int32(best), Float(-log(s)))
+            let greedy = SamplingScratch.greedy(logits, scratch.V)
+            return (Int32(greedy.best), Float(-greedy.logSum))
         }
-        let (kept, total, truncate, _) = probs.withUnsafeMutableBufferPointer { p in
-            order.withUnsafeMutableBufferPointer { o in options.distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
-        }
+        let (kept, total, truncate) = scratch.weights(logits, options.distribution)
+        let (probs, order) = (scratch.probs, scratch.order)
         var chosen = -1
         var best = -Double.infinity
         for r in 0..<kept {

@@ -85,3 +85,36 @@ extension SamplingOptions {
     /// The distribution these options draw from (what training must compute log-probs under).
     public var distribution: TokenDistribution { TokenDistribution(temperature: temperature, topK: topK, topP: topP) }
 }
+
+/// The weights' scratch (`TokenDistribution.weights`), kept between calls by the sampler (`TokenChooser`) and the
+/// validator's judge (`TokenJudge`), which must see the same weights in the same order.
+struct SamplingScratch {
+    let V: Int
+    var probs: [Float]
+    var order: [Int]
+
+    init(vocabSize: Int) {
+        V = vocabSize
+        probs = [Float](repeating: 0, count: vocabSize)
+        order = Array(0..<vocabSize)
+    }
+
+    /// Fills `probs` (and `order` when the support is cut) for one row of logits.
+    mutating func weights(_ logits: UnsafePointer<Float>, _ distribution: TokenDistribution) -> (kept: Int, total: Double, ranked: Bool) {
+        let V = self.V
+        let (kept, total, ranked, _) = probs.withUnsafeMutableBufferPointer { p in
+            order.withUnsafeMutableBufferPointer { o in distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
+        }
+        return (kept, total, ranked)
+    }
+
+    /// Greedy decoding's token, the largest logit, and log Σ exp(logit − largest) (so log q(best) = −logSum).
+    static func greedy(_ logits: UnsafePointer<Float>, _ V: Int) -> (best: Int, max: Float, logSum: Double) {
+        var best = 0
+        for i in 1..<V where logits[i] > logits[best] { best = i }
+        let mx = logits[best]
+        var s: Double = 0
+        for i in 0..<V { s += exp(Double(logits[i] - mx)) }
+        return (best, mx, log(s))
+    }
+}

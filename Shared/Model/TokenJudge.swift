@@ -3,16 +3,12 @@ import Foundation
 /// The validator's view of one sampling step: the support, log q of a token and how far its Gumbel score falls short
 /// of the best, with allowance for cuts (top-k, top-p) that sit on a near-tie, where rounding may move the cut.
 struct TokenJudge {
-    let V: Int
-    var probs: [Float]
-    var order: [Int]
+    var scratch: SamplingScratch
     /// Mass of the ranks before r (V+1), in the sampler's summation order.
     var cumBefore: [Double]
 
     init(vocabSize: Int) {
-        V = vocabSize
-        probs = [Float](repeating: 0, count: vocabSize)
-        order = Array(0..<vocabSize)
+        scratch = SamplingScratch(vocabSize: vocabSize)
         cumBefore = [Double](repeating: 0, count: vocabSize + 1)
     }
 
@@ -31,20 +27,15 @@ struct TokenJudge {
     /// logits (V); the same weights as `TokenChooser` (`TokenDistribution.weights`), the same noise.
     mutating func judge(_ logits: UnsafePointer<Float>, token t: Int, options: SamplingOptions, key: UInt64, position: Int,
                         margin: Double) -> Verdict {
-        let V = self.V
+        let V = scratch.V
         if options.temperature <= 0 {
-            var best = 0
-            for i in 1..<V where logits[i] > logits[best] { best = i }
-            let mx = logits[best]
-            var s: Double = 0
-            for i in 0..<V { s += exp(Double(logits[i] - mx)) }
-            return Verdict(outsideRank: nil, kept: V, logprobs: [Double(logits[t] - mx) - log(s)],
+            let (best, mx, logSum) = SamplingScratch.greedy(logits, V)
+            return Verdict(outsideRank: nil, kept: V, logprobs: [Double(logits[t] - mx) - logSum],
                            shortfall: Double(mx) - Double(logits[t]), best: best)
         }
         let distribution = options.distribution
-        let (kept, total, truncate, _) = probs.withUnsafeMutableBufferPointer { p in
-            order.withUnsafeMutableBufferPointer { o in distribution.weights(logits, V, probs: p.baseAddress!, order: o.baseAddress!) }
-        }
+        let (kept, total, truncate) = scratch.weights(logits, distribution)
+        let (probs, order) = (scratch.probs, scratch.order)
         func score(_ i: Int) -> Double { log(Double(probs[i])) + SamplingOptions.gumbelNoise(key: key, position: position, token: i) }
         guard probs[t] > 0 else { return Verdict(outsideRank: V, kept: kept, logprobs: [], shortfall: .infinity, best: t) }
         guard truncate else {
