@@ -74,11 +74,6 @@ public struct AMQPEndpoint: Sendable, Equatable, CustomStringConvertible {
         return endpoints
     }
 
-    /// `TRIBUTARY_AMQP_URL` (one URL or a list, see `list(_:)`) when set, else the private broker of scripts/brokers.sh.
-    public static func listFromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [AMQPEndpoint] {
-        try list(environment[environmentVariable] ?? defaultURL)
-    }
-
     /// `TRIBUTARY_AMQP_URL` when set, else the private broker of scripts/brokers.sh.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AMQPEndpoint {
         try AMQPEndpoint(url: environment[environmentVariable] ?? defaultURL)
