@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(name: "Control", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "Services/Control"),
         .executableTarget(
             name: "Bench",
-            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", "TestSupport", "Adversary", "Chaos", "Signing", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Messaging", "Store", "Compression", "Model", "RL", "Runtime", "Config", "Checkpoints", "Tokenizers", "TestSupport", "Adversary", "Chaos", "Signing", "ModelAgreement", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/Bench"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),

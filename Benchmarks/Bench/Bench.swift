@@ -7,7 +7,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench",
         abstract: "Tributary's benchmarks. Uses the brokers started by scripts/brokers.sh; starts none itself.",
-        subcommands: [MessagingSuite.self, ModelSuite.self, VerifySuite.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self, DistanceSuite.self])
+        subcommands: [MessagingSuite.self, ModelSuite.self, VerifySuite.self, VerifyHonestCommand.self, LearningSuite.self, PipelineSuite.self, TokenizerSuite.self, AdversarySuite.self, ChaosSuite.self, DistanceSuite.self])
 }
 
 struct SuiteOptions: ParsableArguments {
@@ -38,15 +38,33 @@ struct VerifySuite: ParsableCommand {
     @OptionGroup var options: SuiteOptions
     @Option(help: "Architecture: gpt2 (L4 C256 H4, byte vocabulary) or llama (L4 C256 H4 KV2 I688, vocabulary 512, tied), weights spread so logits have σ ≈ 1.")
     var arch: String = "gpt2"
-    @Option(help: "Prompts (groups) to sample.") var groups = 8
-    @Option(help: "Completions per prompt.") var samples = 4
-    @Option(help: "New tokens per completion (no eos stop).") var newTokens = 128
+    @Option(help: "Groups (tasks) to sample, verify and lie about.") var groups = 16
+    @Option(help: "Completions per group (the rollout worker's group size).") var samples = 8
+    @Option(help: "New tokens per completion at most (eos stops earlier).") var newTokens = 128
+    @Option(help: "Honest groups for the false-positive sweep across kernels, threads and group sizes (0: skip).") var fpGroups = 10_200
+    @Option(help: "Steps of the pipeline run without and with one validator at p = 0.1 (0: skip; needs scripts/brokers.sh start).") var pipelineSteps = 0
     func run() throws {
         guard arch == "gpt2" || arch == "llama" else { throw ValidationError("--arch must be gpt2 or llama, got \(arch)") }
-        guard groups >= 2, samples >= 1, newTokens >= 2, newTokens <= 225 else {
-            throw ValidationError("need --groups >= 2, --samples >= 1 and 2 <= --new-tokens <= 225 (context 256, prompts of 32)")
+        guard groups >= 1, samples >= 1, newTokens >= 2, newTokens <= 225, fpGroups >= 0, pipelineSteps >= 0 else {
+            throw ValidationError("need --groups >= 1, --samples >= 1, 2 <= --new-tokens <= 225 (context 256, prompts of 32), --fp-groups >= 0 and --pipeline-steps >= 0")
         }
-        try runVerifyBench(json: options.json, arch: arch, groups: groups, samples: samples, newTokens: newTokens)
+        try runVerifyBench(json: options.json, arch: arch, groups: groups, samples: samples, newTokens: newTokens, fpGroups: fpGroups,
+                           pipelineSteps: pipelineSteps)
+    }
+}
+
+/// The child process of the verify bench's false-positive sweep (not a suite of its own).
+struct VerifyHonestCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "verify-honest", abstract: "Internal: honest groups for the verify bench's sweep.",
+                                                    shouldDisplay: false)
+    @Option var model: String
+    @Option var threads: Int
+    @Option var groups: Int
+    @Option var seed: UInt64
+    @Option var output: String
+    func run() throws {
+        guard threads >= 1, groups >= 1 else { throw ValidationError("need --threads >= 1 and --groups >= 1") }
+        try runVerifyHonest(model: model, threads: threads, groups: groups, seed: seed, output: output)
     }
 }
 

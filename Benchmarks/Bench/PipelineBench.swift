@@ -16,7 +16,8 @@ import TestSupport
 ///
 /// Knobs (environment): TRIBUTARY_PIPELINE_STEPS (default 200: about a minute per level here), _WORKERS (rollout workers, 2), _SCORERS (reward scorers, 2: one scorer was the bottleneck),
 /// _GROUPS (groups per step, 32), _GROUP_SIZE (16), _LEVELS ("0,2"), _NATIVE_BLAS (1: give the children
-/// OPENBLAS_CORETYPE when OpenBLAS would fall back to generic kernels, as the model bench does for itself).
+/// OPENBLAS_CORETYPE when OpenBLAS would fall back to generic kernels, as the model bench does for itself),
+/// _VALIDATORS (0: validation off; n > 0 runs n tributary-validator with validation on) at _VALIDATION_FRACTION (0.1).
 func runPipelineBench(json: Bool) throws {
     signal(SIGPIPE, SIG_IGN)
     let recipe = PipelineRecipe.fromEnvironment()
@@ -66,6 +67,8 @@ struct PipelineRecipe {
     var groupSize = 16
     var asyncLevels = [0, 2]
     var nativeBLAS = true
+    var validators = 0
+    var validationFraction = 0.1
     var timeoutSeconds = 900.0
 
     static func fromEnvironment() -> PipelineRecipe {
@@ -78,6 +81,8 @@ struct PipelineRecipe {
         recipe.groupsPerStep = int("GROUPS") ?? recipe.groupsPerStep
         recipe.groupSize = int("GROUP_SIZE") ?? recipe.groupSize
         recipe.nativeBLAS = (int("NATIVE_BLAS") ?? 1) != 0
+        recipe.validators = max(0, int("VALIDATORS") ?? recipe.validators)
+        recipe.validationFraction = environment["TRIBUTARY_PIPELINE_VALIDATION_FRACTION"].flatMap { Double($0) } ?? recipe.validationFraction
         if let levels = environment["TRIBUTARY_PIPELINE_LEVELS"] {
             recipe.asyncLevels = levels.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         }
@@ -96,6 +101,7 @@ struct PipelineRecipe {
             ("trainer.warmup_learning_rate", "0.003"), ("trainer.warmup_batch", "64"),
             ("model.layers", "2"), ("model.heads", "4"), ("model.channels", "64"), ("model.context", "16"),
             ("learner.autostart", "true"),
+            ("validation.enabled", validators > 0 ? "true" : "false"), ("validation.fraction", String(validationFraction)),
         ]
         return settings.flatMap { ["--\($0.0)", $0.1] }
     }
@@ -103,6 +109,7 @@ struct PipelineRecipe {
     var summary: String {
         "2-digit addition, GPT 2x4x64 ctx 16, warm start to 15% probe accuracy, then \(steps) GRPO steps of \(groupsPerStep) groups x \(groupSize), "
             + "seed 1; \(workers) rollout, \(scorers) reward, 1 broadcaster, 1 learner"
+            + (validators > 0 ? ", \(validators) validator at p = \(validationFraction)" : "")
     }
 }
 
@@ -142,7 +149,7 @@ struct PipelineRunResult {
 }
 
 /// One run: launch the fleet, wait for the learner to finish, read the streams, stop and reap every child, clean up.
-private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineRecipe, binaries: URL, logs: URL) throws -> PipelineRunResult {
+func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineRecipe, binaries: URL, logs: URL) throws -> PipelineRunResult {
     let redis = try RedisConnection(endpoint: .fromEnvironment())
     let names = Names(run: run)
     try pipelineBenchDeleteKeys(redis, names: names)
@@ -161,6 +168,9 @@ private func pipelineBenchRun(run: String, asyncLevel: Int, recipe: PipelineReci
     try fleet.launch("tributary-broadcaster", name: "broadcaster-a\(asyncLevel)", arguments: common + ["--service.instance", "bench-broadcaster"])
     for index in 1...recipe.scorers {
         try fleet.launch("tributary-reward", name: "reward\(index)-a\(asyncLevel)", arguments: common + ["--service.instance", "bench-reward-\(index)"])
+    }
+    for index in stride(from: 1, through: recipe.validators, by: 1) {
+        try fleet.launch("tributary-validator", name: "validator\(index)-a\(asyncLevel)", arguments: common + ["--service.instance", "bench-validator-\(index)"])
     }
     var workerNames: [String] = []
     for index in 1...recipe.workers {
@@ -272,7 +282,7 @@ private let pipelineBenchStopRequested = Atomic<Bool>(false)
 nonisolated(unsafe) private var pipelineBenchSignalSources: [DispatchSourceSignal] = []
 
 /// SIGINT/SIGTERM to the bench ends the wait, so the fleet is stopped and reaped on the way out.
-private func pipelineBenchInstallStopHandlers() {
+func pipelineBenchInstallStopHandlers() {
     pipelineBenchSignalSources = [SIGINT, SIGTERM].map { number in
         signal(number, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -288,7 +298,7 @@ private func pipelineBenchDeleteKeys(_ redis: RedisConnection, names: Names) thr
 }
 
 private func pipelineBenchDeleteQueues(_ names: Names) throws {
-    let queues = [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.policiesQueue, names.deadLettersQueue]
+    let queues = [names.tasksQueue, names.rolloutsQueue, names.scoredQueue, names.validatedQueue, names.policiesQueue, names.deadLettersQueue]
     try blockingAwait {
         let client = AMQPClient(endpoint: try .fromEnvironment(), name: "bench-pipeline-cleanup")
         try await client.connect()

@@ -12,8 +12,8 @@ import Wire
 
 /// Stands between the reward scorers and the learner when the run validates (`validation.enabled`). Every scored group
 /// passes through it: a share p of them (`validation.fraction`, live; every group of a worker on probation), drawn by
-/// the validator where no worker can see, is re-run through the policy version it claims (one prefill per completion,
-/// `CompletionVerifier`): the hidden-state proof, the log-probs, the sampling support, the seeded sampler's choice and
+/// the validator where no worker can see, is re-run through the policy version it claims (one batched prefill of its
+/// completions, `CompletionVerifier`): the hidden-state proof, the log-probs, the sampling support, the seeded sampler's choice and
 /// the ending. A group that passes, or that was not drawn, goes on to the learner; one that fails is dead-lettered with
 /// the failing check and the measured error, and counts against its worker's key: probation after
 /// `validation.probation_failures`, a ban after `validation.ban_failures`.
@@ -147,10 +147,10 @@ struct Validator: Role {
             guard fed.allSatisfy({ $0 >= 0 && Int($0) < policy.vocabSize }), fed.count <= policy.contextLength else {
                 return .failed("prompt_tokens do not fit version \(version)'s vocabulary and context")
             }
+            // the whole group in one prefill (batched within the verifier's memory bound)
+            let verifications = CompletionVerifier.verify(policy: policy, prompt: fed, completions: completions, options: options, promptIndex: 0)
             var worst: Float = 0
-            for (index, completion) in completions.enumerated() {
-                let verification = CompletionVerifier.verify(policy: policy, prompt: fed, completion: completion, options: options,
-                                                             promptIndex: 0, sample: index)
+            for (index, verification) in verifications.enumerated() {
                 worst = max(worst, verification.maxLogprobError)
                 if let failure = verification.failures.first {
                     let at = failure.position.map { " at token \($0)" } ?? ""

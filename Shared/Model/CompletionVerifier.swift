@@ -74,11 +74,75 @@ public enum CompletionVerifier {
     /// Any claimed content is accepted as input: out-of-range tokens, NaN, wrong counts or a bad proof fail a check.
     public static func verify(policy: any Policy, prompt: [Int32], completion: SampledCompletion, options: SamplingOptions,
                               promptIndex: Int, sample: Int, tolerances: VerificationTolerances = .default) -> CompletionVerification {
-        var result = CompletionVerification()
-        if let refusal = shapeRefusal(policy: policy, prompt: prompt, completion: completion, options: options) {
-            result.failures.append(refusal)
-            return result
+        verify(policy: policy, prompt: prompt, completions: [completion], options: options, promptIndex: promptIndex,
+               firstSample: sample, tolerances: tolerances)[0]
+    }
+
+    /// Completions of one prompt (a rollout group; completion i is sample `firstSample + i`), verified as `verify` does
+    /// one, but re-run together: one forward pass over several sequences, each padded at its end to the longest of its
+    /// batch (attention is causal, so the padding changes nothing before it). A prefill of many rows is what makes
+    /// validation cheaper than generation, which decodes one position at a time. Batches are cut so that the forward's
+    /// activations stay within `maxActivationBytes` (always at least one sequence).
+    public static func verify(policy: any Policy, prompt: [Int32], completions: [SampledCompletion], options: SamplingOptions,
+                              promptIndex: Int, firstSample: Int = 0, tolerances: VerificationTolerances = .default,
+                              maxActivationBytes: Int = 512 << 20) -> [CompletionVerification] {
+        var results = [CompletionVerification](repeating: CompletionVerification(), count: completions.count)
+        var pending: [Int] = []
+        for (i, completion) in completions.enumerated() {
+            if let refusal = shapeRefusal(policy: policy, prompt: prompt, completion: completion, options: options) {
+                results[i].failures.append(refusal)
+            } else if completion.tokens.isEmpty {
+                results[i] = check(policy: policy, prompt: prompt, completion: completion, options: options,
+                                   key: options.gumbelKey(prompt: promptIndex, sample: firstSample + i), tolerances: tolerances, computed: nil)
+            } else {
+                pending.append(i)
+            }
         }
+        // longest first, so each batch's padding is short; a batch's rows are as many as its length's activations allow
+        pending.sort { completions[$0].tokens.count > completions[$1].tokens.count }
+        let P = prompt.count, V = policy.vocabSize
+        let fixedBytes = policy.trainingStateBytes(batch: 0, time: 1)
+        var next = 0
+        while next < pending.count {
+            let T = P + completions[pending[next]].tokens.count - 1
+            let perRow = max(1, policy.trainingStateBytes(batch: 1, time: T) - fixedBytes)
+            let rows = min(pending.count - next, max(1, maxActivationBytes / perRow))
+            let batch = Array(pending[next..<(next + rows)])
+            next += rows
+            var tokens = [Int32](repeating: 0, count: rows * T)
+            for (r, i) in batch.enumerated() {
+                let sequence = prompt + completions[i].tokens.dropLast()
+                tokens.replaceSubrange((r * T)..<(r * T + sequence.count), with: sequence)
+            }
+            let (logits, hidden) = policy.logitsAndHiddenStates(tokens: tokens, batch: rows, time: T)
+            let C = hidden.count / (rows * T)
+            logits.withUnsafeBufferPointer { l in
+                for (r, i) in batch.enumerated() {
+                    // row P − 1 + j of sequence r chose token j
+                    let n = completions[i].tokens.count
+                    let first = r * T + P - 1
+                    let computed = Computed(logits: l.baseAddress! + first * V, hidden: Array(hidden[(first * C)..<((first + n) * C)]), channels: C)
+                    results[i] = check(policy: policy, prompt: prompt, completion: completions[i], options: options,
+                                       key: options.gumbelKey(prompt: promptIndex, sample: firstSample + i), tolerances: tolerances,
+                                       computed: computed)
+                }
+            }
+        }
+        return results
+    }
+
+    /// What the forward pass computed for one completion: the logits (n,V) and hidden states (n,C) of the positions
+    /// that chose its n tokens.
+    struct Computed {
+        var logits: UnsafePointer<Float>
+        var hidden: [Float]
+        var channels: Int
+    }
+
+    /// The checks of one completion that passed the shape check; `computed` is nil only for an empty completion.
+    static func check(policy: any Policy, prompt: [Int32], completion: SampledCompletion, options: SamplingOptions, key: UInt64,
+                      tolerances: VerificationTolerances, computed: Computed?) -> CompletionVerification {
+        var result = CompletionVerification()
         let ctx = policy.contextLength, V = policy.vocabSize, P = prompt.count
         let tokens = completion.tokens, n = tokens.count
         var worst: [String: VerificationFailure] = [:]
@@ -108,7 +172,7 @@ public enum CompletionVerifier {
             fail("ending", nil, measured: Double(n), limit: Double(limit), "\(n) tokens without eos, the sampler makes \(limit)")
         }
 
-        guard n > 0 else {
+        guard n > 0, let computed else {
             result.proof = InferenceProof.check(proof: completion.proof, hidden: [], rows: 0, channels: 1, thresholds: tolerances.proof)
             if result.proof?.passed == false {
                 fail("proof", nil, measured: Double(completion.proof.count), limit: 0, result.proof!.detail)
@@ -117,12 +181,8 @@ public enum CompletionVerifier {
             return result
         }
 
-        // one full forward over the prompt and every token but the last: row P − 1 + j chose token j
-        let sequence = prompt + tokens.dropLast()
-        let (logits, hidden) = policy.logitsAndHiddenStates(tokens: sequence)
-        let C = hidden.count / sequence.count
-        let rows = Array(hidden[((P - 1) * C)..<((P - 1 + n) * C)])
-        let proof = InferenceProof.check(proof: completion.proof, hidden: rows, rows: n, channels: C, thresholds: tolerances.proof)
+        let C = computed.channels
+        let proof = InferenceProof.check(proof: completion.proof, hidden: computed.hidden, rows: n, channels: C, thresholds: tolerances.proof)
         result.proof = proof
         if !proof.passed {
             let chunkStart = (proof.worstChunk ?? 0) * 32
@@ -139,14 +199,11 @@ public enum CompletionVerifier {
         }
 
         let tol = Double(tolerances.logprobAbsolute), margin = tolerances.gumbelMargin
-        let key = options.gumbelKey(prompt: promptIndex, sample: sample)
         var judge = TokenJudge(vocabSize: V)
         for j in 0..<n {
             let t = Int(tokens[j])
             let claimed = Double(completion.logprobs[j])
-            let verdict = logits.withUnsafeBufferPointer { l in
-                judge.judge(l.baseAddress! + (P - 1 + j) * V, token: t, options: options, key: key, position: j, margin: margin)
-            }
+            let verdict = judge.judge(computed.logits + j * V, token: t, options: options, key: key, position: j, margin: margin)
             if let rank = verdict.outsideRank {
                 fail("support", j, measured: Double(rank), limit: Double(verdict.kept), "token \(t) ranks \(rank), the support keeps \(verdict.kept)")
                 continue

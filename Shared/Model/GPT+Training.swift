@@ -128,15 +128,17 @@ extension GPT {
         return Array(UnsafeBufferPointer(start: a.probs, count: T * config.vocabSize))
     }
 
-    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass.
-    public func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float]) {
-        let T = tokens.count, C = config.channels
-        precondition(T >= 1 && T <= config.contextLength, "logitsAndHiddenStates: need 1 <= T <= contextLength, got \(T)")
-        let a = prepareActivations(B: 1, T: T)
+    /// Logits (B·T,V) and hidden states (B·T,C) of B sequences of T tokens each (row-major (B,T)) from one full forward
+    /// pass.
+    public func logitsAndHiddenStates(tokens: [Int32], batch B: Int, time T: Int) -> (logits: [Float], hidden: [Float]) {
+        let C = config.channels
+        precondition(B >= 1 && T >= 1 && T <= config.contextLength && tokens.count == B * T,
+                     "logitsAndHiddenStates: need B >= 1, 1 <= T <= contextLength and B*T tokens, got B=\(B) T=\(T) \(tokens.count) tokens")
+        let a = prepareActivations(B: B, T: T)
         tokens.withUnsafeBufferPointer { runForward(a, tokens: $0.baseAddress!) }
-        lmHeadForward(a.probs, a.lnf, T)
+        lmHeadForward(a.probs, a.lnf, B * T)
         acts = nil
-        return (Array(UnsafeBufferPointer(start: a.probs, count: T * config.vocabSize)),
-                Array(UnsafeBufferPointer(start: a.residual3 + (config.layers - 1) * T * C, count: T * C)))
+        return (Array(UnsafeBufferPointer(start: a.probs, count: B * T * config.vocabSize)),
+                Array(UnsafeBufferPointer(start: a.residual3 + (config.layers - 1) * B * T * C, count: B * T * C)))
     }
 }

@@ -94,8 +94,10 @@ public enum InferenceProof {
                 let required = thresholds.requiredMatches(topK: k)
                 var errors: [Int] = []
                 if coefficients.allSatisfy({ $0 < modulus }) {
-                    for i in topIndices(values, k: k) {
-                        let claimed = UInt16(evaluate(coefficients, at: indexHash(i, salt: salt)))
+                    let indices = topIndices(values, k: k)
+                    let claims = evaluate(coefficients, at: indices.map { indexHash($0, salt: salt) })
+                    for (i, claim) in zip(indices, claims) {
+                        let claimed = UInt16(claim)
                         let own = bfloat16Bits(values[i])
                         if claimed >> 7 == own >> 7 { errors.append(abs(Int(claimed & 0x7F) - Int(own & 0x7F))) }
                     }
@@ -142,69 +144,118 @@ public enum InferenceProof {
         splitMix64(UInt64(i) ^ (UInt64(salt) << 48)) % modulus
     }
 
-    /// Indices of the k entries of largest magnitude (ties by lower index; NaN counts as 0), in no particular order:
-    /// a min-heap of the k best seen, so most entries cost one comparison.
+    /// Indices of the k entries of largest magnitude (ties by lower index; NaN counts as 0), in increasing index order:
+    /// the k-th largest magnitude by selection (expected linear time), then one pass that keeps what lies above it and,
+    /// in index order, as many of those equal to it as there is room for.
     static func topIndices(_ x: UnsafeBufferPointer<Float>, k: Int) -> [Int] {
-        let k = min(k, x.count)
+        let n = x.count, k = min(k, n)
         guard k > 0 else { return [] }
-        func magnitude(_ i: Int) -> Float { x[i].isNaN ? 0 : abs(x[i]) }
-        // a is worse than b: smaller magnitude, or equal and a later index
-        func worse(_ a: Int, _ b: Int) -> Bool { let ma = magnitude(a), mb = magnitude(b); return ma < mb || (ma == mb && a > b) }
-        var heap: [Int] = []
-        heap.reserveCapacity(k)
-        func siftDown(_ start: Int) {
-            var i = start
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && worse(heap[l], heap[m]) { m = l }
-                if r < heap.count && worse(heap[r], heap[m]) { m = r }
-                if m == i { return }
-                heap.swapAt(i, m)
-                i = m
+        let magnitudes = [Float](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = x[i].isNaN ? 0 : abs(x[i]) }
+            count = n
+        }
+        var work = magnitudes
+        let threshold = work.withUnsafeMutableBufferPointer { kthLargest($0, k - 1) }
+        var above = 0
+        for v in magnitudes where v > threshold { above += 1 }
+        var ties = k - above
+        var kept: [Int] = []
+        kept.reserveCapacity(k)
+        for i in 0..<n {
+            let v = magnitudes[i]
+            if v > threshold {
+                kept.append(i)
+            } else if v == threshold && ties > 0 {
+                kept.append(i)
+                ties -= 1
             }
         }
-        for i in 0..<x.count {
-            if heap.count < k {
-                heap.append(i)
-                var j = heap.count - 1
-                while j > 0 && worse(heap[j], heap[(j - 1) / 2]) { heap.swapAt(j, (j - 1) / 2); j = (j - 1) / 2 }
-            } else if worse(heap[0], i) {
-                heap[0] = i
-                siftDown(0)
+        return kept
+    }
+
+    /// The value of rank `rank` (0 = largest) of `a`, which it reorders: Hoare's selection, the middle element as pivot.
+    static func kthLargest(_ a: UnsafeMutableBufferPointer<Float>, _ rank: Int) -> Float {
+        var lo = 0, hi = a.count - 1
+        while lo < hi {
+            let pivot = a[lo + (hi - lo) / 2]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] > pivot { i += 1 }
+                while a[j] < pivot { j -= 1 }
+                if i <= j {
+                    a.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
             }
+            // [lo, j] ≥ pivot ≥ [i, hi]; between them, equal to the pivot
+            if rank <= j { hi = j } else if rank >= i { lo = i } else { return a[rank] }
         }
-        return heap
+        return a[rank]
     }
 
     /// Coefficients (k) of the polynomial of degree < k through the points (xs[i], ys[i]) over GF(p), xs distinct:
     /// Lagrange's form Σ y_i · M(x)/(x − x_i) / M'(x_i) with M = Π (x − x_i), O(k²) and k inverses.
     static func interpolate(xs: [UInt64], ys: [UInt64]) -> [UInt64] {
-        let p = modulus, k = xs.count
-        var m = [UInt64](repeating: 0, count: k + 1)  // M, lowest degree first
+        let k = xs.count
+        guard k > 0 else { return [] }
+        var m = [UInt64](repeating: 0, count: k + 1)  // M = Π (x − x_i), lowest degree first
         m[0] = 1
-        for (d, xi) in xs.enumerated() {
-            // multiply by (x − xi): the degree goes from d to d + 1
-            for j in stride(from: d + 1, through: 1, by: -1) { m[j] = (m[j - 1] + (p - xi) * m[j] % p) % p }
-            m[0] = (p - xi) * m[0] % p
+        m.withUnsafeMutableBufferPointer { m in
+            for (d, xi) in xs.enumerated() {
+                // multiply by (x − xi): the degree goes from d to d + 1
+                let negated = modulus - xi
+                for j in stride(from: d + 1, through: 1, by: -1) { m[j] = reduce(m[j - 1] + negated * m[j]) }
+                m[0] = reduce(negated * m[0])
+            }
         }
+        // w_i = y_i / Π_{j≠i} (x_i − x_j) = y_i / M'(x_i); the k inverses by one inversion (Montgomery's trick)
+        let derivative = (1...k).map { reduce(UInt64($0) * m[$0]) }
+        let denominators = evaluate(derivative, at: xs)
+        var prefix = [UInt64](repeating: 1, count: k + 1)
+        for i in 0..<k { prefix[i + 1] = reduce(prefix[i] * denominators[i]) }
+        var running = inverse(prefix[k])
+        var weights = [UInt64](repeating: 0, count: k)
+        for i in stride(from: k - 1, through: 0, by: -1) {
+            weights[i] = reduce(reduce(ys[i]) * reduce(running * prefix[i]))
+            running = reduce(running * denominators[i])
+        }
+        // Σ_i w_i · M / (x − x_i): the quotients q_i by synthetic division, all i together from the top coefficient down
+        // (q_i[j−1] = m[j] + x_i·q_i[j]), so the inner loops are independent across i instead of one long chain
         var result = [UInt64](repeating: 0, count: k)
-        var q = [UInt64](repeating: 0, count: k)
-        for i in 0..<k {
-            // q = M / (x − x_i) by synthetic division; q(x_i) = Π_{j≠i} (x_i − x_j)
-            q[k - 1] = m[k]
-            for j in stride(from: k - 1, through: 1, by: -1) { q[j - 1] = (m[j] + xs[i] * q[j]) % p }
-            let w = ys[i] % p * inverse(evaluate(q, at: xs[i])) % p
-            // k terms below p² each stay below 2^64 for k < 2^32: reduce once at the end
-            for j in 0..<k { result[j] &+= w * q[j] }
+        var q = [UInt64](repeating: m[k], count: k)
+        xs.withUnsafeBufferPointer { xs in
+            weights.withUnsafeBufferPointer { w in
+                q.withUnsafeMutableBufferPointer { q in
+                    for j in stride(from: k - 1, through: 0, by: -1) {
+                        // k terms below p² each stay below 2^64 for k < 2^32
+                        var sum: UInt64 = 0
+                        for i in 0..<k { sum &+= w[i] * q[i] }
+                        result[j] = reduce(sum)
+                        guard j > 0 else { break }
+                        let mj = m[j]
+                        for i in 0..<k { q[i] = reduce(mj + xs[i] * q[i]) }
+                    }
+                }
+            }
         }
-        return result.map { $0 % p }
+        return result
     }
 
-    /// P(x) by Horner, coefficients lowest degree first, all < p.
-    static func evaluate(_ coefficients: [UInt64], at x: UInt64) -> UInt64 {
-        var acc: UInt64 = 0
-        for a in coefficients.reversed() { acc = (acc * x + a) % modulus }
+    /// x mod p by the literal 65521, which the compiler turns into a multiply and a shift (a division by a value loaded
+    /// at run time costs several times as much, and interpolation and checks make O(k²) reductions per chunk).
+    @inline(__always) static func reduce(_ x: UInt64) -> UInt64 { x % 65521 }
+
+    /// P(x) at each of `points` by Horner, all points together (coefficients lowest degree first, all < p).
+    static func evaluate(_ coefficients: [UInt64], at points: [UInt64]) -> [UInt64] {
+        var acc = [UInt64](repeating: 0, count: points.count)
+        points.withUnsafeBufferPointer { x in
+            acc.withUnsafeMutableBufferPointer { acc in
+                for a in coefficients.reversed() {
+                    for i in 0..<x.count { acc[i] = reduce(acc[i] * x[i] + a) }
+                }
+            }
+        }
         return acc
     }
 

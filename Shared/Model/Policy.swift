@@ -28,10 +28,12 @@ public protocol Policy: AnyObject, Sendable {
     func withParameters<R>(_ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
     /// Logits (T,V) of one sequence by the full forward pass.
     func logits(tokens: [Int32]) -> [Float]
-    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass (what a validator re-runs). The
-    /// hidden states are the final block's output: the residual stream before the final norm, row t being what
-    /// produced position t's logits (what `InferenceProof` commits to).
-    func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float])
+    /// Logits (B·T,V) and hidden states (B·T,C) of B sequences of T tokens (row-major (B,T)) from one full forward pass
+    /// (what a validator re-runs). The hidden states are the final block's output: the residual stream before the
+    /// final norm, row (b,t) being what produced position t's logits of sequence b (what `InferenceProof` commits to).
+    /// Attention is causal, so a sequence's rows do not depend on what follows them: shorter sequences may be padded
+    /// at the end with any token.
+    func logitsAndHiddenStates(tokens: [Int32], batch: Int, time: Int) -> (logits: [Float], hidden: [Float])
     /// `count` samples for each prompt with the KV cache; [i][k] is sample k of prompt i (seeded per (seed, i, k)), with
     /// its proof.
     func sample(prompts: [[Int32]], count: Int, options: SamplingOptions) -> [[SampledCompletion]]
@@ -53,6 +55,11 @@ public protocol Policy: AnyObject, Sendable {
 }
 
 extension Policy {
+    /// Logits (T,V) and hidden states (T,C) of one sequence from one full forward pass.
+    public func logitsAndHiddenStates(tokens: [Int32]) -> (logits: [Float], hidden: [Float]) {
+        logitsAndHiddenStates(tokens: tokens, batch: 1, time: tokens.count)
+    }
+
     /// The hidden states (T,C) of `logitsAndHiddenStates`, for tools and tests.
     public func hiddenStates(tokens: [Int32]) -> [Float] { logitsAndHiddenStates(tokens: tokens).hidden }
 

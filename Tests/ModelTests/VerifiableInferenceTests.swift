@@ -92,7 +92,7 @@ import Testing
         let salt = UInt16(proof[0]) | UInt16(proof[1]) << 8
         let coefficients = (0..<128).map { UInt64(UInt16(proof[2 + 2 * $0]) | UInt16(proof[3 + 2 * $0]) << 8) }
         for i in kept {
-            #expect(InferenceProof.evaluate(coefficients, at: InferenceProof.indexHash(i, salt: salt)) == UInt64(InferenceProof.bfloat16Bits(first[i])))
+            #expect(InferenceProof.evaluate(coefficients, at: [InferenceProof.indexHash(i, salt: salt)])[0] == UInt64(InferenceProof.bfloat16Bits(first[i])))
         }
         // rounding-sized noise passes; other hidden states fail
         let noisy = hidden.enumerated().map { $0.element * (1 + 1e-5 * Float(($0.offset % 7) - 3)) }
@@ -320,6 +320,88 @@ import Testing
         let mx = gl.max()!
         notArgmax.logprobs[g.tokens.count - 1] = Float(Double(gl[second] - mx) - log(gl.reduce(0.0) { $0 + exp(Double($1 - mx)) }))
         #expect(checks(verify(notArgmax, options: greedy)) == ["sampler"], "\(verify(notArgmax, options: greedy).failures)")
+    }
+
+    /// Every lie of `Lie`, told about a whole group, fails every completion it touched; the lies about claims fail by
+    /// the check that covers what they lie about.
+    @Test(arguments: architectures) func everyLieIsCaught(architecture: String) {
+        let older = Self.model(architecture)
+        let model = older.copy()
+        Liar.trainOneStep(model, seed: 5)
+        let options = SamplingOptions(temperature: 1, topP: 0.95, maxNewTokens: 40, seed: 21)
+        let prompt: [Int32] = [3, 4, 5, 6]
+        let honest = CompletionVerifier.verify(policy: model, prompt: prompt, completions: model.sample(prompt: prompt, count: 4, options: options),
+                                               options: options, promptIndex: 0)
+        #expect(honest.allSatisfy { $0.passed }, "\(honest.map(\.failures))")
+        for lie in Lie.allCases {
+            let forged = Liar(lie, claimed: model, older: older).group(prompt: prompt, count: 4, options: options)
+            let verdicts = CompletionVerifier.verify(policy: model, prompt: prompt, completions: forged, options: options, promptIndex: 0)
+            let checks = Set(verdicts.flatMap { $0.failures.map(\.check) })
+            print("verifiable inference, \(architecture), \(lie.rawValue): checks failed \(checks.sorted())")
+            #expect(verdicts.allSatisfy { !$0.passed }, "\(lie.rawValue): \(verdicts.map(\.failures))")
+            switch lie {
+            case .scaledLogprobs: #expect(checks == ["logprob"], "\(lie.rawValue)")
+            case .greedyClaimingTemperature: #expect(checks == ["sampler"], "\(lie.rawValue)")
+            // eos where the seed drew another token: not its draw, or not even in the support
+            case .truncatedClaimingEOS: #expect(!checks.isEmpty && checks.isSubset(of: ["sampler", "support"]), "\(lie.rawValue)")
+            case .oneTokenIn32: #expect(checks.isSubset(of: ["sampler", "support", "ending"]) && !checks.isEmpty, "\(lie.rawValue)")
+            default: #expect(checks.contains("logprob") || checks.contains("proof"), "\(lie.rawValue): \(checks)")
+            }
+        }
+    }
+
+    /// A group verified together (one prefill, sequences of different lengths padded) judges each completion as it is
+    /// judged alone, whatever the batches it is cut into; a forged completion fails alone among honest ones.
+    @Test(arguments: architectures) func groupVerificationMatchesOneAtATime(architecture: String) {
+        let model = Self.model(architecture)
+        let prompt: [Int32] = [3, 4, 5]
+        // the first seed whose group has completions of different lengths (some end at eos), so that padding is exercised
+        let sampled = (13..<60).lazy.map { seed in
+            let options = SamplingOptions(temperature: 1.5, maxNewTokens: 40, seed: UInt64(seed))
+            return (options, model.sample(prompt: prompt, count: 8, options: options))
+        }.first { Set($0.1.map(\.tokens.count)).count > 1 }
+        guard let (options, sampledGroup) = sampled else {
+            Issue.record("no seed gave completions of different lengths")
+            return
+        }
+        var group = sampledGroup
+        group[5].logprobs[group[5].logprobs.count - 1] += 0.05
+        let alone = group.enumerated().map { k, c in
+            CompletionVerifier.verify(policy: model, prompt: prompt, completion: c, options: options, promptIndex: 0, sample: k)
+        }
+        // one row per batch, and all rows in one
+        for budget in [1, 1 << 30] {
+            let together = CompletionVerifier.verify(policy: model, prompt: prompt, completions: group, options: options, promptIndex: 0,
+                                                     maxActivationBytes: budget)
+            #expect(together.map(\.passed) == alone.map(\.passed), "budget \(budget)")
+            #expect(together.map { $0.failures.map(\.check) } == alone.map { $0.failures.map(\.check) })
+            #expect(together.enumerated().allSatisfy { k, v in k == 5 ? !v.passed : v.passed }, "\(together.map(\.failures))")
+            for (a, b) in zip(alone, together) {
+                #expect(abs(a.maxLogprobError - b.maxLogprobError) < VerificationTolerances.default.logprobAbsolute / 100)
+            }
+        }
+    }
+
+    /// The proof's top-k selection keeps the same indices as a full sort by magnitude (ties by lower index, NaN as 0).
+    @Test func topIndicesMatchASort() {
+        var rng = SeededGenerator(seed: 8)
+        for trial in 0..<200 {
+            let n = 1 + Int(rng.next() % 600)
+            // few distinct magnitudes in some trials, so that ties cross the cut
+            let levels = trial % 2 == 0 ? 4 : 1 << 20
+            let x: [Float] = (0..<n).map { _ in
+                let r = rng.next()
+                if r % 97 == 0 { return .nan }
+                let magnitude = Float(r % UInt64(levels)) / Float(levels)
+                return r & (1 << 40) == 0 ? magnitude : -magnitude
+            }
+            for k in [1, 5, 128, n] {
+                let kept = x.withUnsafeBufferPointer { InferenceProof.topIndices($0, k: k) }
+                let magnitude = { (i: Int) -> Float in x[i].isNaN ? 0 : abs(x[i]) }
+                let reference = x.indices.sorted { magnitude($0) > magnitude($1) || (magnitude($0) == magnitude($1) && $0 < $1) }.prefix(k)
+                #expect(Set(kept) == Set(reference) && kept.count == min(k, n), "n \(n) k \(k)")
+            }
+        }
     }
 
     /// Hostile shapes are refused as "shape", never trap.
