@@ -90,6 +90,6 @@ let package = Package(
         // single roles run in process against the real brokers
         .testTarget(name: "RoleTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Wire", "Model", "RL", "TestSupport", "Learner", "Rollout", "Reward", "Broadcaster", "Validator"], path: "Tests/RoleTests"),
         .testTarget(name: "ControlTests", dependencies: ["Control", "Runtime", "Config", "Messaging", "Store", "TestSupport"], path: "Tests/ControlTests"),
-        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", "Chaos", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
+        .testTarget(name: "EndToEndTests", dependencies: ["Runtime", "Config", "Checkpoints", "Signing", "Messaging", "Store", "Model", "Tokenizers", "TestSupport", "Adversary", "Chaos", "ModelAgreement", .product(name: "Logging", package: "swift-log")], path: "Tests/EndToEndTests"),
     ]
 )

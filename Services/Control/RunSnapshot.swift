@@ -22,6 +22,8 @@ struct RunSnapshot {
     var recent: [StepMetrics]
     var latestCheckpoint: UInt64?
     var nowMs: Int64
+    /// Every worker key's summary when the run validates (its reputation), else empty.
+    var workers: [WorkerRegistry.Summary] = []
 
     /// The learner's status, or `lost` when it says it is working but no learner heartbeat is live (killed with -9).
     var runStatus: RunStatus? {
@@ -51,9 +53,14 @@ struct RunSnapshot {
                 queues.append(QueueDepth(role: role, name: queue, messages: depth.messages, consumers: depth.consumers))
             }
         }
+        var workers: [WorkerRegistry.Summary] = []
+        if let validation = config?.validation, validation.enabled {
+            workers = try await WorkerRegistry(names: names, redis: session.redis).summaries(probationFailures: validation.probationFailures)
+        }
         return RunSnapshot(run: names.run, state: state, config: config, fleet: try await session.heartbeats(), queues: queues,
                            counters: try await session.counters(), recent: try await RunMetrics.read(session.redis, names: names, count: max(1, history)),
-                           latestCheckpoint: try await CheckpointStore(names: names, redis: session.checkpointRedis).latest(), nowMs: Output.nowMs)
+                           latestCheckpoint: try await CheckpointStore(names: names, redis: session.checkpointRedis).latest(), nowMs: Output.nowMs,
+                           workers: workers)
     }
 
     // MARK: Text
@@ -125,7 +132,26 @@ struct RunSnapshot {
         return ["counters: " + counters.keys.sorted().map { "\($0)=\(counters[$0]!)" }.joined(separator: "  ")]
     }
 
-    var text: String { (summaryLines() + fleetLines() + queueLines() + counterLines()).joined(separator: "\n") }
+    var text: String { (summaryLines() + fleetLines() + queueLines() + validationLines() + counterLines()).joined(separator: "\n") }
+
+    /// When the run validates: p, the probation and ban thresholds, the validators and their queue, and each worker
+    /// key's verdicts (passed, failed, not sampled, not checkable) with its probation or ban.
+    func validationLines() -> [String] {
+        guard let validation = config?.validation, validation.enabled else { return [] }
+        let validators = fleet.filter { $0.role == "validator" }.count
+        let queue = queues.first { $0.role == "scored" }.map { ", \($0.messages) scored groups waiting" } ?? ""
+        var lines = [String(format: "validation: p = %g (live: tributary set validation.fraction P), probation after %d failed, ban after %d; %d validator%@%@",
+                            validation.fraction, validation.probationFailures, validation.banFailures, validators, validators == 1 ? "" : "s", queue)]
+        let rows = workers.map { worker -> [String] in
+            let counts = worker.counts
+            let standing = worker.banned != nil ? "banned" : worker.onProbation ? "probation" : ""
+            return [String(printable(worker.key).prefix(16)), worker.registration.map { printable($0.instance) } ?? "-",
+                    String(counts["validation_passed"] ?? 0), String(counts["validation_failed"] ?? 0),
+                    String(counts["validation_unsampled"] ?? 0), String(counts["validation_unchecked"] ?? 0), standing]
+        }
+        if !rows.isEmpty { lines.append(Output.table(["WORKER KEY", "INSTANCE", "PASSED", "FAILED", "NOT SAMPLED", "NOT CHECKABLE", "STANDING"], rows)) }
+        return lines
+    }
 
     // MARK: JSON
 
@@ -144,6 +170,17 @@ struct RunSnapshot {
         if let status { object["status"] = status }
         if let reason = state["reason"] { object["reason"] = reason }
         if let config { object["steps"] = config.steps }
+        if let validation = config?.validation, validation.enabled {
+            object["validation"] = [
+                "fraction": validation.fraction, "probation_failures": validation.probationFailures, "ban_failures": validation.banFailures,
+                "validators": fleet.filter { $0.role == "validator" }.count,
+                "workers": workers.map { worker -> [String: Any] in
+                    ["key": worker.key, "passed": worker.counts["validation_passed"] ?? 0, "failed": worker.counts["validation_failed"] ?? 0,
+                     "unsampled": worker.counts["validation_unsampled"] ?? 0, "unchecked": worker.counts["validation_unchecked"] ?? 0,
+                     "probation": worker.onProbation, "banned": worker.banned != nil]
+                },
+            ] as [String: Any]
+        }
         return object
     }
 }

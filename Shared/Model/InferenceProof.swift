@@ -199,42 +199,45 @@ public enum InferenceProof {
     static func interpolate(xs: [UInt64], ys: [UInt64]) -> [UInt64] {
         let k = xs.count
         guard k > 0 else { return [] }
-        var m = [UInt64](repeating: 0, count: k + 1)  // M = Π (x − x_i), lowest degree first
+        // every value below p < 2^16 fits 32 bits, and so does a·b + c of three of them (65520² + 65520 < 2^32): the
+        // O(k²) loops run on 32-bit lanes, which the compiler vectorizes
+        let x32 = xs.map { UInt32($0 % modulus) }
+        var m = [UInt32](repeating: 0, count: k + 1)  // M = Π (x − x_i), lowest degree first
         m[0] = 1
         m.withUnsafeMutableBufferPointer { m in
-            for (d, xi) in xs.enumerated() {
+            for (d, xi) in x32.enumerated() {
                 // multiply by (x − xi): the degree goes from d to d + 1
-                let negated = modulus - xi
-                for j in stride(from: d + 1, through: 1, by: -1) { m[j] = reduce(m[j - 1] + negated * m[j]) }
-                m[0] = reduce(negated * m[0])
+                let negated = UInt32(modulus) &- xi
+                for j in stride(from: d + 1, through: 1, by: -1) { m[j] = reduce(m[j - 1] &+ negated &* m[j]) }
+                m[0] = reduce(negated &* m[0])
             }
         }
         // w_i = y_i / Π_{j≠i} (x_i − x_j) = y_i / M'(x_i); the k inverses by one inversion (Montgomery's trick)
-        let derivative = (1...k).map { reduce(UInt64($0) * m[$0]) }
+        let derivative = (1...k).map { UInt64(reduce(UInt32($0 % 65521) &* m[$0])) }
         let denominators = evaluate(derivative, at: xs)
         var prefix = [UInt64](repeating: 1, count: k + 1)
         for i in 0..<k { prefix[i + 1] = reduce(prefix[i] * denominators[i]) }
         var running = inverse(prefix[k])
-        var weights = [UInt64](repeating: 0, count: k)
+        var weights = [UInt32](repeating: 0, count: k)
         for i in stride(from: k - 1, through: 0, by: -1) {
-            weights[i] = reduce(reduce(ys[i]) * reduce(running * prefix[i]))
+            weights[i] = UInt32(reduce(reduce(ys[i]) * reduce(running * prefix[i])))
             running = reduce(running * denominators[i])
         }
         // Σ_i w_i · M / (x − x_i): the quotients q_i by synthetic division, all i together from the top coefficient down
         // (q_i[j−1] = m[j] + x_i·q_i[j]), so the inner loops are independent across i instead of one long chain
         var result = [UInt64](repeating: 0, count: k)
-        var q = [UInt64](repeating: m[k], count: k)
-        xs.withUnsafeBufferPointer { xs in
+        var q = [UInt32](repeating: m[k], count: k)
+        x32.withUnsafeBufferPointer { xs in
             weights.withUnsafeBufferPointer { w in
                 q.withUnsafeMutableBufferPointer { q in
                     for j in stride(from: k - 1, through: 0, by: -1) {
-                        // k terms below p² each stay below 2^64 for k < 2^32
+                        // k products below 2^32 each stay below 2^64 for k < 2^32
                         var sum: UInt64 = 0
-                        for i in 0..<k { sum &+= w[i] * q[i] }
+                        for i in 0..<k { sum &+= UInt64(w[i] &* q[i]) }
                         result[j] = reduce(sum)
                         guard j > 0 else { break }
                         let mj = m[j]
-                        for i in 0..<k { q[i] = reduce(mj + xs[i] * q[i]) }
+                        for i in 0..<k { q[i] = reduce(mj &+ xs[i] &* q[i]) }
                     }
                 }
             }
@@ -245,18 +248,21 @@ public enum InferenceProof {
     /// x mod p by the literal 65521, which the compiler turns into a multiply and a shift (a division by a value loaded
     /// at run time costs several times as much, and interpolation and checks make O(k²) reductions per chunk).
     @inline(__always) static func reduce(_ x: UInt64) -> UInt64 { x % 65521 }
+    @inline(__always) static func reduce(_ x: UInt32) -> UInt32 { x % 65521 }
 
-    /// P(x) at each of `points` by Horner, all points together (coefficients lowest degree first, all < p).
+    /// P(x) at each of `points` by Horner, all points together (coefficients lowest degree first, all < p; any points).
     static func evaluate(_ coefficients: [UInt64], at points: [UInt64]) -> [UInt64] {
-        var acc = [UInt64](repeating: 0, count: points.count)
-        points.withUnsafeBufferPointer { x in
+        let x32 = points.map { UInt32($0 % modulus) }
+        var acc = [UInt32](repeating: 0, count: points.count)
+        x32.withUnsafeBufferPointer { x in
             acc.withUnsafeMutableBufferPointer { acc in
                 for a in coefficients.reversed() {
-                    for i in 0..<x.count { acc[i] = reduce(acc[i] * x[i] + a) }
+                    let a32 = UInt32(a % modulus)
+                    for i in 0..<x.count { acc[i] = reduce(acc[i] &* x[i] &+ a32) }
                 }
             }
         }
-        return acc
+        return acc.map { UInt64($0) }
     }
 
     /// a^(p−2) = a^(−1) in GF(p), a ≠ 0.

@@ -2,6 +2,7 @@ import Checkpoints
 import Foundation
 import Messaging
 import Model
+import ModelAgreement
 import RL
 import Runtime
 import Signing
@@ -11,13 +12,14 @@ import Testing
 import Wire
 
 /// Verifiable inference through the real executables: a run whose validator checks every group (p = 1), two honest
-/// rollout workers and a liar the test plays in process. The liar takes tasks like a worker, samples them with the real
-/// policy it loaded, signs them with its registered key, and raises every claimed log-prob by 0.05 (what would inflate
-/// its importance ratios). The scorer cannot tell; the validator must.
+/// rollout workers and liars the test plays in process, one for each lie of `Lie` (another model, perturbed, older or
+/// 8-bit weights, another prompt, scaled log-probs, edited tokens, greedy draws, an early eos). Each takes tasks like a
+/// worker, loads the real policy, tells its lie about every group and signs it with its registered key. The scorer
+/// cannot tell; the validator must, and ban each.
 @Suite("Verifiable inference end to end", .serialized)
 struct ValidationTests {
-    @Test(.timeLimit(.minutes(6)))
-    func aLyingWorkerIsBannedAndNoHonestGroupIsRefused() async throws {
+    @Test(.timeLimit(.minutes(10)))
+    func everyLyingWorkerIsBannedAndNoHonestGroupIsRefused() async throws {
         let cluster = try await Cluster(run: "e2e-validate", overrides: ["--run.steps", String(Cluster.endlessSteps), "--validation.enabled", "true",
                                                                          "--validation.fraction", "1", "--learner.task_deadline_seconds", "5"])
         do {
@@ -25,39 +27,57 @@ struct ValidationTests {
             // every version kept: a validator behind a fast run (on a busy machine) would find the claimed version gone
             // and pass the group on unchecked, as the learner drops it as stale anyway; here every group must be checked
             try await cluster.startAll(rollouts: 2, broadcasterExtra: ["--broadcaster.keep_versions", "1000"])
-            try await cluster.waitForState("the run to start training", within: 120) { Int($0["step"] ?? "") ?? 0 >= 1 }
+            // a version before the latest, for the liar that runs an older one
+            try await cluster.waitForState("the run to train two steps", within: 120) { Int($0["step"] ?? "") ?? 0 >= 2 }
 
-            let liar = WorkerIdentity(key: try SigningKey.generate(), file: "(test)")
             let registry = WorkerRegistry(names: cluster.names, redis: cluster.redis)
-            try await registry.register(liar.publicKey, instance: "liar")
-            let lies = try await lie(cluster, as: liar)
-            #expect(try await registry.banReason(of: liar.publicKey.hex) != nil, "the liar was not banned after \(lies.count) groups")
+            var liars: [(lie: Lie, key: String, groups: [String])] = []
+            for lie in Lie.allCases {
+                let liar = WorkerIdentity(key: try SigningKey.generate(), file: "(test)")
+                try await registry.register(liar.publicKey, instance: "liar-\(lie.slug)")
+                let groups = try await self.lie(lie, cluster, as: liar)
+                #expect(try await registry.banReason(of: liar.publicKey.hex) != nil, "\(lie.rawValue): not banned after \(groups.count) groups")
+                liars.append((lie, liar.publicKey.hex, groups))
+            }
             let stepAtBan = Int(try await cluster.state()["step"] ?? "") ?? 0
-            try await cluster.waitForState("two more steps after the ban", within: 240) { Int($0["step"] ?? "") ?? 0 >= stepAtBan + 2 }
+            try await cluster.waitForState("two more steps after the bans", within: 240) { Int($0["step"] ?? "") ?? 0 >= stepAtBan + 2 }
 
             let verdicts = try await cluster.stream(cluster.names.verdictsLogKey)
-            let liarKey = liar.publicKey.hex
-            // the liar's groups that reached the validator: refused by the check on log-probs, two of them (then the ban)
-            let liarVerdicts = verdicts.filter { $0["key"] == liarKey }
-            let failed = liarVerdicts.filter { $0["verdict"] == "failed" }
-            #expect(failed.count == 2 && failed.allSatisfy { ($0["detail"] ?? "").contains("logprob") }, "\(liarVerdicts)")
-            #expect(liarVerdicts.allSatisfy { $0["verdict"] == "failed" || $0["verdict"] == "refused_banned" }, "\(liarVerdicts)")
-            // honest workers: every group checked (p = 1), none refused
-            let honest = verdicts.filter { $0["key"] != liarKey }
-            #expect(!honest.isEmpty && honest.allSatisfy { $0["verdict"] == "passed" }, "\(honest.filter { $0["verdict"] != "passed" })")
-            // the learner trained only groups the validator passed, never one of the liar's
-            let passed = Set(honest.compactMap { $0["group"] })
             let trained = try await cluster.stream(cluster.names.batchesLogKey).flatMap { ($0["groups"] ?? "").split(separator: ",").map(String.init) }
-            #expect(!trained.isEmpty && trained.allSatisfy(passed.contains), "trained groups without a pass: \(trained.filter { !passed.contains($0) })")
-            #expect(lies.allSatisfy { !trained.contains($0) })
-            // the ban is in the run's events with its reason; the CLI shows the reputation
             let events = try await cluster.stream(cluster.names.eventsLogKey)
-            #expect(events.contains { $0["event"] == "ban" && $0["key"] == liarKey && ($0["reason"] ?? "").contains("failed validation") }, "\(events)")
             let (status, output) = try runCommand([binaryDirectory.path + "/tributary", "workers", "list", "--run.id", cluster.run, "--json"])
             #expect(status == 0, "\(output)")
             let listed = (try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])?["workers"] as? [[String: Any]] ?? []
-            let entry = listed.first { $0["key"] as? String == liarKey }
-            #expect((entry?["reputation"] as? [String: Any])?["failed"] as? Int == 2 && entry?["banned"] != nil, "\(entry ?? [:])")
+            // `tributary status` shows the validation: p, the validators, each key's passes and failures and its standing
+            let (statusCode, statusOutput) = try runCommand([binaryDirectory.path + "/tributary", "status", "--run.id", cluster.run, "--json"])
+            #expect(statusCode == 0, "\(statusOutput)")
+            let validation = (try JSONSerialization.jsonObject(with: Data(statusOutput.utf8)) as? [String: Any])?["validation"] as? [String: Any] ?? [:]
+            #expect(validation["fraction"] as? Double == 1 && validation["validators"] as? Int == 1, "\(validation)")
+            let standings = validation["workers"] as? [[String: Any]] ?? []
+            #expect(standings.filter { ($0["passed"] as? Int ?? 0) > 0 && $0["banned"] as? Bool == false }.count >= 2, "the honest workers: \(standings)")
+            for (lie, key, groups) in liars {
+                let standing = standings.first { $0["key"] as? String == key }
+                #expect(standing?["failed"] as? Int == 2 && standing?["banned"] as? Bool == true, "\(lie.rawValue): \(standing ?? [:])")
+                // each liar's groups that reached the validator: refused, two of them (then the ban)
+                let mine = verdicts.filter { $0["key"] == key }
+                let failed = mine.filter { $0["verdict"] == "failed" }
+                print("validation end to end, \(lie.rawValue): \(groups.count) groups sent; failed checks: \(failed.compactMap { $0["detail"]?.prefix(90) })")
+                #expect(failed.count == 2, "\(lie.rawValue): \(mine)")
+                if lie == .scaledLogprobs { #expect(failed.allSatisfy { ($0["detail"] ?? "").contains("'logprob'") }, "\(mine)") }
+                #expect(mine.allSatisfy { $0["verdict"] == "failed" || $0["verdict"] == "refused_banned" }, "\(lie.rawValue): \(mine)")
+                // never trained; the ban is in the run's events with its reason; the CLI shows the reputation
+                #expect(groups.allSatisfy { !trained.contains($0) }, "\(lie.rawValue)")
+                #expect(events.contains { $0["event"] == "ban" && $0["key"] == key && ($0["reason"] ?? "").contains("failed validation") }, "\(lie.rawValue)")
+                let entry = listed.first { $0["key"] as? String == key }
+                #expect((entry?["reputation"] as? [String: Any])?["failed"] as? Int == 2 && entry?["banned"] != nil, "\(lie.rawValue): \(entry ?? [:])")
+            }
+            // honest workers: every group checked (p = 1), none refused
+            let liarKeys = Set(liars.map(\.key))
+            let honest = verdicts.filter { !liarKeys.contains($0["key"] ?? "") }
+            #expect(!honest.isEmpty && honest.allSatisfy { $0["verdict"] == "passed" }, "\(honest.filter { $0["verdict"] != "passed" })")
+            // the learner trained only groups the validator passed
+            let passed = Set(honest.compactMap { $0["group"] })
+            #expect(!trained.isEmpty && trained.allSatisfy(passed.contains), "trained groups without a pass: \(trained.filter { !passed.contains($0) })")
 
             let codes = try await cluster.terminateAll()
             for (role, code) in codes { #expect(code == 0, "\(role) exited with \(code)") }
@@ -68,10 +88,10 @@ struct ValidationTests {
         await cluster.tearDown()
     }
 
-    /// Serves tasks as a worker would, with every claimed log-prob raised by 0.05, one at a time, each until the validator
-    /// judged it (or the scorer found its task already closed: a task can wait in the queue past its deadline on a busy
-    /// machine), until the key is banned or 20 groups were sent; returns the groups' ids.
-    func lie(_ cluster: Cluster, as identity: WorkerIdentity) async throws -> [String] {
+    /// Serves tasks as a worker would, telling `lie` about every group (claiming the latest version), one at a time, each
+    /// until the validator judged it (or the scorer found its task already closed: a task can wait in the queue past its
+    /// deadline on a busy machine), until the key is banned or 20 groups were sent; returns the groups' ids.
+    func lie(_ lie: Lie, _ cluster: Cluster, as identity: WorkerIdentity) async throws -> [String] {
         let amqp = AMQPClient(endpoint: try AMQPEndpoint.fromEnvironment(), name: "e2e-liar")
         try await amqp.connect()
         defer { Task { await amqp.close() } }
@@ -84,20 +104,21 @@ struct ValidationTests {
             let (bytes, manifest) = try await store.read(version: version)
             try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
             let model = try Policies.fromSafetensors(bytes)
+            let older = try Policies.fromSafetensors(try await store.read(version: max(version, 1) - 1).bytes)
             let prompt = PromptFormat.bytes.promptTokens(task.prompt)
-            let options = task.sampling.options
-            let samples = model.sample(prompt: prompt, count: Int(task.groupSize), options: options)
+            let samples = Liar(lie, claimed: model, older: older).group(prompt: prompt.isEmpty ? [model.bosToken] : prompt,
+                                                                       count: Int(task.groupSize), options: task.sampling.options)
             var group = RolloutGroup()
-            group.envelope = Envelope(runID: cluster.run, role: "rollout", instance: "liar")
+            group.envelope = Envelope(runID: cluster.run, role: "rollout", instance: "liar-\(lie.slug)")
             group.envelope.epoch = task.envelope.epoch
             group.task = task
             group.policyVersion = version
             group.promptTokens = prompt
-            group.workerID = "liar"
+            group.workerID = "liar-\(lie.slug)"
             group.completions = samples.map { sample in
                 Completion.with {
                     $0.tokens = sample.tokens
-                    $0.logprobs = sample.logprobs.map { min($0 + 0.05, 0) }
+                    $0.logprobs = sample.logprobs
                     $0.finishedWithEos = sample.finishedWithEOS
                     $0.proof = Data(sample.proof)
                 }
@@ -107,7 +128,7 @@ struct ValidationTests {
             try await delivery.ack()
             published.append(group.messageID)
             let id = group.messageID
-            try await cluster.waitFor("the liar's group \(id) judged or found late", within: 120) {
+            try await cluster.waitFor("\(lie.rawValue): group \(id) judged or found late", within: 120) {
                 // a group sent while the ban is being written is refused by the scorer: neither judged nor late
                 if try await registry.banReason(of: identity.publicKey.hex) != nil { return true }
                 if try await cluster.stream(cluster.names.verdictsLogKey).contains(where: { $0["group"] == id }) { return true }
