@@ -16,6 +16,9 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     let threads = 2
     BLAS.setThreads(threads)
     let model = verifyBenchModel(arch: arch)
+    // the validator's default (validation.proof_thresholds = float32); TOPLOC's proof thresholds are looser, so a group
+    // that passes here passes there too
+    let tolerances = VerificationTolerances(proof: .float32)
     let V = model.vocabSize, promptLength = 32
     // the version before this one: the same model one AdamW step (the quickstart's learning rate) earlier
     let older = model.copy()
@@ -40,7 +43,8 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     var worstLogprob: Float = 0
     let v0 = verifyBenchNow()
     for i in 0..<groups {
-        let verdicts = CompletionVerifier.verify(policy: model, prompt: prompts[i], completions: generated[i], options: options(i), promptIndex: 0)
+        let verdicts = CompletionVerifier.verify(policy: model, prompt: prompts[i], completions: generated[i], options: options(i), promptIndex: 0,
+                                                 tolerances: tolerances)
         for (k, v) in verdicts.enumerated() {
             worstLogprob = max(worstLogprob, v.maxLogprobError)
             if !v.passed { falsePositives.append("group \(i) sample \(k): \(v.failures)") }
@@ -60,7 +64,8 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     let s0 = verifyBenchNow()
     for i in 0..<min(groups, 4) {
         for (k, c) in generated[i].enumerated() {
-            _ = CompletionVerifier.verify(policy: model, prompt: prompts[i], completion: c, options: options(i), promptIndex: 0, sample: k)
+            _ = CompletionVerifier.verify(policy: model, prompt: prompts[i], completion: c, options: options(i), promptIndex: 0, sample: k,
+                                          tolerances: tolerances)
         }
     }
     let singleSeconds = (verifyBenchNow() - s0) / Double(generated.prefix(4).joined().map(\.tokens.count).reduce(0, +))
@@ -87,7 +92,8 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
         var checks: [String: Int] = [:]
         for i in 0..<groups {
             let forged = liar.group(prompt: prompts[i], count: samples, options: options(i))
-            let verdicts = CompletionVerifier.verify(policy: model, prompt: prompts[i], completions: forged, options: options(i), promptIndex: 0)
+            let verdicts = CompletionVerifier.verify(policy: model, prompt: prompts[i], completions: forged, options: options(i), promptIndex: 0,
+                                                     tolerances: tolerances)
             if verdicts.contains(where: { !$0.passed }) { detected += 1 }
             for v in verdicts {
                 completions += 1
@@ -102,7 +108,7 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
 
     // false positives over honest groups from other kernels, thread counts and batch shapes
     var sweep: VerifyBenchSweep?
-    if fpGroups > 0 { sweep = try verifyBenchFalsePositiveSweep(model: model, groups: fpGroups) }
+    if fpGroups > 0 { sweep = try verifyBenchFalsePositiveSweep(model: model, groups: fpGroups, tolerances: tolerances) }
 
     // the pipeline without and with one validator at p = 0.1
     var pipeline: (without: PipelineRunResult, with: PipelineRunResult)?
@@ -135,6 +141,8 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
         figures.append(("honest_groups_checked", Double(sweep.groups)))
         figures.append(("honest_completions_checked", Double(sweep.completions)))
         figures.append(("honest_max_logprob_error_across_kernels_x1e6", 1e6 * Double(sweep.worstLogprob)))
+        figures.append(("honest_fewest_exponent_matches_share", sweep.fewestMatches))
+        figures.append(("honest_max_mean_mantissa_error", sweep.worstMeanMantissa))
     }
     if let pipeline {
         figures.append(("steps_per_min_no_validator", pipeline.without.stepsPerMinute))
@@ -202,6 +210,9 @@ struct VerifyBenchSweep {
     var completions = 0
     var falsePositiveGroups = 0
     var worstLogprob: Float = 0
+    /// Over every proof chunk's check: the fewest exponent matches as a share of k, the largest mean mantissa error.
+    var fewestMatches = 1.0
+    var worstMeanMantissa = 0.0
     var examples: [String] = []
     var perConfig: [String] = []
     var summary: String { "\(groups) groups (\(completions) completions): " + perConfig.joined(separator: "; ") }
@@ -219,7 +230,7 @@ let verifyBenchSweepSizes: [(size: Int, share: Double)] = [(1, 0.3), (2, 0.3), (
 
 /// Honest groups sampled by `tributary-bench verify-honest` children under each OpenBLAS kernel family and thread
 /// count, each group verified here (native kernels, 2 threads) as the validator does.
-func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int) throws -> VerifyBenchSweep {
+func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int, tolerances: VerificationTolerances) throws -> VerifyBenchSweep {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-verify-sweep-\(getpid())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -249,9 +260,16 @@ func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int) throws -> Ver
         var failedHere = 0, completionsHere = 0
         let v0 = verifyBenchNow()
         for group in sampled {
-            let verdicts = CompletionVerifier.verify(policy: model, prompt: group.prompt, completions: group.completions, options: group.options, promptIndex: 0)
+            let verdicts = CompletionVerifier.verify(policy: model, prompt: group.prompt, completions: group.completions, options: group.options,
+                                                     promptIndex: 0, tolerances: tolerances)
             completionsHere += verdicts.count
-            for v in verdicts { sweep.worstLogprob = max(sweep.worstLogprob, v.maxLogprobError) }
+            for v in verdicts {
+                sweep.worstLogprob = max(sweep.worstLogprob, v.maxLogprobError)
+                if let proof = v.proof, proof.topK > 0 {
+                    sweep.fewestMatches = min(sweep.fewestMatches, Double(proof.exponentMatches) / Double(proof.topK))
+                    sweep.worstMeanMantissa = max(sweep.worstMeanMantissa, proof.meanMantissaError)
+                }
+            }
             if let k = verdicts.firstIndex(where: { !$0.passed }) {
                 failedHere += 1
                 if sweep.examples.count < 5 { sweep.examples.append("\(core) \(threads) threads, group of \(group.completions.count), sample \(k): \(verdicts[k].failures)") }

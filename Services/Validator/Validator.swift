@@ -94,7 +94,7 @@ struct Validator: Role {
         let started = ContinuousClock.now
         let outcome: GroupCheck
         do {
-            outcome = try await check(group)
+            outcome = try await check(group, settings: settings)
         } catch let error as CheckpointStoreError {
             // the claimed version is gone (older than the broadcaster keeps, so the learner will drop the group as stale) or
             // does not verify (an operator's problem, logged): nothing to check against
@@ -132,7 +132,8 @@ struct Validator: Role {
     }
 
     /// Every completion of the group re-run through the claimed version, on the policy cache's compute queue.
-    func check(_ group: ScoredGroupMessage) async throws -> GroupCheck {
+    func check(_ group: ScoredGroupMessage, settings: ValidationSettings) async throws -> GroupCheck {
+        let tolerances = VerificationTolerances(proof: settings.proofThresholds == "toploc" ? .default : .float32)
         let version = group.policyVersion
         let policy = try await policies.policy(version: version, keep: maxLoaded) { try await store.read(version: version).bytes }
         let options = group.task.sampling.options
@@ -148,7 +149,8 @@ struct Validator: Role {
                 return .failed("prompt_tokens do not fit version \(version)'s vocabulary and context")
             }
             // the whole group in one prefill (batched within the verifier's memory bound)
-            let verifications = CompletionVerifier.verify(policy: policy, prompt: fed, completions: completions, options: options, promptIndex: 0)
+            let verifications = CompletionVerifier.verify(policy: policy, prompt: fed, completions: completions, options: options, promptIndex: 0,
+                                                          tolerances: tolerances)
             var worst: Float = 0
             for (index, verification) in verifications.enumerated() {
                 worst = max(worst, verification.maxLogprobError)

@@ -101,6 +101,8 @@ public struct RunConfig: Sendable, Equatable {
                 range: .reals(0...1)),
         Setting("validation.probation_failures", "1", "failed checks that put a worker key on probation (every group checked)", range: .integers(1...1000)),
         Setting("validation.ban_failures", "2", "failed checks that ban a worker key", range: .integers(1...1000)),
+        Setting("validation.proof_thresholds", "float32",
+                "when a hidden-state proof chunk passes: float32 (≥ 124 of 128 exponents, mean mantissa error ≤ 0.05, median 0: workers and validators compute in float32, as Tributary's do) or toploc (≥ 90, ≤ 10, ≤ 8: TOPLOC's, for bf16 GPU workers)"),
     ]
 
     /// The smallest temperature above 0 (greedy) that sampling takes.
@@ -193,7 +195,11 @@ public struct RunConfig: Sendable, Equatable {
         meanOnlyAdvantages = try settings.bool("reward.mean_only")
         validation = ValidationSettings(enabled: try settings.bool("validation.enabled"), fraction: try settings.double("validation.fraction"),
                                         probationFailures: try settings.int("validation.probation_failures"),
-                                        banFailures: try settings.int("validation.ban_failures"))
+                                        banFailures: try settings.int("validation.ban_failures"),
+                                        proofThresholds: try settings.string("validation.proof_thresholds"))
+        guard ValidationSettings.proofThresholdNames.contains(validation.proofThresholds) else {
+            throw SettingsError(problem: "setting 'validation.proof_thresholds' = '\(validation.proofThresholds)' must be float32 or toploc")
+        }
         guard validation.banFailures >= validation.probationFailures else {
             throw SettingsError(problem: "setting 'validation.ban_failures' = \(validation.banFailures) is below 'validation.probation_failures' = \(validation.probationFailures): a worker is put on probation before it is banned")
         }
@@ -280,11 +286,16 @@ public struct ValidationSettings: Sendable, Equatable {
     public var probationFailures: Int
     /// Failed checks after which the key is banned.
     public var banFailures: Int
+    /// Which proof thresholds a chunk must meet: "float32" (the default) or "toploc".
+    public var proofThresholds: String
 
-    public init(enabled: Bool, fraction: Double, probationFailures: Int, banFailures: Int) {
+    public static let proofThresholdNames: Set<String> = ["float32", "toploc"]
+
+    public init(enabled: Bool, fraction: Double, probationFailures: Int, banFailures: Int, proofThresholds: String = "float32") {
         self.enabled = enabled
         self.fraction = fraction
         self.probationFailures = probationFailures
         self.banFailures = banFailures
+        self.proofThresholds = proofThresholds
     }
 }
