@@ -237,7 +237,8 @@ func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int, tolerances: V
     let modelFile = directory.appendingPathComponent("model.safetensors")
     try Data(model.safetensorsBytes()).write(to: modelFile)
     let native = BLAS.coreName
-    let configs = [("Prescott", 1), ("Prescott", 2), ("Haswell", 1), ("Haswell", 2), (native, 1), (native, 2)]
+    let cores = ["Prescott", "Haswell"] + (["Prescott", "Haswell"].contains(native) ? [] : [native])
+    let configs = cores.flatMap { core in [(core, 1), (core, 2)] }
     let perConfig = (groups + configs.count - 1) / configs.count
     var sweep = VerifyBenchSweep()
     for (index, (core, threads)) in configs.enumerated() {
@@ -295,7 +296,8 @@ func runVerifyHonest(model path: String, threads: Int, groups: Int, seed: UInt64
     var plan: [Int] = []
     for (size, share) in verifyBenchSweepSizes { plan += Array(repeating: size, count: max(1, Int((Double(groups) * share).rounded()))) }
     var out = Data()
-    for (index, size) in plan.prefix(groups).enumerated() {
+    // rounding may overfill the plan: drop groups of one first
+    for (index, size) in plan.suffix(groups).enumerated() {
         let length = 8 + Int(rng.next() % 17)
         let prompt = (0..<length).map { _ in Int32(rng.next() % UInt64(min(model.vocabSize, 256))) }
         let setting = index % verifyBenchSweepSettings.count
@@ -343,18 +345,24 @@ struct VerifyBenchHonestGroup {
             at += MemoryLayout<T>.size
             return v
         }
+        // a count is trusted only as far as the bytes left can hold its items
+        func count(of size: Int) throws -> Int {
+            let n = Int(try get(UInt32.self))
+            guard n <= (bytes.count - at) / size else { throw PipelineBenchError(problem: "verify-honest output claims \(n) items at byte \(at)") }
+            return n
+        }
         var groups: [VerifyBenchHonestGroup] = []
         while at < bytes.count {
-            let prompt = try (0..<Int(get(UInt32.self))).map { _ in try get(Int32.self) }
+            let prompt = try (0..<count(of: 4)).map { _ in try get(Int32.self) }
             let setting = Int(try get(UInt32.self)), seed = try get(UInt64.self)
             guard setting < verifyBenchSweepSettings.count else { throw PipelineBenchError(problem: "verify-honest output names setting \(setting)") }
             var completions: [SampledCompletion] = []
-            for _ in 0..<Int(try get(UInt32.self)) {
-                let n = Int(try get(UInt32.self))
+            for _ in 0..<(try count(of: 9)) {
+                let n = try count(of: 8)
                 let tokens = try (0..<n).map { _ in try get(Int32.self) }
                 let logprobs = try (0..<n).map { _ in Float(bitPattern: try get(UInt32.self)) }
                 let eos = try get(UInt8.self) == 1
-                let proof = try (0..<Int(get(UInt32.self))).map { _ in try get(UInt8.self) }
+                let proof = try (0..<count(of: 1)).map { _ in try get(UInt8.self) }
                 completions.append(SampledCompletion(tokens: tokens, logprobs: logprobs, finishedWithEOS: eos, proof: proof))
             }
             groups.append(VerifyBenchHonestGroup(prompt: prompt, setting: setting, seed: seed, completions: completions))

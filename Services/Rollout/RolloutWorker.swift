@@ -345,21 +345,3 @@ final class PolicyHolder: Sendable {
     /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.
     let announced = Mutex<[UInt64: String]>([:])
 }
-
-/// Runs async work one caller at a time, in arrival order.
-actor SerialGate {
-    private var busy = false
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-
-    func serialized<T: Sendable>(_ work: @Sendable () async throws -> T) async throws -> T {
-        if busy {
-            await withCheckedContinuation { waiting.append($0) }
-        } else {
-            busy = true
-        }
-        defer {
-            if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
-        }
-        return try await work()
-    }
-}

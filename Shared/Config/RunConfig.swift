@@ -196,10 +196,13 @@ public struct RunConfig: Sendable, Equatable {
         validation = ValidationSettings(enabled: try settings.bool("validation.enabled"), fraction: try settings.double("validation.fraction"),
                                         probationFailures: try settings.int("validation.probation_failures"),
                                         banFailures: try settings.int("validation.ban_failures"),
-                                        proofThresholds: try settings.string("validation.proof_thresholds"))
-        guard ValidationSettings.proofThresholdNames.contains(validation.proofThresholds) else {
-            throw SettingsError(problem: "setting 'validation.proof_thresholds' = '\(validation.proofThresholds)' must be float32 or toploc")
-        }
+                                        proofThresholds: try {
+                                            let name = try settings.string("validation.proof_thresholds")
+                                            guard let rule = ValidationSettings.ProofRule(rawValue: name) else {
+                                                throw SettingsError(problem: "setting 'validation.proof_thresholds' = '\(name)' must be float32 or toploc")
+                                            }
+                                            return rule
+                                        }())
         guard validation.banFailures >= validation.probationFailures else {
             throw SettingsError(problem: "setting 'validation.ban_failures' = \(validation.banFailures) is below 'validation.probation_failures' = \(validation.probationFailures): a worker is put on probation before it is banned")
         }
@@ -286,12 +289,15 @@ public struct ValidationSettings: Sendable, Equatable {
     public var probationFailures: Int
     /// Failed checks after which the key is banned.
     public var banFailures: Int
-    /// Which proof thresholds a chunk must meet: "float32" (the default) or "toploc".
-    public var proofThresholds: String
+    /// Which proof thresholds a chunk must meet.
+    public var proofThresholds: ProofRule
 
-    public static let proofThresholdNames: Set<String> = ["float32", "toploc"]
+    /// `validation.proof_thresholds`: float32 (workers and validators compute in float32) or TOPLOC's, for bf16 GPUs.
+    public enum ProofRule: String, Sendable {
+        case float32, toploc
+    }
 
-    public init(enabled: Bool, fraction: Double, probationFailures: Int, banFailures: Int, proofThresholds: String = "float32") {
+    public init(enabled: Bool, fraction: Double, probationFailures: Int, banFailures: Int, proofThresholds: ProofRule = .float32) {
         self.enabled = enabled
         self.fraction = fraction
         self.probationFailures = probationFailures

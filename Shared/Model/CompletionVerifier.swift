@@ -15,11 +15,13 @@ public struct VerificationTolerances: Sendable, Equatable, Hashable {
     /// 2·margin·topP) for a token on either side to count as kept. Honest shortfall measured: 0 (every token was the argmax
     /// of the validator's own scores); a log-weight moves by about a logit's error / T, so 1e-3 is ~100 times that.
     public var gumbelMargin: Double
-    /// When a hidden-state proof passes. Default TOPLOC's (made for bf16 GPU inference); `ProofThresholds.float32` when
-    /// workers and validators both run float32, which also catches a bf16-rounded copy of the weights by the proof.
+    /// When a hidden-state proof passes. By default `ProofThresholds.float32`, since workers and validators both compute
+    /// in float32, as Tributary's do (`validation.proof_thresholds`): it also catches by the proof a bf16-rounded, 8-bit
+    /// or 1e-3-perturbed copy of the weights, which can keep every log-prob of a short completion within
+    /// `logprobAbsolute`. TOPLOC's (`ProofThresholds.default`) are made for bf16 GPU inference.
     public var proof: ProofThresholds
 
-    public init(logprobAbsolute: Float = 2e-3, gumbelMargin: Double = 1e-3, proof: ProofThresholds = .default) {
+    public init(logprobAbsolute: Float = 2e-3, gumbelMargin: Double = 1e-3, proof: ProofThresholds = .float32) {
         self.logprobAbsolute = logprobAbsolute
         self.gumbelMargin = gumbelMargin
         self.proof = proof
@@ -82,10 +84,11 @@ public enum CompletionVerifier {
     /// one, but re-run together: one forward pass over several sequences, each padded at its end to the longest of its
     /// batch (attention is causal, so the padding changes nothing before it). A prefill of many rows is what makes
     /// validation cheaper than generation, which decodes one position at a time. Batches are cut so that the forward's
-    /// activations stay within `maxActivationBytes` (always at least one sequence).
+    /// activations stay within `maxActivationBytes` (always at least one sequence; the policy keeps that buffer for its
+    /// next call, and the copies of the logits and hidden states returned come on top of it).
     public static func verify(policy: any Policy, prompt: [Int32], completions: [SampledCompletion], options: SamplingOptions,
                               promptIndex: Int, firstSample: Int = 0, tolerances: VerificationTolerances = .default,
-                              maxActivationBytes: Int = 512 << 20) -> [CompletionVerification] {
+                              maxActivationBytes: Int = 64 << 20) -> [CompletionVerification] {
         var results = [CompletionVerification](repeating: CompletionVerification(), count: completions.count)
         var pending: [Int] = []
         for (i, completion) in completions.enumerated() {

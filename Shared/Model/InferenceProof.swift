@@ -195,12 +195,12 @@ public enum InferenceProof {
     }
 
     /// Coefficients (k) of the polynomial of degree < k through the points (xs[i], ys[i]) over GF(p), xs distinct:
-    /// Lagrange's form Σ y_i · M(x)/(x − x_i) / M'(x_i) with M = Π (x − x_i), O(k²) and k inverses.
+    /// Lagrange's form Σ y_i · M(x)/(x − x_i) / M'(x_i) with M = Π (x − x_i): O(k²) and one inversion.
     static func interpolate(xs: [UInt64], ys: [UInt64]) -> [UInt64] {
         let k = xs.count
         guard k > 0 else { return [] }
-        // every value below p < 2^16 fits 32 bits, and so does a·b + c of three of them (65520² + 65520 < 2^32): the
-        // O(k²) loops run on 32-bit lanes, which the compiler vectorizes
+        // every value below p < 2^16 fits 32 bits, and so does a·b + c of three values ≤ p (65521·65520 + 65520 < 2^32;
+        // p itself appears as p − x_i when x_i = 0): the O(k²) loops run on 32-bit lanes, which the compiler vectorizes
         let x32 = xs.map { UInt32($0 % modulus) }
         var m = [UInt32](repeating: 0, count: k + 1)  // M = Π (x − x_i), lowest degree first
         m[0] = 1
@@ -213,7 +213,7 @@ public enum InferenceProof {
             }
         }
         // w_i = y_i / Π_{j≠i} (x_i − x_j) = y_i / M'(x_i); the k inverses by one inversion (Montgomery's trick)
-        let derivative = (1...k).map { UInt64(reduce(UInt32($0 % 65521) &* m[$0])) }
+        let derivative = (1...k).map { UInt64(reduce(UInt32(UInt64($0) % modulus) &* m[$0])) }
         let denominators = evaluate(derivative, at: xs)
         var prefix = [UInt64](repeating: 1, count: k + 1)
         for i in 0..<k { prefix[i + 1] = reduce(prefix[i] * denominators[i]) }

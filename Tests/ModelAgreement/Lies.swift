@@ -19,11 +19,13 @@ public enum Lie: String, CaseIterable, Sendable {
     case otherPrompt = "a different prompt"
     /// Honest tokens and proof, every log-prob scaled by 0.9 (log-probs are ≤ 0: each is claimed likelier).
     case scaledLogprobs = "log-probs scaled by 0.9"
-    /// One token in each 32 replaced by the likeliest other token; log-probs and proof of the edited sequence.
+    /// One token in each 32 replaced by the likeliest other token (never eos, and never the eos that ended it); log-probs
+    /// and proof of the edited sequence.
     case oneTokenIn32 = "one token in 32 replaced"
     /// Sampled greedily, claiming the task's temperature; log-probs under the claimed distribution.
-    case greedyClaimingTemperature = "greedy, claiming temperature 1"
-    /// Cut at half its length and ended with eos, claiming eos; log-probs and proof of what is sent.
+    case greedyClaimingTemperature = "greedy, claiming the task's temperature"
+    /// Cut at half its length and ended with eos, claiming eos; log-probs and proof of what is sent (a completion of
+    /// one token is sent as it is).
     case truncatedClaimingEOS = "truncated early, claiming eos"
 
     /// A short name for tables and logs.
@@ -126,9 +128,12 @@ public final class Liar: @unchecked Sendable {
             }
         case .oneTokenIn32:
             return claimed.sample(prompt: prompt, count: count, options: options).map { c in
+                // an eos that ended the completion stays: replacing it would be a lie about the ending
+                let editable = c.finishedWithEOS ? c.tokens.count - 1 : c.tokens.count
+                guard editable > 0 else { return c }
                 var tokens = c.tokens
                 let logits = claimed.logits(tokens: prompt + c.tokens.dropLast())
-                for j in stride(from: min(16, max(tokens.count - 1, 0)), to: tokens.count, by: 32) {
+                for j in stride(from: min(16, editable - 1), to: editable, by: 32) {
                     let row = (prompt.count - 1 + j) * V
                     // the likeliest token other than the drawn one and eos (an early eos would be a different lie)
                     var best = -1
@@ -149,7 +154,9 @@ public final class Liar: @unchecked Sendable {
             }
         case .truncatedClaimingEOS:
             return claimed.sample(prompt: prompt, count: count, options: options).map { c in
-                let kept = max(1, c.tokens.count / 2)
+                // a completion of one token cannot end earlier: it is sent as sampled
+                guard c.tokens.count >= 2 else { return c }
+                let kept = c.tokens.count / 2
                 let tokens = Array(c.tokens.prefix(kept - 1)) + [claimed.eosToken]
                 return honestClaims(tokens: tokens, finishedWithEOS: true, prompt: prompt, options: options)
             }

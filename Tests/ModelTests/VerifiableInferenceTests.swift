@@ -162,9 +162,9 @@ import Testing
                     let v = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
                                                       promptIndex: i, sample: k)
                     #expect(v.passed, "\(architecture) \(options) prompt \(i) sample \(k): \(v.failures)")
-                    let strict = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
-                                                           promptIndex: i, sample: k, tolerances: VerificationTolerances(proof: .float32))
-                    #expect(strict.passed, "float32 thresholds: \(strict.failures)")
+                    let toploc = CompletionVerifier.verify(policy: model, prompt: Self.fed(prompt, model), completion: c, options: options,
+                                                           promptIndex: i, sample: k, tolerances: VerificationTolerances(proof: .default))
+                    #expect(toploc.passed, "TOPLOC's thresholds: \(toploc.failures)")
                     worstLogprob = max(worstLogprob, v.maxLogprobError)
                     if let p = v.proof, p.topK > 0 {
                         fewestMatches = min(fewestMatches, Double(p.exponentMatches) / Double(p.topK))
@@ -330,21 +330,24 @@ import Testing
         Liar.trainOneStep(model, seed: 5)
         let options = SamplingOptions(temperature: 1, topP: 0.95, maxNewTokens: 40, seed: 21)
         let prompt: [Int32] = [3, 4, 5, 6]
-        let honest = CompletionVerifier.verify(policy: model, prompt: prompt, completions: model.sample(prompt: prompt, count: 4, options: options),
-                                               options: options, promptIndex: 0)
+        let sampled = model.sample(prompt: prompt, count: 4, options: options)
+        let honest = CompletionVerifier.verify(policy: model, prompt: prompt, completions: sampled, options: options, promptIndex: 0)
         #expect(honest.allSatisfy { $0.passed }, "\(honest.map(\.failures))")
+        // every lie changes every completion only when none is too short to lie about (one token cannot end earlier)
+        #expect(sampled.allSatisfy { $0.tokens.count >= 2 }, "a completion too short for the test: \(sampled.map(\.tokens.count))")
         for lie in Lie.allCases {
             let forged = Liar(lie, claimed: model, older: older).group(prompt: prompt, count: 4, options: options)
             let verdicts = CompletionVerifier.verify(policy: model, prompt: prompt, completions: forged, options: options, promptIndex: 0)
             let checks = Set(verdicts.flatMap { $0.failures.map(\.check) })
             print("verifiable inference, \(architecture), \(lie.rawValue): checks failed \(checks.sorted())")
+            // the validator refuses a group when any completion fails; here every one does
             #expect(verdicts.allSatisfy { !$0.passed }, "\(lie.rawValue): \(verdicts.map(\.failures))")
             switch lie {
             case .scaledLogprobs: #expect(checks == ["logprob"], "\(lie.rawValue)")
             case .greedyClaimingTemperature: #expect(checks == ["sampler"], "\(lie.rawValue)")
             // eos where the seed drew another token: not its draw, or not even in the support
             case .truncatedClaimingEOS: #expect(!checks.isEmpty && checks.isSubset(of: ["sampler", "support"]), "\(lie.rawValue)")
-            case .oneTokenIn32: #expect(checks.isSubset(of: ["sampler", "support", "ending"]) && !checks.isEmpty, "\(lie.rawValue)")
+            case .oneTokenIn32: #expect(checks.isSubset(of: ["sampler", "support"]) && !checks.isEmpty, "\(lie.rawValue): \(checks)")
             default: #expect(checks.contains("logprob") || checks.contains("proof"), "\(lie.rawValue): \(checks)")
             }
         }
