@@ -42,7 +42,7 @@ public enum Checkpoint {
         let config = try parseHuggingFaceConfig(configData)
         let modelURL = directory.appendingPathComponent(modelFile)
         guard let modelData = try? Data(contentsOf: modelURL) else { throw CheckpointError.missingFile(modelURL.path) }
-        let model = GPT(config: config, seed: 0)
+        let model = GPT(zeroedFor: config)  // loadWeights reads every parameter
         try model.loadWeights(safetensors: [UInt8](modelData))
 
         var step = 0, optimizer: AdamW? = nil

@@ -32,6 +32,17 @@ public final class GPT: @unchecked Sendable {
         initialiseParameters(seed: seed)
     }
 
+    /// Zero weights, for a loader that overwrites every one (a random initialisation costs more than reading the file).
+    init(zeroedFor config: GPTConfig) {
+        precondition((try? config.validate()) != nil, "invalid GPTConfig \(config)")
+        self.config = config
+        layout = ParameterLayout(config)
+        params = GPT.allocate(layout.count)
+        params.update(repeating: 0, count: layout.count)
+        grads = GPT.allocate(layout.count)
+        grads.update(repeating: 0, count: layout.count)
+    }
+
     deinit {
         params.deallocate()
         grads.deallocate()

@@ -20,7 +20,8 @@ extension Llama {
             throw CheckpointError.badMetadata(key: configMetadataKey, value: json)
         }
         do { try config.validate() } catch { throw CheckpointError.badConfig("\(error)") }
-        let model = Llama(config: config, seed: 0)
+        // every parameter is read from the file (load refuses one that lacks a tensor)
+        let model = Llama(zeroedFor: config)
         try model.load(file, bytes: bytes)
         return model
     }

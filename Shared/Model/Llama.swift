@@ -46,6 +46,18 @@ public final class Llama: @unchecked Sendable {
         }
     }
 
+    /// Zero weights, for a loader that overwrites every one (a random initialisation costs more than reading the file).
+    init(zeroedFor config: LlamaConfig) {
+        precondition((try? config.validate()) != nil, "invalid LlamaConfig \(config)")
+        self.config = config
+        layout = LlamaParameterLayout(config)
+        params = GPT.allocate(layout.count)
+        params.update(repeating: 0, count: layout.count)
+        grads = GPT.allocate(layout.count)
+        grads.update(repeating: 0, count: layout.count)
+        invFreq = ropeInverseFrequencies(config)
+    }
+
     deinit {
         params.deallocate()
         grads.deallocate()

@@ -113,7 +113,7 @@ extension GPT: Policy {
     public func huggingFaceConfigJSON(dtype: SafetensorsDType) throws -> Data { try HuggingFaceCheckpoint.configJSON(self, dtype: dtype) }
 
     public func copy() -> any Policy {
-        let other = GPT(config: config, seed: 0)
+        let other = GPT(zeroedFor: config)
         other.copyWeights(from: self)
         return other
     }
@@ -138,7 +138,7 @@ extension Llama: Policy {
     public func huggingFaceConfigJSON(dtype: SafetensorsDType) throws -> Data { try HuggingFaceCheckpoint.configJSON(self, dtype: dtype) }
 
     public func copy() -> any Policy {
-        let other = Llama(config: config, seed: 0)
+        let other = Llama(zeroedFor: config)
         other.copyWeights(from: self)
         return other
     }
