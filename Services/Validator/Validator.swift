@@ -12,9 +12,9 @@ import Wire
 
 /// Stands between the reward scorers and the learner when the run validates (`validation.enabled`). Every scored group
 /// passes through it: a share p of them (`validation.fraction`, live; every group of a worker on probation), drawn by
-/// the validator where no worker can see, is re-run through the policy version it claims (one batched prefill of its
-/// completions, `CompletionVerifier`): the hidden-state proof, the log-probs, the sampling support, the seeded sampler's choice and
-/// the ending. A group that passes, or that was not drawn, goes on to the learner; one that fails is dead-lettered with
+/// the validator where no worker can see, is re-run through the policy version it claims (its completions in one
+/// batched prefill, `CompletionVerifier`): the hidden-state proof, the log-probs, the sampling support, the seeded
+/// sampler's choice and the ending. A group that passes, or that was not drawn, goes on to the learner; one that fails is dead-lettered with
 /// the failing check and the measured error, and counts against its worker's key: probation after
 /// `validation.probation_failures`, a ban after `validation.ban_failures`.
 struct Validator: Role {
