@@ -22,13 +22,8 @@ public final class GPT: @unchecked Sendable {
     var lastLogitScale: Float = 1
     var acts: Activations?
 
-    public init(config: GPTConfig, seed: UInt64) {
-        precondition((try? config.validate()) != nil, "invalid GPTConfig \(config)")
-        self.config = config
-        layout = ParameterLayout(config)
-        params = GPT.allocate(layout.count)
-        grads = GPT.allocate(layout.count)
-        grads.update(repeating: 0, count: layout.count)
+    public convenience init(config: GPTConfig, seed: UInt64) {
+        self.init(zeroedFor: config)
         initialiseParameters(seed: seed)
     }
 

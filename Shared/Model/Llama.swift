@@ -25,14 +25,8 @@ public final class Llama: @unchecked Sendable {
     var acts: LlamaActivations?
 
     /// Random weights: N(0, 0.02) matrices and embeddings, unit RMSNorm weights, zero biases.
-    public init(config: LlamaConfig, seed: UInt64) {
-        precondition((try? config.validate()) != nil, "invalid LlamaConfig \(config)")
-        self.config = config
-        layout = LlamaParameterLayout(config)
-        params = GPT.allocate(layout.count)
-        grads = GPT.allocate(layout.count)
-        grads.update(repeating: 0, count: layout.count)
-        invFreq = ropeInverseFrequencies(config)
+    public convenience init(config: LlamaConfig, seed: UInt64) {
+        self.init(zeroedFor: config)
         var rng = SeededGenerator(seed: seed)
         for e in layout.entries {
             let p = params + e.offset
