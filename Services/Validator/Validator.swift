@@ -81,7 +81,7 @@ struct Validator: Role {
         }
         let settings = run.config.validation
         let key = Hex.encode(Array(group.workerKey))
-        let (banReason, failures) = try await standing(of: key)
+        let (banReason, failures) = try await registry.validationStanding(of: key)
         // banned since it was scored: refused here, before the learner can take it
         if let reason = banReason {
             try await record(.refusedBanned, group, key: key, detail: reason)
@@ -119,7 +119,7 @@ struct Validator: Role {
             try await penalties.serialized {
                 try await record(.failed, group, key: key, detail: reason)
                 // read back after the count: another validator may have failed the same key meanwhile
-                try await penalise(key, failures: try await standing(of: key).failures, settings: settings, reason: reason)
+                try await penalise(key, failures: try await registry.validationStanding(of: key).failures, settings: settings, reason: reason)
             }
         }
         context.status.update { $0.state = "waiting for scored groups"; $0.detail = ""; $0.policyVersion = Int(clamping: group.policyVersion) }
@@ -169,15 +169,6 @@ struct Validator: Role {
             }
             return .passed(worstLogprob: worst)
         }
-    }
-
-    /// The key's ban reason (nil when not banned) and failed checks so far, in one round trip.
-    func standing(of key: String) async throws -> (banReason: String?, failures: Int) {
-        let names = context.fabric.names
-        let replies = try await context.fabric.redis.pipeline([["HGET", names.workerBansKey, key],
-                                                               ["HGET", names.workerStatsKey, "\(key).\(Verdict.Outcome.failed.statName)"]])
-        for reply in replies { if case let .error(message) = reply { throw RedisError.server(message: message, command: "HGET") } }
-        return (replies[0].bytes.map { String(decoding: $0, as: UTF8.self) }, replies[1].string.flatMap { Int($0) } ?? 0)
     }
 
     /// Probation is the failure count itself (read on every group); a ban is written at once, so scorers and validators

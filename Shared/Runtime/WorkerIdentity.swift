@@ -122,6 +122,13 @@ public struct WorkerRegistry: Sendable {
         try await redis.hget(names.workerBansKey, field: keyHex).map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// The key's ban reason (nil when not banned) and its failed validations so far, in one round trip.
+    public func validationStanding(of keyHex: String) async throws -> (banReason: String?, failures: Int) {
+        let replies = try await redis.pipeline([["HGET", names.workerBansKey, keyHex], ["HGET", names.workerStatsKey, "\(keyHex).validation_failed"]])
+        for reply in replies { if case let .error(message) = reply { throw RedisError.server(message: message, command: "HGET") } }
+        return (replies[0].bytes.map { String(decoding: $0, as: UTF8.self) }, replies[1].string.flatMap { Int($0) } ?? 0)
+    }
+
     public func bans() async throws -> [String: String] {
         try await redis.hgetall(names.workerBansKey).mapValues { String(decoding: $0, as: UTF8.self) }
     }
