@@ -16,7 +16,7 @@ import TestSupport
 func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps: Int, seed: UInt64?) throws {
     signal(SIGPIPE, SIG_IGN)
     if profiles.contains(where: { $0 != nil }), let reason = NetLab.unavailableReason() {
-        throw DistanceBenchError(description: "remote hosts cannot be built here: \(reason)")
+        throw BenchError(description: "remote hosts cannot be built here: \(reason)")
     }
     let environment = ProcessInfo.processInfo.environment
     let runFile = environment["TRIBUTARY_DISTANCE_RUN_FILE"] ?? repositoryRoot.appendingPathComponent("scripts/runs/quickstart.toml").path
@@ -77,7 +77,8 @@ func runDistanceBench(json: Bool, profiles: [LinkProfile?], levels: [Int], steps
     }
 }
 
-struct DistanceBenchError: Error, CustomStringConvertible {
+/// A bench that cannot run or whose child failed, in a sentence.
+struct BenchError: Error, CustomStringConvertible {
     var description: String
 }
 

@@ -44,13 +44,13 @@ func runModelBench(json: Bool, arch: String = "gpt2") throws {
     var stepTimes: [Double] = [], phases: [[Double]] = []
     var loss: Float = 0
     for _ in 0..<trainSteps {
-        let t0 = modelBenchNow()
+        let t0 = benchNow()
         let lp = model.forward(tokens: tokens, targets: targets, batch: B, time: T).logprobs
-        let t1 = modelBenchNow()
+        let t1 = benchNow()
         model.backward(dLogprobs: dLogprobs, mask: mask)
-        let t2 = modelBenchNow()
+        let t2 = benchNow()
         optimizer.update(model, learningRate: 3e-4)
-        let t3 = modelBenchNow()
+        let t3 = benchNow()
         stepTimes.append(t3 - t0)
         phases.append([t1 - t0, t2 - t1, t3 - t2])
         loss = -lp.reduce(0, +) / Float(B * T)
@@ -71,9 +71,9 @@ func runModelBench(json: Bool, arch: String = "gpt2") throws {
         _ = model.sample(prompt: prompt, count: count, options: options)
         var best = Double.infinity
         for _ in 0..<3 {
-            let t0 = modelBenchNow()
+            let t0 = benchNow()
             let out = model.sample(prompt: prompt, count: count, options: options)
-            best = min(best, modelBenchNow() - t0)
+            best = min(best, benchNow() - t0)
             precondition(out.allSatisfy { $0.tokens.count == newTokens })
         }
         return Double(count * newTokens) / best
@@ -120,7 +120,8 @@ func runModelBench(json: Bool, arch: String = "gpt2") throws {
     }
 }
 
-private func modelBenchNow() -> Double {
+/// Monotonic seconds, for the benches' timings.
+func benchNow() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
@@ -147,9 +148,9 @@ private func sgemmPeakGFLOPS() -> Double {
     for i in 0..<(n * n) { a[i] = rng.nextUniform() - 0.5; b[i] = rng.nextUniform() - 0.5 }
     var best = 0.0
     for _ in 0..<5 {
-        let t0 = modelBenchNow()
+        let t0 = benchNow()
         BLAS.sgemm(m: n, n: n, k: n, a: &a, b: &b, c: &c)
-        best = max(best, 2 * Double(n) * Double(n) * Double(n) / (modelBenchNow() - t0) / 1e9)
+        best = max(best, 2 * Double(n) * Double(n) * Double(n) / (benchNow() - t0) / 1e9)
     }
     return best
 }

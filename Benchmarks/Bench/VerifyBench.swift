@@ -33,15 +33,15 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
     // generation, one group per task as a rollout worker does it (proofs included)
     _ = model.sample(prompt: prompts[0], count: samples, options: SamplingOptions(maxNewTokens: 8, seed: 0))
     var generated: [[SampledCompletion]] = []
-    let g0 = verifyBenchNow()
+    let g0 = benchNow()
     for i in 0..<groups { generated.append(model.sample(prompt: prompts[i], count: samples, options: options(i))) }
-    let generateSeconds = verifyBenchNow() - g0
+    let generateSeconds = benchNow() - g0
     let tokens = generated.joined().map(\.tokens.count).reduce(0, +)
 
     // verification as the validator does it: one group at a time, its completions in one prefill
     var falsePositives: [String] = []
     var worstLogprob: Float = 0
-    let v0 = verifyBenchNow()
+    let v0 = benchNow()
     for i in 0..<groups {
         let verdicts = CompletionVerifier.verify(policy: model, prompt: prompts[i], completions: generated[i], options: options(i), promptIndex: 0,
                                                  tolerances: tolerances)
@@ -50,25 +50,25 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
             if !v.passed { falsePositives.append("group \(i) sample \(k): \(v.failures)") }
         }
     }
-    let verifySeconds = verifyBenchNow() - v0
+    let verifySeconds = benchNow() - v0
     // the forward pass alone: each group's sequences padded to its longest, one call
-    let f0 = verifyBenchNow()
+    let f0 = benchNow()
     for i in 0..<groups {
         let sequences = generated[i].filter { !$0.tokens.isEmpty }.map { prompts[i] + $0.tokens.dropLast() }
         guard let T = sequences.map(\.count).max() else { continue }
         let padded = sequences.flatMap { $0 + [Int32](repeating: 0, count: T - $0.count) }
         _ = model.logitsAndHiddenStates(tokens: padded, batch: sequences.count, time: T)
     }
-    let forwardSeconds = verifyBenchNow() - f0
+    let forwardSeconds = benchNow() - f0
     // one completion at a time, as before batching
-    let s0 = verifyBenchNow()
+    let s0 = benchNow()
     for i in 0..<min(groups, 4) {
         for (k, c) in generated[i].enumerated() {
             _ = CompletionVerifier.verify(policy: model, prompt: prompts[i], completion: c, options: options(i), promptIndex: 0, sample: k,
                                           tolerances: tolerances)
         }
     }
-    let singleSeconds = (verifyBenchNow() - s0) / Double(generated.prefix(4).joined().map(\.tokens.count).reduce(0, +))
+    let singleSeconds = (benchNow() - s0) / Double(generated.prefix(4).joined().map(\.tokens.count).reduce(0, +))
 
     // the proof's share of generation: every completion's rows committed again, timed alone
     var commitSeconds = 0.0
@@ -77,9 +77,9 @@ func runVerifyBench(json: Bool, arch: String, groups: Int, samples: Int, newToke
             let hidden = model.hiddenStates(tokens: prompts[i] + c.tokens.dropLast())
             let C = hidden.count / (promptLength + c.tokens.count - 1)
             let rows = Array(hidden[((promptLength - 1) * C)...])
-            let c0 = verifyBenchNow()
+            let c0 = benchNow()
             _ = InferenceProof.commit(hidden: rows, rows: c.tokens.count, channels: C)
-            commitSeconds += verifyBenchNow() - c0
+            commitSeconds += benchNow() - c0
         }
     }
 
@@ -243,7 +243,7 @@ func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int, tolerances: V
     var sweep = VerifyBenchSweep()
     for (index, (core, threads)) in configs.enumerated() {
         let output = directory.appendingPathComponent("groups-\(index).bin")
-        let started = verifyBenchNow()
+        let started = benchNow()
         let child = Process()
         child.executableURL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
         child.arguments = ["verify-honest", "--model", modelFile.path, "--threads", String(threads), "--groups", String(perConfig),
@@ -254,12 +254,12 @@ func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int, tolerances: V
         try child.run()
         child.waitUntilExit()
         guard child.terminationStatus == 0 else {
-            throw PipelineBenchError(problem: "verify-honest under \(core), \(threads) threads exited with \(child.terminationStatus)")
+            throw BenchError(description: "verify-honest under \(core), \(threads) threads exited with \(child.terminationStatus)")
         }
-        let sampledIn = verifyBenchNow() - started
+        let sampledIn = benchNow() - started
         let sampled = try VerifyBenchHonestGroup.read(Data(contentsOf: output))
         var failedHere = 0, completionsHere = 0
-        let v0 = verifyBenchNow()
+        let v0 = benchNow()
         for group in sampled {
             let verdicts = CompletionVerifier.verify(policy: model, prompt: group.prompt, completions: group.completions, options: group.options,
                                                      promptIndex: 0, tolerances: tolerances)
@@ -276,7 +276,7 @@ func verifyBenchFalsePositiveSweep(model: any Policy, groups: Int, tolerances: V
                 if sweep.examples.count < 5 { sweep.examples.append("\(core) \(threads) threads, group of \(group.completions.count), sample \(k): \(verdicts[k].failures)") }
             }
         }
-        let verifiedIn = verifyBenchNow() - v0
+        let verifiedIn = benchNow() - v0
         sweep.groups += sampled.count
         sweep.completions += completionsHere
         sweep.falsePositiveGroups += failedHere
@@ -339,7 +339,7 @@ struct VerifyBenchHonestGroup {
         let bytes = [UInt8](data)
         var at = 0
         func get<T: FixedWidthInteger>(_: T.Type) throws -> T {
-            guard at + MemoryLayout<T>.size <= bytes.count else { throw PipelineBenchError(problem: "verify-honest output ends early at byte \(at)") }
+            guard at + MemoryLayout<T>.size <= bytes.count else { throw BenchError(description: "verify-honest output ends early at byte \(at)") }
             var v = T.zero
             for i in 0..<MemoryLayout<T>.size { v |= T(bytes[at + i]) << (8 * i) }
             at += MemoryLayout<T>.size
@@ -348,14 +348,14 @@ struct VerifyBenchHonestGroup {
         // a count is trusted only as far as the bytes left can hold its items
         func count(of size: Int) throws -> Int {
             let n = Int(try get(UInt32.self))
-            guard n <= (bytes.count - at) / size else { throw PipelineBenchError(problem: "verify-honest output claims \(n) items at byte \(at)") }
+            guard n <= (bytes.count - at) / size else { throw BenchError(description: "verify-honest output claims \(n) items at byte \(at)") }
             return n
         }
         var groups: [VerifyBenchHonestGroup] = []
         while at < bytes.count {
             let prompt = try (0..<count(of: 4)).map { _ in try get(Int32.self) }
             let setting = Int(try get(UInt32.self)), seed = try get(UInt64.self)
-            guard setting < verifyBenchSweepSettings.count else { throw PipelineBenchError(problem: "verify-honest output names setting \(setting)") }
+            guard setting < verifyBenchSweepSettings.count else { throw BenchError(description: "verify-honest output names setting \(setting)") }
             var completions: [SampledCompletion] = []
             for _ in 0..<(try count(of: 9)) {
                 let n = try count(of: 8)
@@ -391,10 +391,4 @@ func verifyBenchPipeline(steps: Int, fraction: Double) throws -> (without: Pipel
     let with = try pipelineBenchRun(run: "bench-verify-one-\(getpid())", asyncLevel: 2, recipe: recipe, binaries: binaries, logs: logs)
     print(with.report)
     return (without, with)
-}
-
-private func verifyBenchNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
