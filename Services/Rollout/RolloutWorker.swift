@@ -29,9 +29,12 @@ struct RolloutWorker: Role {
     let registry: WorkerRegistry
     let versionWait: Double
     /// Tasks served at once (`rollout.tasks_in_flight`): over a long round trip, one task's publish and confirm and the
-    /// next task's delivery overlap another's generation.
+    /// next task's delivery overlap another's generation. 0: `adaptive` decides, from the generations and confirms seen.
     let tasksInFlight: Int
+    let adaptive: TasksInFlight?
+    let heldTasks: Gauge
     let policyLoads = SerialGate()
+    let records = WorkerRecords()
     let maxGroup: Int
     let groups: Counter
     let tokens: Counter
@@ -57,7 +60,10 @@ struct RolloutWorker: Role {
         identity = try WorkerIdentity.loadOrCreate(directory: stateDirectory.isEmpty ? WorkerIdentity.defaultDirectory() : stateDirectory)
         registry = WorkerRegistry(names: context.fabric.names, redis: context.fabric.redis)
         versionWait = try context.settings.double("rollout.version_wait_seconds")
-        tasksInFlight = try context.settings.int("rollout.tasks_in_flight")
+        let fixed = try context.settings.int("rollout.tasks_in_flight")
+        adaptive = fixed == 0 ? TasksInFlight() : nil
+        tasksInFlight = adaptive?.initial ?? fixed
+        heldTasks = Gauge(label: "tributary_rollout_tasks_in_flight", dimensions: context.dimensions)
         maxGroup = try context.settings.int("rollout.max_group_size")
         groups = Counter(label: "tributary_rollout_groups_total", dimensions: context.dimensions)
         tokens = Counter(label: "tributary_generated_tokens_total", dimensions: context.dimensions)
@@ -82,13 +88,22 @@ struct RolloutWorker: Role {
             }
         }
         defer { if checkpointRedis !== context.fabric.checkpointRedis { checkpointRedis.close() } }
-        // permissionless: a worker joins by registering its key (groups signed by an unregistered key are refused)
-        try await registry.register(identity.publicKey, instance: context.fabric.identity.instance)
+        // permissionless: a worker joins by registering its key (groups signed by an unregistered key are refused); the
+        // registration is written while the worker starts, and its first publish waits for it
+        let (registry, key, instance) = (self.registry, identity.publicKey, context.fabric.identity.instance)
+        records.start(.registration, write: { try await registry.register(key, instance: instance) },
+                      retry: { try await registry.register(key, instance: instance) })
         context.logger.info("worker key \(identity.publicKey.hex) (\(identity.file))")
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await watchAnnouncements() }
+            // the newest policy now, while the consumers start, rather than with the first task
+            group.addTask { try await warmUp() }
             context.status.set(state: "waiting for tasks")
-            try await context.consume(queue: context.fabric.names.tasksQueue, prefetch: tasksInFlight, concurrency: tasksInFlight) { delivery in
+            heldTasks.record(Double(tasksInFlight))
+            var growTo: (@Sendable () -> Int)?
+            if let adaptive { growTo = { adaptive.wanted } }
+            try await context.consume(queue: context.fabric.names.tasksQueue, prefetch: tasksInFlight, concurrency: tasksInFlight,
+                                      growTo: growTo) { delivery in
                 try await serve(delivery)
             }
             group.cancelAll()
@@ -142,24 +157,26 @@ struct RolloutWorker: Role {
         }
         let prompt = format.prompt.promptTokens(task.prompt)
         context.status.set(state: "generating", detail: task.taskID)
-        let generateStarted = ContinuousClock.now
         let options = task.sampling.options
         let policy = self.policy
         // the version is read with the model, on the compute queue where loads swap both: with several tasks in hand a
-        // load can come between two generations, and a group claims exactly the weights that made it
+        // load can come between two generations, and a group claims exactly the weights that made it. The generation is
+        // timed there too (not its wait for its turn)
         let stop = context.stop
-        let (version, result): (Int, Result<[SampledCompletion], WireError>?) = try await policy.compute.run {
+        let (version, result, generateMs): (Int, Result<[SampledCompletion], WireError>?, Double) = try await policy.compute.run {
             // a drain finishes the generation in hand; a task still waiting for its turn goes back to the queue
-            if stop.isStopping { return (-1, nil) }
+            if stop.isStopping { return (-1, nil, 0) }
+            let generateStarted = ContinuousClock.now
             let version = policy.version.load(ordering: .relaxed)
             guard let model = policy.model.value else { throw CheckpointStoreError.missing(key: "policy (none loaded)") }
             // the held policy must read every id of the run's tokenizer (a policy of an earlier run under this id may not)
             do {
                 try task.validateGeneration(promptTokens: prompt, vocabularySize: model.vocabSize, contextLength: model.contextLength)
             } catch let error as WireError {
-                return (version, .failure(error))
+                return (version, .failure(error), 0)
             }
-            return (version, .success(model.sample(prompt: prompt, count: Int(task.groupSize), options: options)))
+            let completions = model.sample(prompt: prompt, count: Int(task.groupSize), options: options)
+            return (version, .success(completions), (ContinuousClock.now - generateStarted).milliseconds)
         }
         let completions: [SampledCompletion]
         switch result {
@@ -171,7 +188,6 @@ struct RolloutWorker: Role {
             await fabric.deadLetter(delivery, reason: error.reason)
             return
         }
-        let generateMs = (ContinuousClock.now - generateStarted).milliseconds
         var group = RolloutGroup()
         group.envelope = fabric.envelope()
         group.envelope.epoch = task.envelope.epoch  // the epoch of the task it serves
@@ -193,7 +209,15 @@ struct RolloutWorker: Role {
             $0.generateMs = generateMs
         }
         try identity.sign(&group)
+        try await records.written(.registration)
+        try await records.written(.load(version: version))
+        let publishStarted = ContinuousClock.now
         try await fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: fabric.names.run)
+        if let adaptive, let grown = adaptive.record(generateMs: generateMs, confirmMs: (ContinuousClock.now - publishStarted).milliseconds) {
+            heldTasks.record(Double(grown))
+            let means = adaptive.means
+            context.logger.info("holding \(grown) tasks at once (generation \(String(format: "%.0f", means.generateMs)) ms, publish confirmed in \(String(format: "%.0f", means.confirmMs)) ms)")
+        }
         // Acknowledged only once the group is safely with the broker.
         try await delivery.ack()
         let generated = completions.reduce(0) { $0 + $1.tokens.count }
@@ -219,12 +243,24 @@ struct RolloutWorker: Role {
         return try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger)
     }
 
+    /// A worker that starts fetches the newest policy at once, without waiting for one if there is none yet (its first
+    /// task then does); a failure here is left to that task, which looks again with every source.
+    func warmUp() async throws {
+        do {
+            _ = try await policyLoads.serialized { try await ensurePolicy(minimum: 0, waitSeconds: 0) }
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            context.logger.notice("no policy fetched at start (\(error)); the first task looks again")
+        }
+    }
+
     /// Loads the newest verified checkpoint if the held one is older than `minimum`; false if none is fresh enough in time.
     /// A relay is read first; the origin when the relay's copy does not verify, or when the relay stays behind the version
     /// the origin broker announced for `rollout.relay_lag_seconds` (a lagging or rolled-back `latest`).
-    func ensurePolicy(minimum: Int) async throws -> Bool {
+    func ensurePolicy(minimum: Int, waitSeconds: Double? = nil) async throws -> Bool {
         if policy.version.load(ordering: .relaxed) >= minimum { return true }
-        let deadline = ContinuousClock.now + .seconds(versionWait)
+        let deadline = ContinuousClock.now + .seconds(waitSeconds ?? versionWait)
         var relayBehindSince: ContinuousClock.Instant?
         while !context.stop.isStopping {
             // the stores to read, in order; `true` marks the origin
@@ -322,11 +358,20 @@ struct RolloutWorker: Role {
             policy.version.store(loaded, ordering: .relaxed)
         }
         context.status.update { $0.policyVersion = loaded }
-        // the version this worker's groups will claim: the scorer refuses a claim of a version it never recorded
-        try await registry.recordLoad(identity.publicKey, version: version, sha256: manifest.sha256)
-        _ = try await fabric.redis.xadd(fabric.names.loadsLogKey, fields: [
+        // the version this worker's groups will claim: the scorer refuses a claim of a version it never recorded. The
+        // record and the loads log go in one round trip, which the first publish with this version waits for, not the
+        // generations (over a long link that round trip would hold every task in hand)
+        let (registry, key, redis) = (self.registry, identity.publicKey, fabric.redis)
+        let record = registry.loadRecordCommand(key, version: version, sha256: manifest.sha256)
+        let log = RedisConnection.xaddCommand(fabric.names.loadsLogKey, fields: [
             "worker": fabric.identity.instance, "version": String(version), "verified": "1", "shards": String(manifest.shards.count),
-            "sha256": manifest.sha256, "source": origin ? "origin" : "relay", "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)], maxLength: 100_000)
+            "sha256": manifest.sha256, "source": origin ? "origin" : "relay", "loaded_ms": String(WallClock.nowMs()), "fetch_ms": String(format: "%.1f", fetchedMs)],
+            maxLength: 100_000)
+        records.start(.load(version: loaded), write: {
+            for reply in try await redis.pipeline([record, log]) {
+                if case let .error(message) = reply { throw RedisError.server(message: message, command: "recording the load of version \(version)") }
+            }
+        }, retry: { try await registry.recordLoad(key, version: version, sha256: manifest.sha256) })
         loads.increment()
         fetchTime.recordNanoseconds(Int64(fetchedMs * 1e6))
         context.logger.info("loaded version \(version) (\(manifest.shards.count) shards verified) in \(String(format: "%.0f", fetchedMs)) ms")

@@ -374,7 +374,7 @@ private final class AMQPWorker: @unchecked Sendable {
     func establish(on endpoint: AMQPEndpoint) throws {
         let connection = try AMQPConnection(endpoint: endpoint)
         do {
-            try connection.declare(topology)
+            try connection.declareWhileOpening(topology)
         } catch {
             connection.close()
             throw error

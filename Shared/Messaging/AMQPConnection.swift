@@ -16,6 +16,16 @@ enum AMQPMethod {
     static let basicDeliver: UInt32 = 0x003C_003C
     static let basicAck: UInt32 = 0x003C_0050
     static let basicNack: UInt32 = 0x003C_0078
+    static let channelOpen: UInt32 = 0x0014_000A
+    static let channelOpenOK: UInt32 = 0x0014_000B
+    static let confirmSelect: UInt32 = 0x0055_000A
+    static let confirmSelectOK: UInt32 = 0x0055_000B
+    static let exchangeDeclare: UInt32 = 0x0028_000A
+    static let exchangeDeclareOK: UInt32 = 0x0028_000B
+    static let queueDeclare: UInt32 = 0x0032_000A
+    static let queueDeclareOK: UInt32 = 0x0032_000B
+    static let queueBind: UInt32 = 0x0032_0014
+    static let queueBindOK: UInt32 = 0x0032_0015
 }
 
 /// A message read off the wire by the owning thread.
@@ -76,12 +86,68 @@ final class AMQPConnection {
             throw AMQPError.authenticationRefused(user: endpoint.user, vhost: endpoint.vhost, reason: reason)
         }
         isOpen = true
+        // both channels and the work channel's confirms in one round trip (nothing else can arrive yet)
+        var open = amqp_channel_open_t(out_of_band: amqp_empty_bytes)
+        var confirms = amqp_confirm_select_t(nowait: 0)
         do {
-            try openChannel(Self.workChannel, confirms: true)
-            try openChannel(Self.declareChannel, confirms: false)
+            try pipelined([
+                Request(channel: Self.workChannel, reply: AMQPMethod.channelOpenOK, what: "opening channel \(Self.workChannel)") {
+                    amqp_send_method(state, Self.workChannel, AMQPMethod.channelOpen, &open)
+                },
+                Request(channel: Self.workChannel, reply: AMQPMethod.confirmSelectOK, what: "enabling publisher confirms") {
+                    amqp_send_method(state, Self.workChannel, AMQPMethod.confirmSelect, &confirms)
+                },
+                Request(channel: Self.declareChannel, reply: AMQPMethod.channelOpenOK, what: "opening channel \(Self.declareChannel)") {
+                    amqp_send_method(state, Self.declareChannel, AMQPMethod.channelOpen, &open)
+                },
+            ])
         } catch {
             close()
             throw error
+        }
+    }
+
+    /// A method sent ahead of the replies to the ones before it, and the reply that says it was done.
+    private struct Request {
+        var channel: amqp_channel_t
+        var reply: UInt32
+        var what: String
+        var send: () -> Int32
+    }
+
+    /// Sends every request at once, then reads their replies: one round trip for all. Each channel answers its requests
+    /// in order, but channels answer independently (RabbitMQ runs each as a process of its own). Only while the
+    /// connection opens, before any consumer or publish: replies are read frame by frame, so nothing else may be
+    /// arriving. A request the broker refuses closes its channel, and the broker drops the requests after it on that
+    /// channel; the refusal is thrown as `check` throws it (the declaration channel is opened again).
+    private func pipelined(_ requests: [Request]) throws {
+        for request in requests { try checkStatus(request.send(), request.what) }
+        var pending = Dictionary(grouping: requests, by: \.channel)
+        while let waiting = pending.values.first(where: { !$0.isEmpty }) {
+            var frame = amqp_frame_t()
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
+            let status = amqp_simple_wait_frame_noblock(state, &frame, &timeout)
+            if status == AMQP_STATUS_TIMEOUT.rawValue {
+                abandon()
+                throw AMQPError.connectionLost(host: endpoint.host, port: endpoint.port, reason: "\(waiting[0].what): no reply in 30 s")
+            }
+            try checkStatus(status, waiting[0].what)
+            guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
+            let method = frame.payload.method
+            guard let next = pending[frame.channel]?.first else {
+                abandon()
+                throw AMQPError.protocolError("\(waiting[0].what): method \(method.id) on channel \(frame.channel), which was not asked anything")
+            }
+            if method.id == next.reply {
+                pending[frame.channel]?.removeFirst()
+                continue
+            }
+            var reply = amqp_rpc_reply_t()
+            reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION
+            reply.reply = method
+            try check(reply, next.what, channel: frame.channel)
+            abandon()
+            throw AMQPError.protocolError("\(next.what): method \(method.id) on channel \(frame.channel) instead of \(next.reply)")
         }
     }
 
@@ -208,19 +274,69 @@ final class AMQPConnection {
         for binding in topology.bindings { try bind(binding) }
     }
 
+    /// The same declarations in one round trip, on a connection that is still opening (see `pipelined`).
+    func declareWhileOpening(_ topology: Topology) throws {
+        let (state, channel) = (self.state, Self.declareChannel)
+        var requests: [Request] = []
+        for exchange in topology.exchanges {
+            requests.append(Request(channel: channel, reply: AMQPMethod.exchangeDeclareOK, what: Self.describe(exchange)) {
+                withBytes([exchange.name, exchange.kind.rawValue]) { b in
+                    var method = amqp_exchange_declare_t(ticket: 0, exchange: b[0], type: b[1], passive: exchange.passive ? 1 : 0,
+                                                         durable: exchange.durable ? 1 : 0, auto_delete: 0, internal: 0, nowait: 0,
+                                                         arguments: amqp_empty_table)
+                    return amqp_send_method(state, channel, AMQPMethod.exchangeDeclare, &method)
+                }
+            })
+        }
+        for queue in topology.queues {
+            requests.append(Request(channel: channel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(queue)) {
+                withTable(queue.passive ? [] : queue.arguments) { arguments in
+                    withBytes([queue.name]) { b in
+                        var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: queue.passive ? 1 : 0,
+                                                          durable: !queue.passive && queue.durable ? 1 : 0,
+                                                          exclusive: !queue.passive && queue.exclusive ? 1 : 0,
+                                                          auto_delete: !queue.passive && queue.autoDelete ? 1 : 0, nowait: 0, arguments: arguments)
+                        return amqp_send_method(state, channel, AMQPMethod.queueDeclare, &method)
+                    }
+                }
+            })
+        }
+        for binding in topology.bindings {
+            requests.append(Request(channel: channel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
+                withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
+                    var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
+                    return amqp_send_method(state, channel, AMQPMethod.queueBind, &method)
+                }
+            })
+        }
+        try pipelined(requests)
+    }
+
+    static func describe(_ exchange: ExchangeSpec) -> String {
+        exchange.passive ? "exchange '\(exchange.name)' (passive: it must exist)" : "exchange '\(exchange.name)'"
+    }
+
+    static func describe(_ queue: QueueSpec) -> String {
+        queue.passive ? "queue '\(queue.name)' (passive: it must exist)" : "queue '\(queue.name)'"
+    }
+
+    static func describe(_ binding: BindingSpec) -> String {
+        "binding of '\(binding.queue)' to '\(binding.exchange)' with '\(binding.routingKey)'"
+    }
+
     func declare(_ exchange: ExchangeSpec) throws {
         withBytes([exchange.name, exchange.kind.rawValue]) { b in
             _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], exchange.passive ? 1 : 0, exchange.durable ? 1 : 0, 0, 0,
                                       amqp_empty_table)
         }
-        try checkReply(exchange.passive ? "exchange '\(exchange.name)' (passive: it must exist)" : "exchange '\(exchange.name)'")
+        try checkReply(Self.describe(exchange))
     }
 
     /// Declares on the given channel (the work channel for exclusive queues, which belong to the connection anyway).
     @discardableResult
     func declare(_ queue: QueueSpec) throws -> String {
         if queue.passive {
-            _ = try inspect(queue: queue.name, what: "queue '\(queue.name)' (passive: it must exist)")
+            _ = try inspect(queue: queue.name, what: Self.describe(queue))
             return queue.name
         }
         let ok = withTable(queue.arguments) { arguments in
@@ -229,7 +345,7 @@ final class AMQPConnection {
                                    queue.exclusive ? 1 : 0, queue.autoDelete ? 1 : 0, arguments)
             }
         }
-        try checkReply("queue '\(queue.name)'")
+        try checkReply(Self.describe(queue))
         guard let ok else { throw AMQPError.protocolError("queue.declare-ok missing for '\(queue.name)'") }
         return Self.string(ok.pointee.queue)
     }
@@ -238,7 +354,7 @@ final class AMQPConnection {
         withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
             _ = amqp_queue_bind(state, Self.declareChannel, b[0], b[1], b[2], amqp_empty_table)
         }
-        try checkReply("binding of '\(binding.queue)' to '\(binding.exchange)' with '\(binding.routingKey)'")
+        try checkReply(Self.describe(binding))
     }
 
     /// Message and consumer counts, by a passive declare; throws declarationFailed 404 when the queue does not exist.

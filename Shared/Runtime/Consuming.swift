@@ -13,19 +13,47 @@ extension ServiceContext {
     /// dead-lettered with the last error.
     ///
     /// With `concurrency` above 1, up to that many deliveries are handled at once, each as above.
-    public func consume(queue: String, prefetch: Int, concurrency: Int = 1, _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
+    ///
+    /// With `growTo`, the prefetch and the concurrency can grow while it runs: after each delivery taken it is asked for
+    /// the number wanted now, and when that is more than held, one more consumer of the difference opens on the queue
+    /// (RabbitMQ fixes a consumer's prefetch when it starts; the consumers all feed the same handling).
+    public func consume(queue: String, prefetch: Int, concurrency: Int = 1, growTo: (@Sendable () -> Int)? = nil,
+                        _ handle: @escaping @Sendable (Delivery) async throws -> Void) async throws {
         let failures = MessageFailures(limit: try settings.int("service.max_message_failures"))
+        let (deliveries, sink) = AsyncThrowingStream<Delivery, Error>.makeStream()
+        let amqp = fabric.amqp
+        var consumers: [Task<Void, Never>] = []
+        func open(prefetch: Int) {
+            consumers.append(Task {
+                do {
+                    for try await delivery in amqp.consume(queue: queue, prefetch: prefetch) { sink.yield(delivery) }
+                    sink.finish()
+                } catch {
+                    sink.finish(throwing: error)
+                }
+            })
+        }
+        // leaving (stopped, or the stream ended) cancels every consumer; what they prefetched goes back with the connection
+        defer { consumers.forEach { $0.cancel() } }
+        open(prefetch: prefetch)
+        var (held, limit) = (prefetch, max(1, concurrency))
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0
-            for try await delivery in fabric.amqp.consume(queue: queue, prefetch: prefetch).cancelOnGracefulShutdown() {
+            for try await delivery in deliveries.cancelOnGracefulShutdown() {
                 if stop.isStopping { break }
-                if running == max(1, concurrency) {
+                if let wanted = growTo?(), wanted > held {
+                    open(prefetch: wanted - held)
+                    limit += wanted - held
+                    held = wanted
+                }
+                if running >= limit {
                     try await group.next()
                     running -= 1
                 }
                 running += 1
                 group.addTask { try await self.process(delivery, from: queue, failures: failures, handle) }
             }
+            consumers.forEach { $0.cancel() }  // nothing new while the ones in hand finish
             try await group.waitForAll()
         }
     }

@@ -74,11 +74,16 @@ public final class Fabric: Sendable {
     }
 
     /// Connects to both, retrying while the brokers come up and while the run's learner has not declared its queues yet.
+    /// All at once: over a long link each connection is several round trips.
     public func connect(timeoutSeconds: Double) async throws {
         let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
-        try await retrying("Redis", until: deadline) { try await self.redis.connect() }
-        if checkpointsApart { try await retrying("the checkpoint Redis", until: deadline) { try await self.checkpointRedis.connect() } }
+        async let redisUp: Void = retrying("Redis", until: deadline) { try await self.redis.connect() }
+        async let checkpointsUp: Void = retrying("the checkpoint Redis", until: deadline) {
+            if self.checkpointsApart { try await self.checkpointRedis.connect() }
+        }
         try await retrying("RabbitMQ", until: deadline, giveUpOn: Self.isPermanent) { try await self.amqp.connect() }
+        try await redisUp
+        try await checkpointsUp
     }
 
     /// A refused login, a refused declaration (403) or a topology conflict (406) will not fix itself; a queue or exchange

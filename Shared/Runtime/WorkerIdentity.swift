@@ -111,7 +111,12 @@ public struct WorkerRegistry: Sendable {
 
     /// A worker's own record that it loaded and verified a version (the version it then claims in its groups).
     public func recordLoad(_ key: VerifyingKey, version: UInt64, sha256: String) async throws {
-        _ = try await redis.command(["HSETNX", names.workerLoadsKey, "\(key.hex):\(version)", sha256])
+        _ = try await redis.command(loadRecordCommand(key, version: version, sha256: sha256))
+    }
+
+    /// The command `recordLoad` sends, for a pipeline.
+    public func loadRecordCommand(_ key: VerifyingKey, version: UInt64, sha256: String) -> [any RedisArgument] {
+        ["HSETNX", names.workerLoadsKey, "\(key.hex):\(version)", sha256]
     }
 
     public func hasLoaded(_ keyHex: String, version: UInt64) async throws -> Bool {

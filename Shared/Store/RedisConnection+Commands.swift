@@ -82,13 +82,18 @@ extension RedisConnection {
     /// Appends an entry to a stream, trimming it to about `maxLength` entries; returns the new id.
     @discardableResult
     public func xadd(_ key: String, id: String = "*", fields: [String: any RedisArgument], maxLength: Int? = nil) throws(RedisError) -> String {
+        let reply = try command(Self.xaddCommand(key, id: id, fields: fields, maxLength: maxLength))
+        guard let newID = reply.string else { throw .unexpectedReply(command: "XADD \(key)", reply: reply) }
+        return newID
+    }
+
+    /// The XADD command `xadd` sends, for a pipeline.
+    public static func xaddCommand(_ key: String, id: String = "*", fields: [String: any RedisArgument], maxLength: Int? = nil) -> [any RedisArgument] {
         var arguments: [any RedisArgument] = ["XADD", key]
         if let maxLength { arguments += ["MAXLEN", "~", maxLength] }
         arguments.append(id)
         for (name, value) in fields.sorted(by: { $0.key < $1.key }) { arguments += [name, value] }
-        let reply = try command(arguments)
-        guard let newID = reply.string else { throw .unexpectedReply(command: "XADD \(key)", reply: reply) }
-        return newID
+        return arguments
     }
 
     /// Entries with ids in start...end, oldest first ("-" and "+" are the ends of the stream).
