@@ -166,6 +166,43 @@ struct AMQPClientTests {
         await client.close()
     }
 
+    /// A connection's topology goes out in one batch while it opens; a refusal in the middle of the batch still names
+    /// the declaration refused, and the ones before it took effect.
+    @Test func aRefusedDeclarationInTheOpeningBatchIsNamed() async throws {
+        let (topology, _, queue, dead) = workTopology("batch")
+        let setup = AMQPClient(endpoint: endpoint, topology: topology, name: "batch-setup")
+        try await setup.connect()
+        // passive checks: the second of three is missing
+        let missing = uniqueName("batch.absent")
+        let checks = Topology(queues: [QueueSpec(queue), QueueSpec(missing), QueueSpec(dead)]).passive
+        let checker = AMQPClient(endpoint: endpoint, topology: checks, name: "batch-check")
+        let notFound = await #expect(throws: AMQPError.self) { try await checker.connect() }
+        guard case let .declarationFailed(what, code, _) = notFound else {
+            Issue.record("expected declarationFailed, got \(String(describing: notFound))")
+            return
+        }
+        #expect(code == 404)
+        #expect(what.contains(missing))
+        // a conflict (the same queue without its dead-letter arguments) after an exchange and a fresh queue
+        let exchange = uniqueName("batch.fresh.x"), fresh = uniqueName("batch.fresh.q")
+        let conflicting = Topology(exchanges: [ExchangeSpec(exchange, kind: .direct, durable: false)],
+                                   queues: [QueueSpec(fresh, durable: false, autoDelete: true), QueueSpec(queue)])
+        let conflicted = AMQPClient(endpoint: endpoint, topology: conflicting, name: "batch-conflict")
+        let conflict = await #expect(throws: AMQPError.self) { try await conflicted.connect() }
+        guard case let .declarationFailed(conflictWhat, conflictCode, _) = conflict else {
+            Issue.record("expected declarationFailed, got \(String(describing: conflict))")
+            return
+        }
+        #expect(conflictCode == 406)
+        #expect(conflictWhat == "queue '\(queue)'")
+        // what came before the refusal was declared
+        #expect(try await setup.inspect(queue: fresh).messages == 0)
+        try await setup.delete(queue: fresh)
+        try await setup.delete(queue: queue)
+        try await setup.delete(queue: dead)
+        await setup.close()
+    }
+
     @Test func oversizedMessageIsRefusedBeforeSending() async throws {
         let client = AMQPClient(endpoint: endpoint, name: "large", maxMessageSize: 1024)
         try await client.connect()
