@@ -9,7 +9,11 @@
   given is one that executable documents in its --help (unknown variables would be silently ignored);
 - every secret a broker's templates need (render-secrets.sh: ${NAME} in definitions.json, users.acl, ...) is in that
   service's environment;
-- the relay's ACL gives rollout workers the same rights as the origin's;
+- every Tributary service reads checkpoints from a Redis of their own (TRIBUTARY_CHECKPOINTS_REDIS_URL, not its
+  TRIBUTARY_REDIS_URL), as the same user; the remote workers read them from the relay, and the relay replicates the
+  port the central checkpoint Redis publishes;
+- the checkpoint Redis's ACL has the users of the run's, and the relay's ACL gives rollout workers the checkpoint
+  Redis's rights;
 - the runtime image installs a Debian package for every shared library the executables link directly;
 - docs/deploy.md names only files and compose services that exist.
 Prints one line per check; exits 1 if any failed.
@@ -163,11 +167,81 @@ def check_runtime_libraries(root, bin_dir):
                   f"add the package owning {location or library} to the runtime stage of compose/Dockerfile")
 
 
+def acl_users(root, path):
+    """user name -> its rules after the password (`user NAME on >${PASSWORD} RULES...`), from an ACL template."""
+    users = {}
+    for line in open(os.path.join(root, path)):
+        words = line.split()
+        if len(words) >= 2 and words[0] == "user":
+            users[words[1]] = [w for w in words[2:] if not w.startswith(">") and w not in ("on", "off")]
+    return users
+
+
 def check_relay_acl(root):
-    def rollout_line(path):
-        return [line for line in open(os.path.join(root, path)) if line.startswith("user rollout ")]
-    check(rollout_line("compose/redis/users.acl") == rollout_line("compose/redis/relay-users.acl") != [],
-          "relay ACL gives rollout workers the origin's rights (compose/redis/relay-users.acl)")
+    run, checkpoints = acl_users(root, "compose/redis/users.acl"), acl_users(root, "compose/redis/checkpoints-users.acl")
+    check(set(checkpoints) == set(run), "checkpoint Redis ACL has a user for every user of the run's (compose/redis/checkpoints-users.acl)",
+          f"run's: {sorted(run)}, checkpoint Redis's: {sorted(checkpoints)}")
+    relay = acl_users(root, "compose/redis/relay-users.acl")
+    check(relay.get("rollout") == checkpoints.get("rollout") != None,
+          "relay ACL gives rollout workers the checkpoint Redis's rights (compose/redis/relay-users.acl)",
+          f"relay: {relay.get('rollout')}\ncheckpoint Redis: {checkpoints.get('rollout')}")
+    # Replicas read nothing: only the replication commands.
+    check(checkpoints.get("replica") == ["resetkeys", "resetchannels", "-@all", "+psync", "+replconf", "+ping"],
+          "checkpoint Redis ACL: user replica may only replicate", f"{checkpoints.get('replica')}")
+    # Only the broadcaster writes checkpoints.
+    writers = sorted(name for name, rules in checkpoints.items() if name != "admin" and any(r.startswith(("%RW~", "%W~", "~")) for r in rules))
+    check(writers == ["broadcaster"], "checkpoint Redis ACL: only the broadcaster writes keys", f"writers: {writers}")
+
+
+def redis_url_user_and_address(url):
+    match = re.fullmatch(r"redis://([^:@/]+):[^@]*@([^/]+)", str(url))
+    return (match.group(1), match.group(2)) if match else (None, None)
+
+
+def check_checkpoint_redis(name, service, compose_file, config):
+    """A Tributary service reads checkpoints from the checkpoint Redis (never from the run's: relays replicate that one), as its own user."""
+    environment = service.get("environment") or {}
+    if "TRIBUTARY_REDIS_URL" not in environment:
+        return
+    user, address = redis_url_user_and_address(environment["TRIBUTARY_REDIS_URL"])
+    checkpoint_user, checkpoint_address = redis_url_user_and_address(environment.get("TRIBUTARY_CHECKPOINTS_REDIS_URL", ""))
+    check(checkpoint_address is not None and checkpoint_address != address and checkpoint_user == user,
+          f"{compose_file} service {name}: checkpoints in a Redis of their own, as user {user}",
+          f"TRIBUTARY_REDIS_URL {address}, TRIBUTARY_CHECKPOINTS_REDIS_URL {environment.get('TRIBUTARY_CHECKPOINTS_REDIS_URL')}")
+    if "checkpoints" in config["services"]:
+        check(checkpoint_address == "checkpoints:6379", f"{compose_file} service {name}: TRIBUTARY_CHECKPOINTS_REDIS_URL is the checkpoints service",
+              f"{checkpoint_address}")
+    if "relay" in config["services"]:
+        relay_user, relay_address = redis_url_user_and_address(environment.get("TRIBUTARY_ROLLOUT_CHECKPOINT_REDIS_URL", ""))
+        check(relay_address == "relay:6379" and relay_user == user, f"{compose_file} service {name}: reads checkpoints from the relay",
+              f"TRIBUTARY_ROLLOUT_CHECKPOINT_REDIS_URL {environment.get('TRIBUTARY_ROLLOUT_CHECKPOINT_REDIS_URL')}")
+        relay = config["services"]["relay"].get("environment") or {}
+        origin = f"{relay.get('CENTRAL_HOST')}:{relay.get('CENTRAL_REDIS_PORT')}"
+        check(origin == checkpoint_address and origin != address,
+              f"{compose_file} service relay replicates the checkpoint Redis ({checkpoint_address}), not the run's ({address})",
+              f"the relay's origin: {origin}")
+
+
+def published_port(service, container_port):
+    for port in service.get("ports") or []:
+        if isinstance(port, dict) and int(port.get("target", 0)) == container_port:
+            return str(port.get("published"))
+        if isinstance(port, str) and port.rsplit(":", 1)[-1].split("/")[0] == str(container_port):
+            return port.rsplit(":", 2)[-2]
+    return None
+
+
+def check_remote_origin_ports(root, configs):
+    """The remote host's default ports of the central Redis are the ones the main file publishes."""
+    main, remote = configs.get("compose/docker-compose.yml"), configs.get("compose/docker-compose.remote.yml")
+    if not main or not remote:
+        return
+    relay = remote["services"]["relay"].get("environment") or {}
+    _, run_address = redis_url_user_and_address(remote["services"]["rollout"]["environment"].get("TRIBUTARY_REDIS_URL", ""))
+    for service, port in [("checkpoints", str(relay.get("CENTRAL_REDIS_PORT"))), ("redis", (run_address or ":").rsplit(":", 1)[1])]:
+        check(published_port(main["services"][service], 6379) == port,
+              f"compose/docker-compose.remote.yml reaches the central {service} service on the port it publishes ({port})",
+              f"published: {published_port(main['services'][service], 6379)}")
 
 
 def check_docs(root, services_by_file, bin_dir):
@@ -211,6 +285,7 @@ def main():
     parser.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     options = parser.parse_args()
     services_by_file = {}
+    configs = {}
     for compose_files, env_file in COMPOSE_FILES:
         config = compose_config(options.root, compose_files, env_file)
         if not config:
@@ -218,11 +293,14 @@ def main():
         compose_file = " + ".join(compose_files)
         # docs/deploy.md's `-f FILE` names the last file of a group (an override: with the file it extends)
         services_by_file[compose_files[-1]] = set(config["services"])
+        configs[compose_file] = config
         for name, service in sorted(config["services"].items()):
             check_rendered_secrets(name, service, compose_file)
             if (service.get("build") or {}).get("dockerfile") == "compose/Dockerfile":
                 check_service(name, service, options.bin_dir, compose_file)
+                check_checkpoint_redis(name, service, compose_file, config)
     check_relay_acl(options.root)
+    check_remote_origin_ports(options.root, configs)
     check_runtime_libraries(options.root, options.bin_dir)
     check_docs(options.root, services_by_file, options.bin_dir)
     print(f"{len(failures)} failed" if failures else "all deployment checks passed")

@@ -178,6 +178,123 @@ struct DeploymentTests {
         deleted.close()
     }
 
+    /// The checkpoint Redis (compose's `checkpoints`, checkpoints-users.acl): the broadcaster writes checkpoints and the
+    /// run's format there; every other role only reads what it needs; relays replicate it as user `replica`, which reads
+    /// nothing, and workers read the relay (relay.conf, relay-users.acl) as the remote compose file sets them up.
+    @Test(.timeLimit(.minutes(10)))
+    func checkpointRedisUsersDoWhatTheyNeedAndNothingElse() async throws {
+        let stack = try DeploymentStack.start()
+        defer { stack.stop() }
+        let names = Names(run: "ckpt-\(UUID().uuidString.prefix(8).lowercased())")
+        let policy = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ 3) }
+        let admin = try await stack.checkpointRedis("admin")
+        #expect(try await admin.command(["PING"]).string == "PONG", "the healthcheck's ping as admin")
+
+        // The run's format, as the learner publishes it in the run's Redis (a byte tokenizer: the fields only).
+        let learnerRun = try await stack.redis("learner")
+        _ = try await learnerRun.hset(names.stateKey, fields: [
+            "status": "running", RunFormat.Field.template: "", RunFormat.Field.system: "", RunFormat.Field.tokenizerSHA256: "",
+            RunFormat.Field.eosToken: "0", RunFormat.Field.vocabSize: "256"])
+
+        // broadcaster: a version's manifest and shards, `latest`, the format copy; deletes a version; WAITs.
+        let broadcaster = try await stack.checkpointRedis("broadcaster")
+        let broadcasterRun = try await stack.redis("broadcaster")
+        let store = CheckpointStore(names: names, redis: broadcaster)
+        let manifest = try await store.write(version: 1, safetensors: policy, shardBytes: 4096)
+        #expect(manifest.shards.count > 1)
+        try await store.setLatest(1)
+        try await RunFormat.mirror(names: names, from: broadcasterRun, to: broadcaster)
+        #expect(try await broadcaster.hget(names.stateKey, field: RunFormat.Field.vocabSize) == Array("256".utf8), "the format copied")
+        _ = try await broadcaster.command(["SET", names.tokenizerKey, "{\"model\": {}}"])
+        _ = try await store.write(version: 2, safetensors: policy, shardBytes: 4096)
+        try await store.delete(version: 2)
+        #expect(try await store.versions() == [1])
+        #expect(try await broadcaster.wait(numReplicas: 0, timeoutMs: 0) == 0)
+        try await expectNoPermission(broadcaster, ["SET", names.learnerStateKey, "x"], "broadcaster writing the learner's state into the checkpoint Redis")
+        try await expectNoPermission(broadcaster, ["SET", names.checkpoints.staging(version: 3), "x"], "broadcaster staging a policy in the checkpoint Redis")
+        try await expectNoPermission(broadcaster, ["SET", names.heartbeatKey(role: "broadcaster", instance: "x"), "{}"], "broadcaster writing a heartbeat there")
+        try await expectNoPermission(broadcaster, ["FLUSHALL"], "broadcaster flushing the checkpoint Redis")
+        try await expectNoPermission(broadcaster, ["KEYS", "*"], "broadcaster running KEYS")
+
+        // rollout: reads checkpoints and the format; writes nothing.
+        let rollout = try await stack.checkpointRedis("rollout")
+        let rolloutStore = CheckpointStore(names: names, redis: rollout)
+        #expect(try await rolloutStore.latest() == 1)
+        #expect(try await rolloutStore.read(version: 1).bytes == policy, "a rollout worker reads and verifies a checkpoint")
+        #expect(try await RunFormatCache().format(names: names, redis: rollout)?.vocabSize == 256, "a rollout worker reads the run's format copy")
+        #expect(try await rollout.get(names.tokenizerKey) != nil, "a rollout worker reads the tokenizer copy")
+        for (command, what) in [(["SET", names.checkpoints.manifest(version: 2), "forged"], "writing a manifest"),
+                                (["SET", names.checkpoints.shard(version: 1, index: 0), "forged"], "overwriting a shard"),
+                                (["SET", names.checkpoints.latest, "99"], "moving ckpt:latest"),
+                                (["DEL", names.checkpoints.manifest(version: 1)], "deleting a manifest"),
+                                (["DEL", names.checkpoints.shard(version: 1, index: 0)], "deleting a shard"),
+                                (["HSET", names.stateKey, RunFormat.Field.vocabSize, "9"], "changing the format copy"),
+                                (["SET", names.tokenizerKey, "forged"], "replacing the tokenizer copy"),
+                                (["SET", names.heartbeatKey(role: "rollout", instance: "x"), "{}"], "writing a heartbeat there"),
+                                (["HSETNX", names.workersKey, "key-1", "{}"], "registering there"),
+                                (["FLUSHALL"], "flushing the checkpoint Redis"), (["KEYS", "*"], "running KEYS"),
+                                (["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", names.checkpoints.latest], "writing ckpt:latest from a script")] {
+            try await expectNoPermission(rollout, command, "rollout \(what)")
+        }
+        await #expect(throws: RedisError.self, "a rollout worker's CheckpointStore cannot publish a version") {
+            _ = try await rolloutStore.write(version: 3, safetensors: policy, shardBytes: 4096)
+        }
+
+        // reward and learner: the latest version only.
+        for role in ["reward", "learner"] {
+            let client = try await stack.checkpointRedis(role)
+            #expect(try await CheckpointStore(names: names, redis: client).latest() == 1, "\(role) reads ckpt:latest")
+            try await expectNoPermission(client, ["GET", names.checkpoints.manifest(version: 1)], "\(role) reading a manifest")
+            try await expectNoPermission(client, ["HGETALL", names.stateKey], "\(role) reading the format copy")
+            try await expectNoPermission(client, ["SET", names.checkpoints.latest, "5"], "\(role) moving ckpt:latest")
+            try await expectNoPermission(client, ["DEL", names.checkpoints.manifest(version: 1)], "\(role) deleting a manifest")
+            client.close()
+        }
+        // validator: checkpoints, read-only.
+        let validator = try await stack.checkpointRedis("validator")
+        #expect(try await CheckpointStore(names: names, redis: validator).read(version: 1).bytes == policy, "a validator reads a checkpoint")
+        try await expectNoPermission(validator, ["SET", names.checkpoints.latest, "5"], "validator moving ckpt:latest")
+        try await expectNoPermission(validator, ["DEL", names.checkpoints.shard(version: 1, index: 0)], "validator deleting a shard")
+        try await expectNoPermission(validator, ["HGETALL", names.stateKey], "validator reading the format copy")
+        // control: reads everything of the run (checkpoint list, export, status), writes nothing.
+        let control = try await stack.checkpointRedis("control")
+        #expect(try await CheckpointStore(names: names, redis: control).versions() == [1])
+        #expect(try await CheckpointStore(names: names, redis: control).read(version: 1).bytes == policy)
+        _ = try await control.hgetall(names.stateKey)
+        try await expectNoPermission(control, ["SET", names.checkpoints.latest, "5"], "control moving ckpt:latest")
+        try await expectNoPermission(control, ["DEL", names.checkpoints.manifest(version: 1)], "control deleting a manifest")
+
+        // replica: replication only, no key.
+        let replica = try await stack.checkpointRedis("replica")
+        _ = try await replica.command(["PING"])
+        try await expectNoPermission(replica, ["GET", names.checkpoints.latest], "replica reading ckpt:latest")
+        try await expectNoPermission(replica, ["GET", names.checkpoints.manifest(version: 1)], "replica reading a manifest")
+        try await expectNoPermission(replica, ["SET", names.checkpoints.latest, "5"], "replica moving ckpt:latest")
+        let anonymous = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: stack.checkpointsPort))
+        await #expect(throws: RedisError.self, "the default user is off") { _ = try await anonymous.get(names.checkpoints.latest) }
+        anonymous.close()
+
+        // A relay of the remote compose file replicates it as `replica`; the broadcaster's WAIT counts it, and a worker
+        // reads the checkpoint and the format from it as the relay's rollout user.
+        let relayPort = try freeLoopbackPorts(1)[0]
+        try stack.startRelay(port: relayPort)
+        let relayAdmin = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: relayPort, user: "admin", password: stack.secrets["REDIS_ADMIN_PASSWORD"]))
+        try await waitUntil("the relay to link to the checkpoint Redis as user replica") {
+            guard let info = try? await relayAdmin.command(["INFO", "replication"]).string else { return false }
+            return info.contains("master_link_status:up")
+        }
+        try await store.setLatest(1)
+        #expect(try await broadcaster.wait(numReplicas: 1, timeoutMs: 30_000) == 1, "the broadcaster's WAIT counts the relay")
+        let relay = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: relayPort, user: "rollout", password: stack.secrets["CHECKPOINTS_ROLLOUT_PASSWORD"]))
+        try await relay.connect()
+        let relayStore = CheckpointStore(names: names, redis: relay)
+        #expect(try await relayStore.latest() == 1)
+        #expect(try await relayStore.read(version: 1).bytes == policy, "a worker reads the checkpoint from the relay")
+        #expect(try await RunFormatCache().format(names: names, redis: relay)?.vocabSize == 256, "a worker reads the format from the relay")
+        try await expectNoPermission(relay, ["SET", names.checkpoints.latest, "99"], "rollout writing into the relay")
+        for client in [admin, learnerRun, broadcaster, broadcasterRun, rollout, validator, control, replica, relayAdmin, relay] { client.close() }
+    }
+
     // MARK: RabbitMQ
 
     private func checkMessaging(stack: DeploymentStack, names: Names) async throws {
@@ -544,8 +661,9 @@ struct DeploymentTests {
 
 // MARK: A stack of the test's own, from compose's definitions and ACL files
 
-/// RabbitMQ (scripts/brokers.sh on other ports) with compose/rabbitmq/definitions.json imported, and Redis with
-/// compose/redis/redis.conf and users.acl; both rendered with the passwords of compose/.env.example.
+/// RabbitMQ (scripts/brokers.sh on other ports) with compose/rabbitmq/definitions.json imported, Redis with
+/// compose/redis/redis.conf and users.acl, and the checkpoint Redis (service `checkpoints`) with redis.conf and
+/// checkpoints-users.acl; all rendered with the passwords of compose/.env.example.
 /// Ports are the kernel's free picks, so a second checkout testing at the same time cannot clash with this one; the
 /// state folder is this checkout's own, and keeps the ports (RecordedPorts) so that the next run stops what an
 /// interrupted one left.
@@ -555,18 +673,24 @@ private struct DeploymentStack {
     let amqpPort: Int, redisPort: Int, epmdPort: Int, distPort: Int
     /// The management HTTP API (`tributary users`), as compose enables it.
     let managementPort: Int
+    /// The checkpoint Redis (compose's `checkpoints`).
+    let checkpointsPort: Int
     let secrets: [String: String]
 
-    init(secrets: [String: String], ports: [Int], managementPort: Int) {
+    init(secrets: [String: String], ports: [Int], managementPort: Int, checkpointsPort: Int) {
         (amqpPort, redisPort, epmdPort, distPort) = (ports[0], ports[1], ports[2], ports[3])
         self.managementPort = managementPort
+        self.checkpointsPort = checkpointsPort
         self.secrets = secrets
     }
 
     var recorded: [String: String] {
         ["AMQP_PORT": String(amqpPort), "REDIS_PORT": String(redisPort), "EPMD_PORT": String(epmdPort), "DIST_PORT": String(distPort),
-         "MANAGEMENT_PORT": String(managementPort)]
+         "MANAGEMENT_PORT": String(managementPort), "CHECKPOINTS_PORT": String(checkpointsPort)]
     }
+
+    /// The Redis servers this stack runs (the run's, the checkpoint Redis, a test's relay), by the folder of each.
+    static let redisFolders = ["redis", "checkpoints", "relay"]
 
     var rabbitEnvironment: [String: String] {
         ["TRIBUTARY_AMQP_PORT": String(amqpPort), "TRIBUTARY_EPMD_PORT": String(epmdPort), "TRIBUTARY_AMQP_DIST_PORT": String(distPort),
@@ -579,22 +703,31 @@ private struct DeploymentStack {
         // whatever an interrupted earlier run of this checkout left, on the ports it recorded
         if let old = RecordedPorts.read(in: state) {
             let ports = ["AMQP_PORT", "REDIS_PORT", "EPMD_PORT", "DIST_PORT"].compactMap { old[$0].flatMap(Int.init) }
-            if ports.count == 4 { DeploymentStack(secrets: secrets, ports: ports, managementPort: old["MANAGEMENT_PORT"].flatMap(Int.init) ?? 0).stop() }
+            if ports.count == 4 {
+                DeploymentStack(secrets: secrets, ports: ports, managementPort: old["MANAGEMENT_PORT"].flatMap(Int.init) ?? 0,
+                                checkpointsPort: old["CHECKPOINTS_PORT"].flatMap(Int.init) ?? 0).stop()
+            }
         }
         try? FileManager.default.removeItem(at: state)
-        try FileManager.default.createDirectory(at: state.appendingPathComponent("redis"), withIntermediateDirectories: true)
-        let ports = try freeLoopbackPorts(5)
-        let stack = DeploymentStack(secrets: secrets, ports: Array(ports.prefix(4)), managementPort: ports[4])
+        for folder in redisFolders {
+            try FileManager.default.createDirectory(at: state.appendingPathComponent(folder), withIntermediateDirectories: true)
+        }
+        let ports = try freeLoopbackPorts(6)
+        let stack = DeploymentStack(secrets: secrets, ports: Array(ports.prefix(4)), managementPort: ports[4], checkpointsPort: ports[5])
         try RecordedPorts.write(stack.recorded, in: state)
         let definitions = state.appendingPathComponent("definitions.json").path
         let acl = state.appendingPathComponent("users.acl").path
-        try stack.must([compose("render-secrets.sh"), compose("rabbitmq/definitions.json"), definitions, compose("redis/users.acl"), acl],
+        let checkpointsACL = state.appendingPathComponent("checkpoints-users.acl").path
+        try stack.must([compose("render-secrets.sh"), compose("rabbitmq/definitions.json"), definitions, compose("redis/users.acl"), acl,
+                        compose("redis/checkpoints-users.acl"), checkpointsACL],
                        environment: secrets)
 
-        try stack.must(["redis-server", compose("redis/redis.conf"), "--port", String(stack.redisPort), "--bind", "127.0.0.1",
-                        "--dir", state.appendingPathComponent("redis").path, "--aclfile", acl, "--daemonize", "yes",
-                        "--pidfile", state.appendingPathComponent("redis/redis.pid").path,
-                        "--logfile", state.appendingPathComponent("redis/redis.log").path])
+        for (folder, port, users) in [("redis", stack.redisPort, acl), ("checkpoints", stack.checkpointsPort, checkpointsACL)] {
+            try stack.must(["redis-server", compose("redis/redis.conf"), "--port", String(port), "--bind", "127.0.0.1",
+                            "--dir", state.appendingPathComponent(folder).path, "--aclfile", users, "--daemonize", "yes",
+                            "--pidfile", state.appendingPathComponent("\(folder)/redis.pid").path,
+                            "--logfile", state.appendingPathComponent("\(folder)/redis.log").path])
+        }
         try stack.must([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "start", "rabbitmq"], environment: stack.rabbitEnvironment)
         try stack.must(["/usr/lib/rabbitmq/bin/rabbitmqctl", "import_definitions", definitions], environment: stack.rabbitctlEnvironment)
         // The import is asynchronous: wait until the last role's login works (the deadline only bounds a failure).
@@ -619,11 +752,44 @@ private struct DeploymentStack {
         if runningProcess(pidFile: rabbitPID) != nil {
             _ = try? runCommand([repositoryRoot.appendingPathComponent("scripts/brokers.sh").path, "stop", "rabbitmq"], environment: rabbitEnvironment)
         }
-        if let number = runningProcess(pidFile: Self.state.appendingPathComponent("redis/redis.pid")) {
-            kill(number, SIGTERM)
-            let deadline = ContinuousClock.now + .seconds(30)
-            while kill(number, 0) == 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        for folder in Self.redisFolders {
+            Self.stopRedis(pidFile: Self.state.appendingPathComponent("\(folder)/redis.pid"))
         }
+    }
+
+    static func stopRedis(pidFile: URL) {
+        guard let number = runningProcess(pidFile: pidFile) else { return }
+        kill(number, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while kill(number, 0) == 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    /// A role's client of the checkpoint Redis, as compose's TRIBUTARY_CHECKPOINTS_REDIS_URL logs it in.
+    func checkpointRedis(_ role: String) async throws -> RedisClient {
+        let client = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: checkpointsPort, user: role,
+                                                         password: secrets["CHECKPOINTS_\(role.uppercased())_PASSWORD"]))
+        try await client.connect()
+        return client
+    }
+
+    /// A relay as compose/docker-compose.remote.yml runs it (compose/redis/relay.conf and relay-users.acl, with the
+    /// environment that file gives the relay), replicating this stack's checkpoint Redis on `port`; stopped by `stop()`.
+    func startRelay(port: Int) throws {
+        let folder = Self.state.appendingPathComponent("relay")
+        let environment = ["CENTRAL_HOST": "127.0.0.1", "CENTRAL_REDIS_PORT": String(checkpointsPort),
+                           "REDIS_REPLICA_PASSWORD": secrets["CHECKPOINTS_REPLICA_PASSWORD"] ?? "",
+                           "REDIS_ROLLOUT_PASSWORD": secrets["CHECKPOINTS_ROLLOUT_PASSWORD"] ?? "",
+                           "REDIS_ADMIN_PASSWORD": secrets["REDIS_ADMIN_PASSWORD"] ?? ""]
+        let conf = folder.appendingPathComponent("relay.conf"), users = folder.appendingPathComponent("users.acl")
+        try must([compose("render-secrets.sh"), compose("redis/relay.conf"), conf.path, compose("redis/relay-users.acl"), users.path],
+                 environment: environment)
+        // the container mounts redis.conf at /etc/tributary/redis.conf; here it is the repository's
+        let text = try String(contentsOf: conf, encoding: .utf8)
+            .replacingOccurrences(of: "include /etc/tributary/redis.conf", with: "include \(compose("redis/redis.conf"))")
+        try text.write(to: conf, atomically: true, encoding: .utf8)
+        try must(["redis-server", conf.path, "--port", String(port), "--bind", "127.0.0.1", "--dir", folder.path, "--aclfile", users.path,
+                  "--daemonize", "yes", "--pidfile", folder.appendingPathComponent("redis.pid").path,
+                  "--logfile", folder.appendingPathComponent("redis.log").path])
     }
 
     /// A role's client with what the role declares on connect: the learner (and the admin) the run's whole topology, the
