@@ -104,6 +104,10 @@ struct DistanceRow: Encodable {
     var joinToFirstGroupSeconds: Double?
     var joinFetchMs: Double?
     var joinGenerateMs: Double?
+    var joinLoadedSeconds: Double?
+    var joinTaskWaitMs: Double?
+    var announceMs: Double?
+    var taskPolicyWaitMs: Double?
     var staleness: [Int: Int]
     var accuracyBefore: Double?
     var accuracyAfter: Double?
@@ -128,6 +132,10 @@ struct DistanceRow: Encodable {
         joinToFirstGroupSeconds = figures.joinToFirstGroupSeconds
         joinFetchMs = figures.joinFetchMs
         joinGenerateMs = figures.joinGenerateMs
+        joinLoadedSeconds = figures.joinLoadedSeconds
+        joinTaskWaitMs = figures.joinTaskWaitMs
+        announceMs = figures.announceMs
+        taskPolicyWaitMs = figures.taskPolicyWaitMs
         staleness = figures.staleness
         accuracyBefore = report.accuracyBefore
         accuracyAfter = report.accuracyAfter
@@ -143,15 +151,17 @@ struct DistanceRow: Encodable {
     var summary: String {
         "\(profile), async \(level): \(Self.format(groupsPerMinute, "%.1f")) groups/min/worker, \(Self.format(stepsPerMinute, "%.1f")) steps/min, "
             + "wait \(Self.format(waitFraction, "%.2f")), fetch relay \(Self.format(fetchRelayMs)) ms / origin \(Self.format(fetchOriginMs)) ms, "
-            + "\(Self.format(bytesPerCheckpointOverLink)) B/ckpt over link (raw \(checkpointRawBytes)), join \(Self.format(joinToFirstGroupSeconds, "%.1f")) s, "
+            + "\(Self.format(bytesPerCheckpointOverLink)) B/ckpt over link (raw \(checkpointRawBytes)), join \(Self.format(joinToFirstGroupSeconds, "%.1f")) s "
+            + "(first policy at \(Self.format(joinLoadedSeconds, "%.1f")) s, its task waited \(Self.format(joinTaskWaitMs)) ms), "
+            + "save to announce \(Self.format(announceMs)) ms, task policy wait \(Self.format(taskPolicyWaitMs)) ms, "
             + "accuracy \(Self.format(accuracyBefore, "%.3f")) -> \(Self.format(accuracyAfter, "%.3f")), lost \(lost), twice \(appliedTwice)"
             + (finished ? "" : ", NOT FINISHED: \(problem ?? "")")
     }
 
     static func markdown(_ rows: [DistanceRow]) -> String {
         var lines = ["| link | async | groups/min/worker | retention | steps/min | learner wait | fetch relay ms | fetch origin ms | bytes/ckpt to relay (raw) | origin reads bytes/ckpt "
-                     + "| join → first group s (fetch ms, generate ms) | staleness 0/1/2/3+ | accuracy before → after | lost | twice |",
-                     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                     + "| join → first group s (fetch ms, generate ms) | save → announce ms | task waits for policy ms | staleness 0/1/2/3+ | accuracy before → after | lost | twice |",
+                     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in rows {
             let stale = [0, 1, 2].map { String(row.staleness[$0] ?? 0) } + [String(row.staleness.filter { $0.key >= 3 }.values.reduce(0, +))]
             lines.append("| \(row.profile) | \(row.level) | \(format(row.groupsPerMinute, "%.1f")) | \(format(row.retention, "%.2f")) "
@@ -159,6 +169,7 @@ struct DistanceRow: Encodable {
                          + "| \(format(row.relayBytesPerCheckpoint)) (\(row.checkpointRawBytes)) "
                          + "| \(format(row.bytesPerCheckpointOverLink.flatMap { all in row.relayBytesPerCheckpoint.map { all - $0 } })) "
                          + "| \(format(row.joinToFirstGroupSeconds, "%.1f")) (\(format(row.joinFetchMs)), \(format(row.joinGenerateMs))) "
+                         + "| \(format(row.announceMs)) | \(format(row.taskPolicyWaitMs)) "
                          + "| \(stale.joined(separator: "/")) | \(format(row.accuracyBefore, "%.3f")) → \(format(row.accuracyAfter, "%.3f")) "
                          + "| \(row.lost) | \(row.appliedTwice)\(row.finished ? "" : " (not finished)") |")
         }

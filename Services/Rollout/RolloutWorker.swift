@@ -35,6 +35,7 @@ struct RolloutWorker: Role {
     let heldTasks: Gauge
     let policyLoads = SerialGate()
     let records = WorkerRecords()
+    let firsts = Firsts()
     let maxGroup: Int
     let groups: Counter
     let tokens: Counter
@@ -132,6 +133,7 @@ struct RolloutWorker: Role {
 
     /// One task: check it, hold a fresh enough policy, generate, publish the group, then acknowledge the task.
     func serve(_ delivery: Delivery) async throws {
+        let taken = ContinuousClock.now
         let fabric = context.fabric
         let task: RolloutTask
         do {
@@ -213,10 +215,19 @@ struct RolloutWorker: Role {
         try await records.written(.load(version: version))
         let publishStarted = ContinuousClock.now
         try await fabric.publish(group, exchange: Names.rolloutsExchange, routingKey: fabric.names.run)
-        if let adaptive, let grown = adaptive.record(generateMs: generateMs, confirmMs: (ContinuousClock.now - publishStarted).milliseconds) {
+        let published = ContinuousClock.now
+        if let adaptive, let grown = adaptive.record(generateMs: generateMs, confirmMs: (published - publishStarted).milliseconds) {
             heldTasks.record(Double(grown))
             let means = adaptive.means
-            context.logger.info("holding \(grown) tasks at once (generation \(String(format: "%.0f", means.generateMs)) ms, publish confirmed in \(String(format: "%.0f", means.confirmMs)) ms)")
+            let message = "holding \(grown) tasks at once (generation \(String(format: "%.1f", means.generateMs)) ms, "
+                + "a publish confirmed in \(String(format: "%.0f", means.confirmMs)) ms)"
+            context.logger.info("\(message)")
+        }
+        if !firsts.published.exchange(true, ordering: .relaxed), let age = Self.processAge() {
+            let takenAt = age - (published - taken).seconds
+            let message = "first group published \(String(format: "%.2f", age)) s after the process started (its task taken at "
+                + "\(String(format: "%.2f", takenAt)) s, which waited \(String(format: "%.0f", fetchMs)) ms for a policy)"
+            context.logger.info("\(message)")
         }
         // Acknowledged only once the group is safely with the broker.
         try await delivery.ack()
@@ -241,6 +252,15 @@ struct RolloutWorker: Role {
             }
         }
         return try await formats.usable(names: fabric.names, redis: fabric.redis, logger: context.logger)
+    }
+
+    /// Seconds since this process started (Linux: its start time in /proc/self/stat against the uptime; an exec, like
+    /// the BLAS relaunch, keeps it), for the log of a join.
+    static func processAge() -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }  // field 22, starttime, in clock ticks
+        return ProcessInfo.processInfo.systemUptime - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// A worker that starts fetches the newest policy at once, without waiting for one if there is none yet (its first
@@ -389,4 +409,10 @@ final class PolicyHolder: Sendable {
     let relayHighest = Atomic<Int>(-1)
     /// SHA-256 of each recently announced version, as the broadcaster announced it through the broker.
     let announced = Mutex<[UInt64: String]>([:])
+}
+
+/// For the log of a join: whether the first load and the first group happened yet.
+final class Firsts: Sendable {
+    let loaded = Atomic<Bool>(false)
+    let published = Atomic<Bool>(false)
 }

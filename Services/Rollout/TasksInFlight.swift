@@ -1,11 +1,13 @@
 import Foundation
 import Synchronization
 
-/// How many tasks a worker holds at once when `rollout.tasks_in_flight` is 0 (auto): enough that its model never waits
-/// on the link. One task generates at a time; after its generation a task's slot is busy for about two round trips to
-/// the broker (the group's publish until its confirm, then the task's ack until the next delivery), so
-/// `1.5 * (generation + 2 * confirm round trip) / generation` slots keep the model busy. It starts at `initial`, and only
-/// grows (a worker's link does not get shorter), up to `maximum`.
+/// How many tasks a worker holds at once when `rollout.tasks_in_flight` is 0 (auto): enough that its model does not wait
+/// on the link. One task generates at a time; after its generation a task's slot stays busy for about two round trips
+/// to the broker (the group's publish until its confirm, then the task's ack until the next delivery), so
+/// `1.5 * (generation + 2 * confirm) / generation` tasks keep the model busy. It starts at `initial`, grows to that
+/// once it has seen `warmup` groups (and again if the means rise), up to `maximum`, and never shrinks: a worker's link
+/// does not get shorter. A model that takes seconds per group stays at `initial`; a small one behind a long link
+/// holds many.
 final class TasksInFlight: Sendable {
     let initial: Int
     let maximum: Int
@@ -16,7 +18,7 @@ final class TasksInFlight: Sendable {
         var wanted: Int
     }
     private let state: Mutex<State>
-    /// Samples (groups published) before the first decision, and the weight of each new one in the running means.
+    /// Groups published before the first decision, and the weight of each new one in the running means.
     static let warmup = 8
     static let weight = 0.125
 

@@ -52,7 +52,8 @@ public struct RunUser: Sendable, Equatable {
                                         "^(tributary\\.control|\(queue("policies"))|amq\\.gen-.*)$")
             deadLetterKeys = "^\(queue("policies"))$"
             redisRules = shared + ["+wait"] + ["%RW~tributary:RUN:staging:*", "%RW~tributary:RUN:ckpt:*", "%RW~tributary:RUN:broadcast",
-                                               "%RW~tributary:RUN:counters", "%RW~tributary:RUN:hb:broadcaster:*", "%R~tributary:RUN:state"].map(key)
+                                               "%RW~tributary:RUN:counters", "%RW~tributary:RUN:hb:broadcaster:*", "%R~tributary:RUN:state",
+                                               "%R~tributary:RUN:tokenizer"].map(key)
         case "validator":
             // it sends the learner its bans (BanWorker on learner.run.RUN): a topic permission keeps it to that key
             (configure, write, read) = ("^amq\\.gen-.*$", "^(tributary\\.(validated|control|dead)|amq\\.gen-.*)$",

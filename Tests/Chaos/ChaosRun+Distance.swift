@@ -16,6 +16,10 @@ public struct DistanceFigures: Sendable, Codable {
     public var fetchOriginMs: Double?
     public var loadsFromRelay = 0
     public var loadsFromOrigin = 0
+    /// Medians: from the learner's save of a version to its announcement, and a group's task's wait for a fresh enough
+    /// policy on its worker (the group's `fetch_ms`).
+    public var announceMs: Double?
+    public var taskPolicyWaitMs: Double?
     /// Versions the broadcaster announced during the run, and their raw size.
     public var versionsBroadcast = 0
     public var checkpointRawBytes = 0
@@ -29,6 +33,10 @@ public struct DistanceFigures: Sendable, Codable {
     public var joinToFirstGroupSeconds: Double?
     public var joinFetchMs: Double?
     public var joinGenerateMs: Double?
+    /// When the joining worker's first policy was loaded (seconds after its launch), and how long its first group's task
+    /// waited for a fresh enough policy (the group's `fetch_ms`).
+    public var joinLoadedSeconds: Double?
+    public var joinTaskWaitMs: Double?
     /// The learner: steps per minute and wait fraction over steps 2..N (step 1 holds the pipeline's fill).
     public var stepsPerMinute = 0.0
     public var waitFraction = 0.0
@@ -71,18 +79,22 @@ extension ChaosRun {
         figures.joinToFirstGroupSeconds = Double(first.ms - launched) / 1000
         figures.joinGenerateMs = first.generateMs
         let loads = (try? await redis.xrange(names.loadsLogKey, from: String(launched))) ?? []
-        figures.joinFetchMs = loads.first { text($0, "worker") == Self.joiner }.flatMap { Double(text($0, "fetch_ms")) }
+        let firstLoad = loads.first { text($0, "worker") == Self.joiner }
+        figures.joinFetchMs = firstLoad.flatMap { Double(text($0, "fetch_ms")) }
+        figures.joinLoadedSeconds = firstLoad.flatMap { Int64(text($0, "loaded_ms")) }.map { Double($0 - launched) / 1000 }
+        figures.joinTaskWaitMs = first.fetchMs
         report.distance = figures
+        func ms(_ value: Double?) -> String { value.map { String(format: "%.0f ms", $0) } ?? "?" }
         ChaosHarness.progress("\(names.run): the joining worker's first group came \(String(format: "%.1f", figures.joinToFirstGroupSeconds ?? 0)) s after its launch "
-                              + "(checkpoint fetch \(figures.joinFetchMs.map { String(format: "%.0f ms", $0) } ?? "?"), "
-                              + "generation \(figures.joinGenerateMs.map { String(format: "%.0f ms", $0) } ?? "?"))")
+                              + "(checkpoint fetch \(ms(figures.joinFetchMs)), its first policy loaded at \(String(format: "%.1f s", figures.joinLoadedSeconds ?? -1)); "
+                              + "the group's task waited \(ms(figures.joinTaskWaitMs)) for a policy, generation \(ms(figures.joinGenerateMs)))")
     }
 
     /// The first scored group of `worker` logged after `ms`: when, and the generation time the group reports.
-    func firstGroup(of worker: String, after ms: Int64) async -> (ms: Int64, generateMs: Double?)? {
+    func firstGroup(of worker: String, after ms: Int64) async -> (ms: Int64, generateMs: Double?, fetchMs: Double?)? {
         guard let entries = try? await redis.xrange(names.scoredLogKey, from: String(ms)) else { return nil }
         guard let entry = entries.first(where: { text($0, "worker") == worker }) else { return nil }
-        return (Self.entryMs(entry), Double(text(entry, "generate_ms")))
+        return (Self.entryMs(entry), Double(text(entry, "generate_ms")), Double(text(entry, "fetch_ms")))
     }
 
     func text(_ entry: RedisStreamEntry, _ field: String) -> String {
@@ -111,7 +123,14 @@ extension ChaosRun {
         (figures.loadsFromRelay, figures.loadsFromOrigin) = (relay.count, origin.count)
         figures.fetchRelayMs = Self.median(relay)
         figures.fetchOriginMs = Self.median(origin)
+        // where a version's way to the workers goes: from the learner's save to the announcement (the broadcaster's
+        // writes and its wait for the relays), and then a task's wait for a fresh enough policy on the worker
+        figures.taskPolicyWaitMs = Self.median(scored.filter { starters.contains(text($0, "worker")) }.compactMap { Double(text($0, "fetch_ms")) })
         let broadcasts = (try? await redis.xrange(names.broadcastLogKey)) ?? []
+        figures.announceMs = Self.median(broadcasts.compactMap { entry in
+            guard let saved = Double(text(entry, "saved_ms")), let announced = Double(text(entry, "announced_ms")) else { return nil }
+            return announced - saved
+        })
         figures.versionsBroadcast = broadcasts.count
         figures.checkpointRawBytes = broadcasts.last.flatMap { Int(text($0, "bytes")) } ?? 0
         if let lab = recipe.remote {

@@ -206,6 +206,9 @@ struct DeploymentTests {
         try await RunFormat.mirror(names: names, from: broadcasterRun, to: broadcaster)
         #expect(try await broadcaster.hget(names.stateKey, field: RunFormat.Field.vocabSize) == Array("256".utf8), "the format copied")
         _ = try await broadcaster.command(["SET", names.tokenizerKey, "{\"model\": {}}"])
+        // a run with a tokenizer.json: the copy reads it from the run's Redis as the broadcaster
+        _ = try await learnerRun.command(["SET", names.tokenizerKey, "{\"model\": {}}"])
+        #expect(try await broadcasterRun.get(names.tokenizerKey) == Array("{\"model\": {}}".utf8), "the broadcaster reads the run's tokenizer to copy it")
         _ = try await store.write(version: 2, safetensors: policy, shardBytes: 4096)
         try await store.delete(version: 2)
         #expect(try await store.versions() == [1])
