@@ -366,21 +366,11 @@ struct RolloutWorker: Role {
             throw CheckpointStoreError.fileHashMismatch(version: version, expected: pinned, found: manifest.sha256)
         }
         let fetchedMs = (ContinuousClock.now - started).milliseconds
-        let policy = self.policy
         let loaded = Int(clamping: version)
-        try await policy.compute.run {
-            // weights and version change together, between two generations
-            if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil {
-                policy.version.store(loaded, ordering: .relaxed)
-                return
-            }
-            policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
-            policy.version.store(loaded, ordering: .relaxed)
-        }
-        context.status.update { $0.policyVersion = loaded }
         // the version this worker's groups will claim: the scorer refuses a claim of a version it never recorded. The
         // record and the loads log go in one round trip, which the first publish with this version waits for, not the
-        // generations (over a long link that round trip would hold every task in hand)
+        // generations (over a long link that round trip would hold every task in hand). Started before the swap: a
+        // generation with these weights can run as soon as they are in, and its publish must find the record to wait for
         let (registry, key, redis) = (self.registry, identity.publicKey, fabric.redis)
         let record = registry.loadRecordCommand(key, version: version, sha256: manifest.sha256)
         let log = RedisConnection.xaddCommand(fabric.names.loadsLogKey, fields: [
@@ -392,9 +382,21 @@ struct RolloutWorker: Role {
                 if case let .error(message) = reply { throw RedisError.server(message: message, command: "recording the load of version \(version)") }
             }
         }, retry: { try await registry.recordLoad(key, version: version, sha256: manifest.sha256) })
+        let policy = self.policy
+        try await policy.compute.run {
+            // weights and version change together, between two generations
+            if let model = policy.model.value, (try? model.loadWeights(safetensors: bytes)) != nil {
+                policy.version.store(loaded, ordering: .relaxed)
+                return
+            }
+            policy.model.value = try Policies.fromSafetensors(bytes)  // whatever the architecture
+            policy.version.store(loaded, ordering: .relaxed)
+        }
+        context.status.update { $0.policyVersion = loaded }
         loads.increment()
         fetchTime.recordNanoseconds(Int64(fetchedMs * 1e6))
-        context.logger.info("loaded version \(version) (\(manifest.shards.count) shards verified) in \(String(format: "%.0f", fetchedMs)) ms")
+        let first = firsts.loaded.exchange(true, ordering: .relaxed) ? nil : Self.processAge().map { String(format: ", %.2f s after the process started", $0) }
+        context.logger.info("loaded version \(version) (\(manifest.shards.count) shards verified) in \(String(format: "%.0f", fetchedMs)) ms\(first ?? "")")
     }
 }
 
