@@ -153,6 +153,8 @@ extension ChaosRun {
     func partitionWorker() async throws -> ChaosCheck {
         guard let jail = harness.jail else { throw ChaosError("no worker jail") }
         let queue = names.tasksQueue
+        // a worker may hold several consumers of the queue (tasks in flight that grew): count them, not the workers
+        let consumersBefore = (try? await amqp.inspect(queue: queue))?.consumers ?? recipe.rollouts
         try jail.cut()
         let cut = ContinuousClock.now
         var check = ChaosCheck(name: "the broker dropped the cut-off worker", passed: true, detail: "")
@@ -163,7 +165,7 @@ extension ChaosRun {
                 check.detail = "cut off for \(Int(seconds)) s; \(consumers) consumers of \(queue) then"
             } else {
                 try await waitUntil("the broker to drop the cut-off worker's consumer", within: 120) {
-                    ((try? await self.amqp.inspect(queue: queue))?.consumers ?? self.recipe.rollouts) < self.recipe.rollouts
+                    ((try? await self.amqp.inspect(queue: queue))?.consumers ?? consumersBefore) < consumersBefore
                 }
                 check.detail = String(format: "dropped after %.1f s cut off", (ContinuousClock.now - cut).seconds)
             }

@@ -200,7 +200,12 @@ final class ChaosRun: @unchecked Sendable {
         runFile = logs.appendingPathComponent("run.toml")
         try Self.runFileText(base: recipe.runFile, run: run, steps: Self.endlessSteps).write(to: runFile, atomically: true, encoding: .utf8)
         let brokers = harness.brokers
-        let environment = recipe.environment.merging(brokers.serviceEnvironment) { $1 }.merging(["TRIBUTARY_QUEUE_TYPE": recipe.queueType.rawValue]) { $1 }
+        var environment = recipe.environment.merging(brokers.serviceEnvironment) { $1 }.merging(["TRIBUTARY_QUEUE_TYPE": recipe.queueType.rawValue]) { $1 }
+        // fault 9 tells the cut-off worker's drop by the tasks queue's consumer count: one consumer per worker, so the
+        // workers' tasks in flight stay fixed (a worker whose number grows opens one more consumer per growth)
+        if faults.contains(.rolloutPartition), environment["TRIBUTARY_ROLLOUT_TASKS_IN_FLIGHT"] == nil {
+            environment["TRIBUTARY_ROLLOUT_TASKS_IN_FLIGHT"] = "4"
+        }
         fleet = SupervisedFleet(fleet: try ServiceFleet(binaries: harness.binaries, logs: logs, environment: environment))
         amqp = AMQPClient(endpoints: try brokers.amqpEndpoints, topology: names.topology(queueType: recipe.queueType), name: "chaos-harness",
                           logger: ChaosHarness.quietLogger)
