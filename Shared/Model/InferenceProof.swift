@@ -66,6 +66,8 @@ public enum InferenceProof {
     /// Checks `proof` against the validator's own hidden states (rows, channels) of the same tokens: in each chunk the
     /// validator's top-k indices, the claimed values there (P at their hashes) against its own, in bf16. A chunk
     /// passes when its sign-and-exponent matches reach `thresholds` and the mantissa errors of the matches are small.
+    /// An entry below the chunk's resolution (`resolutionFloor`) matches when the two bf16 values differ by less than
+    /// 128 of the floor's bf16 steps, and its error is that difference in steps.
     /// Any bytes are accepted as input: a proof of the wrong length or with a coefficient ≥ p fails, never traps.
     public static func check(proof: [UInt8], hidden: [Float], rows: Int, channels: Int, chunk: Int = 32, topK: Int = 128,
                              thresholds: ProofThresholds = .default) -> ProofCheck {
@@ -92,20 +94,29 @@ public enum InferenceProof {
                 for j in 0..<k { coefficients[j] = UInt64(readUInt16(proof, offset + 2 + 2 * j)) }
                 offset += 2 + 2 * k
                 let required = thresholds.requiredMatches(topK: k)
-                var errors: [Int] = []
+                var errors: [Double] = []
                 if coefficients.allSatisfy({ $0 < modulus }) {
                     let indices = topIndices(values, k: k)
                     let claims = evaluate(coefficients, at: indices.map { indexHash($0, salt: salt) })
+                    let floor = resolutionFloor(values, k: k, indices: indices)
                     for (i, claim) in zip(indices, claims) {
                         let claimed = UInt16(claim)
+                        if let floor, abs(values[i]) < floor.value {
+                            // below the chunk's resolution: the bf16 values' difference in units of the floor's bf16 spacing
+                            let claimedValue = Float(bitPattern: UInt32(claimed) << 16)
+                            let ownValue = Float(bitPattern: UInt32(bfloat16Bits(values[i])) << 16)
+                            let error = claimedValue.isFinite ? Double(abs(claimedValue - ownValue)) / floor.spacing : .infinity
+                            if error < 128 { errors.append(error) }
+                            continue
+                        }
                         let own = bfloat16Bits(values[i])
-                        if claimed >> 7 == own >> 7 { errors.append(abs(Int(claimed & 0x7F) - Int(own & 0x7F))) }
+                        if claimed >> 7 == own >> 7 { errors.append(Double(abs(Int(claimed & 0x7F) - Int(own & 0x7F)))) }
                     }
                 }
                 errors.sort()
                 // no exponent matched: the errors count as 128, beyond any 7-bit mantissa difference
-                let mean = errors.isEmpty ? 128 : Double(errors.reduce(0, +)) / Double(errors.count)
-                let median = errors.isEmpty ? 128 : Double(errors[(errors.count - 1) / 2] + errors[errors.count / 2]) / 2
+                let mean = errors.isEmpty ? 128 : errors.reduce(0, +) / Double(errors.count)
+                let median = errors.isEmpty ? 128 : (errors[(errors.count - 1) / 2] + errors[errors.count / 2]) / 2
                 let passed = errors.count >= required && mean <= thresholds.meanMantissaError && median <= thresholds.medianMantissaError
                 // the worst chunk: a failing one before any passing one, then the fewest matches, then the larger mean error
                 let key = (passed ? 1.0 : 0.0, Double(errors.count) / Double(k), -mean)
@@ -130,6 +141,25 @@ public enum InferenceProof {
                 + "mantissa error mean \(result.meanMantissaError) (max \(thresholds.meanMantissaError)), median \(result.medianMantissaError) (max \(thresholds.medianMantissaError))"
         }
         return result
+    }
+
+    /// Binary orders of magnitude below a chunk's largest entry where its float32 noise reaches a bf16 rounding.
+    /// Two kernels' results differ by ~1e-6 of the largest magnitudes they sum (absolute, not relative to each entry),
+    /// so an entry 2^-8 of the largest has ~1e-6·2^8·2^7 ≈ 0.03 of a bf16 step of noise, and one near zero has many.
+    public static let resolutionBits = 8
+
+    /// When the kept entries reach below the chunk's resolution (largest magnitude · 2^-resolutionBits), the floor
+    /// and its bf16 spacing: entries under it are compared by their difference in units of that spacing rather than
+    /// by sign, exponent and mantissa. Only a chunk that keeps nearly all its entries (k close to its size, as in a
+    /// tiny model's short completion) reaches it; TOPLOC's top-k of a real model's chunk stays far above it.
+    static func resolutionFloor(_ values: UnsafeBufferPointer<Float>, k: Int, indices: [Int]) -> (value: Float, spacing: Double)? {
+        var largest: Float = 0
+        for i in indices where values[i].isFinite { largest = max(largest, abs(values[i])) }
+        guard largest > 0, largest.isNormal else { return nil }
+        let floor = largest * Float(sign: .plus, exponent: -resolutionBits, significand: 1)
+        guard floor.isNormal, indices.contains(where: { abs(values[$0]) < floor }) else { return nil }
+        // bf16 keeps 7 mantissa bits: its spacing in the floor's binade
+        return (floor, Double(Float(sign: .plus, exponent: floor.exponent - 7, significand: 1)))
     }
 
     /// bfloat16 bits of `x`, rounded to nearest even; every NaN as the quiet NaN 0x7FC0.

@@ -73,7 +73,7 @@ public enum AdversaryRun {
         // the run's topology, declared as its learner will (the other roles only check that it exists; this runs as an admin)
         let amqp = AMQPClient(endpoint: amqpEndpoint, topology: names.topology(queueType: .classic), name: "adversary-run")
         try await amqp.connect()
-        let relayServer = recipe.attack ? try RelayServer.start(in: logs) : nil
+        let relayServer = recipe.attack ? try await RelayServer.start(in: logs) : nil
         defer {
             fleet.stopAll(gracePeriod: 0)
             relayServer?.stop()
@@ -141,8 +141,8 @@ public enum AdversaryRun {
         var report = AdversaryReport()
         let relay = relayServer.map { HostileRelay(names: names, origin: redisEndpoint, relay: RedisEndpoint(host: "127.0.0.1", port: $0.port)) }
         if let relay {
-            // redis-server --daemonize returns before it listens
-            try await waitFor("the relay's Redis to answer") { (try? await relay.connect()) != nil }
+            // the relay's server already listens; the origin is the run's Redis
+            try await waitFor("the relay's Redis and the origin to answer") { (try? await relay.connect()) != nil }
         }
         defer { relay?.close() }
         // the relay copies from the origin all along, tampering with what the current trick says
@@ -270,29 +270,15 @@ public enum AdversaryRun {
 }
 
 /// The hostile relay's Redis: a redis-server of its own on a free loopback port (not a replica: its operator writes
-/// what it likes into it).
-final class RelayServer: Sendable {
-    let port: Int
-    let directory: URL
-    var url: String { "redis://127.0.0.1:\(port)" }
+/// what it likes into it), listening before the fleet starts.
+struct RelayServer: Sendable {
+    let server: RedisServerProcess
+    var port: Int { server.port }
+    var url: String { server.url }
 
-    init(port: Int, directory: URL) {
-        self.port = port
-        self.directory = directory
+    static func start(in logs: URL) async throws -> RelayServer {
+        RelayServer(server: try await RedisServerProcess.start(["--save", "", "--appendonly", "no"], in: logs.appendingPathComponent("relay"), name: "relay"))
     }
 
-    static func start(in logs: URL) throws -> RelayServer {
-        let directory = logs.appendingPathComponent("relay")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = RelayServer(port: try freeLoopbackPorts(1)[0], directory: directory)
-        let (status, output) = try runCommand(["redis-server", "--port", String(server.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                               "--dir", directory.path, "--daemonize", "yes", "--pidfile", directory.appendingPathComponent("redis.pid").path,
-                                               "--logfile", directory.appendingPathComponent("redis.log").path])
-        guard status == 0 else { throw AdversaryRunFailed(description: "the relay's redis-server did not start: \(output)") }
-        return server
-    }
-
-    func stop() {
-        if let pid = runningProcess(pidFile: directory.appendingPathComponent("redis.pid")) { kill(pid, SIGKILL) }
-    }
+    func stop() { server.stop() }
 }

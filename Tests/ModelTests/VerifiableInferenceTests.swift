@@ -105,6 +105,36 @@ import Testing
         #expect(InferenceProof.check(proof: [], hidden: [], rows: 0, channels: C).passed)
     }
 
+    /// A chunk that keeps every entry (2 rows of 32 channels: 64 of k = 128) keeps near-zero ones, where float32 noise
+    /// of 1e-6 of the largest value is many bf16 steps of the entry: that passes, against the chunk's resolution floor.
+    /// A claim that is wrong by more than noise there, or above the floor, still fails.
+    @Test func entriesBelowTheChunksResolutionAreComparedByTheirDifference() {
+        let rows = 2, C = 32
+        var hidden = randomFloats(rows * C, seed: 45, scale: 3)
+        let largest = hidden.map(abs).max()!
+        let tiny: [(index: Int, scale: Float)] = [(5, 3e-6), (17, -1e-5), (40, -2e-4), (50, 5e-5)]
+        for (i, scale) in tiny { hidden[i] = largest * scale }
+        // below the floor, each of them
+        #expect(tiny.allSatisfy { abs(hidden[$0.index]) < largest * Float(sign: .plus, exponent: -InferenceProof.resolutionBits, significand: 1) })
+        let proof = InferenceProof.commit(hidden: hidden, rows: rows, channels: C)
+        // the validator's own float32 values, 1e-6 of the largest away everywhere (absolute, as two kernels differ)
+        var noisy = hidden.enumerated().map { $0.element + largest * 1e-6 * Float(($0.offset % 5) - 2) }
+        noisy[5] = -largest * 1e-6  // even its sign flipped
+        let honest = InferenceProof.check(proof: proof, hidden: noisy, rows: rows, channels: C, thresholds: .float32)
+        #expect(honest.passed && honest.exponentMatches == 64 && honest.meanMantissaError < 0.05, "\(honest)")
+        // claims far from the validator's values below the floor fail
+        var lying = hidden
+        for (i, _) in tiny { lying[i] = largest * 3e-3 }
+        let caught = InferenceProof.check(proof: InferenceProof.commit(hidden: lying, rows: rows, channels: C), hidden: noisy, rows: rows, channels: C,
+                                          thresholds: .float32)
+        #expect(!caught.passed, "\(caught)")
+        // and above it, the mantissa still counts: 2% off in the large entries fails float32's thresholds
+        let shifted = hidden.map { abs($0) > largest / 4 ? $0 * 1.02 : $0 }
+        let moved = InferenceProof.check(proof: InferenceProof.commit(hidden: shifted, rows: rows, channels: C), hidden: noisy, rows: rows, channels: C,
+                                         thresholds: .float32)
+        #expect(!moved.passed, "\(moved)")
+    }
+
     /// Hostile proofs fail and never trap: wrong lengths, random bytes, coefficients outside the field, NaN states.
     @Test func malformedProofsFail() {
         let rows = 40, C = 8
@@ -191,6 +221,36 @@ import Testing
               + "fewest exponent matches \(fewestMatches) of k, max mean mantissa error \(worstMean)")
         #expect(worstLogprob < VerificationTolerances.default.logprobAbsolute / 10, "the tolerance keeps a margin of 10")
         #expect(worstShortfall < VerificationTolerances.default.gumbelMargin / 10)
+    }
+
+    /// Completions of a model as small as the end-to-end tests' (32 channels, up to 4 new tokens): a proof chunk of one
+    /// to four rows keeps every one of its entries, the near-zero ones too, whose float32 noise is large against their
+    /// own bf16 rounding (under OPENBLAS_CORETYPE=Haswell 3 of 1152 such completions failed before the check compared
+    /// them against the chunk's resolution). Honest groups of 8 over many prompts and seeds pass, in float32's
+    /// thresholds; prints the worst.
+    @Test func shortCompletionsOfATinyModelPass() {
+        var worstMean = 0.0, fewestMatches = 1.0, verified = 0, failures: [String] = []
+        for seed in UInt64(1)...12 {
+            let config = GPTConfig(vocabSize: ByteTokenizer.vocabSize, contextLength: 16, layers: 1, heads: 2, channels: 32)
+            let model = spreadingLogits(GPT(config: config, seed: seed), seed: seed &+ 100)
+            for p in 0..<24 {
+                let prompt: [Int32] = (0..<(3 + p % 9)).map { Int32((Int($0) * 37 + p * 11 + Int(seed)) % 256) }
+                let options = SamplingOptions(temperature: 1, maxNewTokens: 1 + p % 4, seed: seed &* 1000 &+ UInt64(p))
+                let group = model.sample(prompt: prompt, count: 8, options: options)
+                let verdicts = CompletionVerifier.verify(policy: model, prompt: prompt, completions: group, options: options, promptIndex: 0)
+                for (k, v) in verdicts.enumerated() {
+                    verified += 1
+                    if !v.passed { failures.append("seed \(seed) prompt \(p) sample \(k): \(v.failures)") }
+                    if let proof = v.proof, proof.topK > 0 {
+                        worstMean = max(worstMean, proof.meanMantissaError)
+                        fewestMatches = min(fewestMatches, Double(proof.exponentMatches) / Double(proof.topK))
+                    }
+                }
+            }
+        }
+        print("verifiable inference, short completions of a 32-channel GPT-2 (OpenBLAS \(BLAS.coreName)): \(verified) completions, "
+              + "\(failures.count) failed; fewest exponent matches \(fewestMatches) of k, max mean mantissa error \(worstMean)")
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
     }
 
     /// Completions that end at eos verify, and dropping their eos flag or the eos itself fails the ending check.

@@ -37,11 +37,10 @@ struct BroadcasterRoleTests {
     func theHeartbeatGoesOnWhileItWaitsForARelayAndTheVersionIsAnnouncedOnceTheRelayHasIt() async throws {
         // A relay in sync first: WAIT counts a replica that attaches mid-wait as soon as its full sync is sent, before
         // it has loaded it, when the origin had no replica (and so no replication offsets) at the write.
-        let replica = try ReplicaServer.start(of: try RedisEndpoint.fromEnvironment())
-        defer { replica.stop() }
+        let replica = try await ReplicaServer.start(of: try RedisEndpoint.fromEnvironment())
+        defer { replica.stop(removing: true) }
         let replicaClient = RedisClient(endpoint: RedisEndpoint(host: "127.0.0.1", port: replica.port))
         defer { replicaClient.close() }
-        // (refused connections until it listens)
         try await waitUntil("the relay in sync") { (try? await replicaClient.command(["INFO", "replication"]))?.string?.contains("master_link_status:up") == true }
         // 120 s for the relay: only a failing test waits that long
         let harness = try await RoleHarness.start(CheckpointBroadcaster.self, name: "broadcaster", specs: SettingsCatalog.broadcaster,
@@ -66,39 +65,12 @@ struct BroadcasterRoleTests {
     }
 }
 
-/// A redis-server of its own on a free loopback port, a replica (`replicaof`) of the test's Redis, as a relay is. A child
-/// of the test (not daemonized), so it is signalled and stopped by its pid whatever happens.
-struct ReplicaServer {
-    let port: Int
-    let directory: URL
-    let process: LaunchedProcess
-
-    static func start(of origin: RedisEndpoint) throws -> ReplicaServer {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("replica-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { URL(fileURLWithPath: String($0)) }
-        guard let binaries = path.first(where: { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("redis-server").path) }) else {
-            throw ReplicaFailed(description: "no redis-server on PATH")
-        }
-        let port = try freeLoopbackPorts(1)[0]
-        var arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                         "--replicaof", origin.host, String(origin.port), "--dir", directory.path]
+/// A replica (`replicaof`) of the test's Redis on a free loopback port, as a relay is: a child of the test.
+enum ReplicaServer {
+    static func start(of origin: RedisEndpoint) async throws -> RedisServerProcess {
+        var arguments = ["--save", "", "--appendonly", "no", "--replicaof", origin.host, String(origin.port)]
         if let password = origin.password { arguments += ["--masterauth", password] }
-        let process = try LaunchedProcess("redis-server", in: binaries, arguments: arguments,
-                                          logPath: directory.appendingPathComponent("redis.log").path, name: "replica")
-        return ReplicaServer(port: port, directory: directory, process: process)
+        return try await RedisServerProcess.start(arguments, in: FileManager.default.temporaryDirectory.appendingPathComponent("replica-\(UUID().uuidString.prefix(8))"),
+                                                  name: "replica")
     }
-
-    /// SIGSTOP: a relay that stops confirming; SIGCONT: it goes on.
-    func signal(_ number: Int32) { process.signal(number) }
-
-    func stop() {
-        process.signal(SIGKILL)
-        _ = process.blockingWaitForExit(within: 10)
-        try? FileManager.default.removeItem(at: directory)
-    }
-}
-
-struct ReplicaFailed: Error, CustomStringConvertible {
-    var description: String
 }
