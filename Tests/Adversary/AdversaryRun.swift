@@ -140,9 +140,20 @@ public enum AdversaryRun {
 
         var report = AdversaryReport()
         let relay = relayServer.map { HostileRelay(names: names, origin: redisEndpoint, relay: RedisEndpoint(host: "127.0.0.1", port: $0.port)) }
-        if let relay {
+        if let relay, let relayServer {
             // the relay's server already listens; the origin is the run's Redis
-            try await waitFor("the relay's Redis and the origin to answer") { (try? await relay.connect()) != nil }
+            var lastError = ""
+            do {
+                try await waitFor("the relay's Redis (\(relayServer.url)) and the origin to answer") {
+                    do { try await relay.connect() } catch {
+                        lastError = "\(error)"
+                        return false
+                    }
+                    return true
+                }
+            } catch let failed as AdversaryRunFailed {
+                throw AdversaryRunFailed(description: "\(failed.description); the last error: \(lastError); relay log: \(relayServer.server.process.logTail(lines: 5))")
+            }
         }
         defer { relay?.close() }
         // the relay copies from the origin all along, tampering with what the current trick says
