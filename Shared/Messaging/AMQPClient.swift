@@ -420,15 +420,9 @@ private final class AMQPWorker: @unchecked Sendable {
     }
 
     func startConsumer(_ registration: ConsumerRegistration, on connection: AMQPConnection) throws {
-        var queue = registration.queue
-        if let spec = registration.declare { queue = try connection.declare(spec) }
-        for binding in registration.bindings {
-            var binding = binding
-            if binding.queue.isEmpty || binding.queue == registration.queue { binding.queue = queue }
-            try connection.bind(binding)
-        }
-        try connection.consume(queue: queue, consumerTag: registration.tag, prefetch: registration.prefetch)
-        consumerQueues[registration.tag] = queue
+        consumerQueues[registration.tag] = try connection.startConsumer(declaring: registration.declare, queue: registration.queue,
+                                                                        bindings: registration.bindings, consumerTag: registration.tag,
+                                                                        prefetch: registration.prefetch)
     }
 
     func send(_ message: OutgoingMessage, on connection: AMQPConnection) throws {

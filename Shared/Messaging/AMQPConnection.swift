@@ -26,6 +26,13 @@ enum AMQPMethod {
     static let queueDeclareOK: UInt32 = 0x0032_000B
     static let queueBind: UInt32 = 0x0032_0014
     static let queueBindOK: UInt32 = 0x0032_0015
+    static let basicQos: UInt32 = 0x003C_000A
+    static let basicQosOK: UInt32 = 0x003C_000B
+    static let basicConsume: UInt32 = 0x003C_0014
+    static let basicConsumeOK: UInt32 = 0x003C_0015
+
+    /// What the broker sends unasked: deliveries, confirms, returns, a consumer's cancellation.
+    static let unasked: Set<UInt32> = [basicDeliver, basicAck, basicNack, basicReturn, basicCancel]
 }
 
 /// A message read off the wire by the owning thread.
@@ -54,6 +61,8 @@ final class AMQPConnection {
     let endpoint: AMQPEndpoint
     private let state: amqp_connection_state_t
     private(set) var isOpen = false
+    /// Events read while waiting for the replies of pipelined requests, handed out by `nextEvent` first.
+    private var bufferedEvents: [AMQPEvent] = []
 
     /// Opens the socket, logs in, and opens the work channel (publisher confirms on) and the declaration channel.
     init(endpoint: AMQPEndpoint, connectTimeoutSeconds: Int = 5) throws {
@@ -116,10 +125,11 @@ final class AMQPConnection {
     }
 
     /// Sends every request at once, then reads their replies: one round trip for all. Each channel answers its requests
-    /// in order, but channels answer independently (RabbitMQ runs each as a process of its own). Only while the
-    /// connection opens, before any consumer or publish: replies are read frame by frame, so nothing else may be
-    /// arriving. A request the broker refuses closes its channel, and the broker drops the requests after it on that
-    /// channel; the refusal is thrown as `check` throws it (the declaration channel is opened again).
+    /// in order, but channels answer independently (RabbitMQ runs each as a process of its own), so requests that must
+    /// follow one another's effect go on one channel. What arrives unasked meanwhile (deliveries, confirms, returns, a
+    /// cancellation, another channel's closing) is read as `nextEvent` would read it and kept for `nextEvent`. A
+    /// request the broker refuses closes its channel, and the broker drops the requests after it on that channel; the
+    /// refusal is thrown as `check` throws it (the declaration channel is opened again).
     private func pipelined(_ requests: [Request]) throws {
         for request in requests { try checkStatus(request.send(), request.what) }
         var pending = Dictionary(grouping: requests, by: \.channel)
@@ -134,9 +144,12 @@ final class AMQPConnection {
             try checkStatus(status, waiting[0].what)
             guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }
             let method = frame.payload.method
-            guard let next = pending[frame.channel]?.first else {
-                abandon()
-                throw AMQPError.protocolError("\(waiting[0].what): method \(method.id) on channel \(frame.channel), which was not asked anything")
+            guard !AMQPMethod.unasked.contains(method.id), let next = pending[frame.channel]?.first else {
+                if let event = try event(from: frame) {
+                    if case let .connectionClosed(code, text) = event { throw AMQPError.connectionClosed(code: code, text: text) }
+                    bufferedEvents.append(event)
+                }
+                continue
             }
             if method.id == next.reply {
                 pending[frame.channel]?.removeFirst()
@@ -192,7 +205,7 @@ final class AMQPConnection {
     var socketDescriptor: Int32 { amqp_get_sockfd(state) }
 
     /// True when frames are already read into librabbitmq's buffers, so poll() would not see them.
-    var hasBufferedFrames: Bool { amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
+    var hasBufferedFrames: Bool { !bufferedEvents.isEmpty || amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
 
     private func openChannel(_ channel: amqp_channel_t, confirms: Bool) throws {
         amqp_channel_open(state, channel)
@@ -401,11 +414,55 @@ final class AMQPConnection {
         try checkStatus(status, "publishing to '\(exchange)'")
     }
 
-    func consume(queue: String, consumerTag: String, prefetch: Int) throws {
-        amqp_basic_qos(state, Self.workChannel, 0, UInt16(clamping: prefetch), 0)
-        try checkReply("setting prefetch \(prefetch)", channel: Self.workChannel)
-        withBytes([queue, consumerTag]) { b in _ = amqp_basic_consume(state, Self.workChannel, b[0], b[1], 0, 0, 0, amqp_empty_table) }
-        try checkReply("consuming from '\(queue)'", channel: Self.workChannel)
+    /// A consumer's whole start in two round trips where it took one per method: its queue's declaration and bindings
+    /// together on the declaration channel, then its prefetch and the consume together on the work channel (after the
+    /// first: channels do not wait for each other). A passive or server-named queue is declared on its own first (its
+    /// name comes back in the reply). Returns the queue's name.
+    func startConsumer(declaring spec: QueueSpec?, queue: String, bindings: [BindingSpec], consumerTag: String, prefetch: Int) throws -> String {
+        let (state, declareChannel, workChannel) = (self.state, Self.declareChannel, Self.workChannel)
+        var name = queue
+        var requests: [Request] = []
+        if let spec {
+            if spec.passive || spec.name.isEmpty {
+                name = try declare(spec)
+            } else {
+                name = spec.name
+                requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(spec)) {
+                    withTable(spec.arguments) { arguments in
+                        withBytes([spec.name]) { b in
+                            var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: 0, durable: spec.durable ? 1 : 0,
+                                                              exclusive: spec.exclusive ? 1 : 0, auto_delete: spec.autoDelete ? 1 : 0,
+                                                              nowait: 0, arguments: arguments)
+                            return amqp_send_method(state, declareChannel, AMQPMethod.queueDeclare, &method)
+                        }
+                    }
+                })
+            }
+        }
+        for var binding in bindings {
+            if binding.queue.isEmpty || binding.queue == queue { binding.queue = name }
+            requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
+                withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
+                    var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
+                    return amqp_send_method(state, declareChannel, AMQPMethod.queueBind, &method)
+                }
+            })
+        }
+        if !requests.isEmpty { try pipelined(requests) }
+        var qos = amqp_basic_qos_t(prefetch_size: 0, prefetch_count: UInt16(clamping: prefetch), global: 0)
+        try pipelined([
+            Request(channel: workChannel, reply: AMQPMethod.basicQosOK, what: "setting prefetch \(prefetch)") {
+                amqp_send_method(state, workChannel, AMQPMethod.basicQos, &qos)
+            },
+            Request(channel: workChannel, reply: AMQPMethod.basicConsumeOK, what: "consuming from '\(name)'") {
+                withBytes([name, consumerTag]) { b in
+                    var method = amqp_basic_consume_t(ticket: 0, queue: b[0], consumer_tag: b[1], no_local: 0, no_ack: 0, exclusive: 0, nowait: 0,
+                                                      arguments: amqp_empty_table)
+                    return amqp_send_method(state, workChannel, AMQPMethod.basicConsume, &method)
+                }
+            },
+        ])
+        return name
     }
 
     func cancel(consumerTag: String) throws {
@@ -433,6 +490,7 @@ final class AMQPConnection {
 
     /// Reads one frame if one is ready (never waits); nil when none. Heartbeats are sent and checked inside.
     func nextEvent() throws -> AMQPEvent? {
+        if !bufferedEvents.isEmpty { return bufferedEvents.removeFirst() }
         while true {
             var frame = amqp_frame_t()
             var zero = timeval(tv_sec: 0, tv_usec: 0)
@@ -440,48 +498,54 @@ final class AMQPConnection {
             let status = amqp_simple_wait_frame_noblock(state, &frame, &zero)
             if status == AMQP_STATUS_TIMEOUT.rawValue { return nil }
             try checkStatus(status, "reading a frame")
-            guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { continue }  // heartbeats and stray content
-            let method = frame.payload.method
-            switch method.id {
-            case AMQPMethod.basicDeliver:
-                let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
-                let consumerTag = Self.string(deliver.consumer_tag)
-                let exchange = Self.string(deliver.exchange)
-                let routingKey = Self.string(deliver.routing_key)
-                let message = try readContent(channel: frame.channel)
-                return .delivery(consumerTag: consumerTag, deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
-                                 exchange: exchange, routingKey: routingKey, message: message)
-            case AMQPMethod.basicAck:
-                let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
-                return .confirm(tag: ack.delivery_tag, multiple: ack.multiple != 0, ack: true)
-            case AMQPMethod.basicNack:
-                let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
-                return .confirm(tag: nack.delivery_tag, multiple: nack.multiple != 0, ack: false)
-            case AMQPMethod.basicReturn:
-                let returned = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
-                let code = Int(returned.reply_code)
-                let text = Self.string(returned.reply_text)
-                let exchange = Self.string(returned.exchange)
-                let routingKey = Self.string(returned.routing_key)
-                let message = try readContent(channel: frame.channel)
-                return .returned(code: code, text: text, exchange: exchange, routingKey: routingKey, messageID: message.messageID)
-            case AMQPMethod.basicCancel:
-                let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
-                return .consumerCancelled(consumerTag: Self.string(cancel.consumer_tag))
-            case AMQPMethod.channelClose:
-                let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-                let event = AMQPEvent.channelClosed(code: Int(close.reply_code), text: Self.string(close.reply_text))
-                var ok = amqp_channel_close_ok_t()
-                _ = amqp_send_method(state, frame.channel, AMQPMethod.channelCloseOK, &ok)
-                return event
-            case AMQPMethod.connectionClose:
-                let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
-                let event = AMQPEvent.connectionClosed(code: Int(close.reply_code), text: Self.string(close.reply_text))
-                abandon()
-                return event
-            default:
-                continue
-            }
+            if let event = try event(from: frame) { return event }
+        }
+    }
+
+    /// The event a frame is (a delivery or a return reads its content frames too); nil for heartbeats, stray content
+    /// and methods nobody waits for.
+    private func event(from frame: amqp_frame_t) throws -> AMQPEvent? {
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD) else { return nil }
+        let method = frame.payload.method
+        switch method.id {
+        case AMQPMethod.basicDeliver:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            let consumerTag = Self.string(deliver.consumer_tag)
+            let exchange = Self.string(deliver.exchange)
+            let routingKey = Self.string(deliver.routing_key)
+            let message = try readContent(channel: frame.channel)
+            return .delivery(consumerTag: consumerTag, deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
+                             exchange: exchange, routingKey: routingKey, message: message)
+        case AMQPMethod.basicAck:
+            let ack = method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .confirm(tag: ack.delivery_tag, multiple: ack.multiple != 0, ack: true)
+        case AMQPMethod.basicNack:
+            let nack = method.decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .confirm(tag: nack.delivery_tag, multiple: nack.multiple != 0, ack: false)
+        case AMQPMethod.basicReturn:
+            let returned = method.decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            let code = Int(returned.reply_code)
+            let text = Self.string(returned.reply_text)
+            let exchange = Self.string(returned.exchange)
+            let routingKey = Self.string(returned.routing_key)
+            let message = try readContent(channel: frame.channel)
+            return .returned(code: code, text: text, exchange: exchange, routingKey: routingKey, messageID: message.messageID)
+        case AMQPMethod.basicCancel:
+            let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            return .consumerCancelled(consumerTag: Self.string(cancel.consumer_tag))
+        case AMQPMethod.channelClose:
+            let close = method.decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            let event = AMQPEvent.channelClosed(code: Int(close.reply_code), text: Self.string(close.reply_text))
+            var ok = amqp_channel_close_ok_t()
+            _ = amqp_send_method(state, frame.channel, AMQPMethod.channelCloseOK, &ok)
+            return event
+        case AMQPMethod.connectionClose:
+            let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            let event = AMQPEvent.connectionClosed(code: Int(close.reply_code), text: Self.string(close.reply_text))
+            abandon()
+            return event
+        default:
+            return nil
         }
     }
 

@@ -203,6 +203,52 @@ struct AMQPClientTests {
         await setup.close()
     }
 
+    /// A consumer starts in two pipelined round trips (declare and binds, then prefetch and consume) while deliveries
+    /// to another consumer and publish confirms pour in on the same connection: what arrives meanwhile is kept, so every
+    /// message comes once, never redelivered (a reconnect would redeliver the unacknowledged ones), every publish is
+    /// confirmed, and each new consumer gets what its bindings route.
+    @Test func consumersStartWhileDeliveriesAndConfirmsArriveAndNothingIsLost() async throws {
+        let (topology, exchange, queue, _) = workTopology("busy")
+        let fanout = uniqueName("busy.routes")
+        let client = AMQPClient(endpoint: endpoint, topology: topology + Topology(exchanges: [ExchangeSpec(fanout, kind: .direct)]), name: "busy")
+        try await client.connect()
+        func publish(_ range: Range<Int>) async throws {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in range {
+                    group.addTask { try await client.publish(exchange: exchange, routingKey: "work", body: [UInt8(index % 256)], messageID: "m-\(index)") }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await publish(0..<400)
+        let work = Collector(client.consume(queue: queue, prefetch: 1000))
+        // five consumers of their own queues, three bindings each, started while the 400 arrive and 200 more are published
+        let names = (0..<5).map { _ in uniqueName("busy.own") }
+        let own = names.map { name in
+            Collector(client.consume(queue: name, prefetch: 10, declare: QueueSpec(name, durable: false, exclusive: true, autoDelete: true),
+                                     bindings: (0..<3).map { BindingSpec(queue: name, exchange: fanout, routingKey: "\(name).\($0)") }))
+        }
+        try await publish(400..<600)
+        try await waitUntil("600 deliveries to the work consumer") { work.count >= 600 }
+        for name in names {
+            try await waitUntil("a consumer on \(name)") { try await client.inspect(queue: name).consumers == 1 }
+            for key in 0..<3 { try await client.publish(exchange: fanout, routingKey: "\(name).\(key)", body: [1]) }
+        }
+        for (name, collector) in zip(names, own) {
+            try await waitUntil("3 deliveries on \(name)") { collector.count >= 3 }
+            #expect(collector.count == 3 && collector.failure.withLock { $0 } == nil)
+        }
+        let delivered = work.all
+        #expect(delivered.count == 600 && Set(delivered.compactMap(\.messageID)).count == 600, "\(delivered.count) deliveries")
+        #expect(delivered.allSatisfy { !$0.redelivered }, "redelivered: the connection was lost")
+        #expect(work.failure.withLock { $0 } == nil)
+        for delivery in delivered { try await delivery.ack() }
+        work.stop()
+        own.forEach { $0.stop() }
+        try await client.delete(queue: queue)
+        await client.close()
+    }
+
     @Test func oversizedMessageIsRefusedBeforeSending() async throws {
         let client = AMQPClient(endpoint: endpoint, name: "large", maxMessageSize: 1024)
         try await client.connect()
