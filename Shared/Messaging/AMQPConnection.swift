@@ -122,6 +122,8 @@ final class AMQPConnection {
         var reply: UInt32
         var what: String
         var send: () -> Int32
+        /// Reads what it needs from the reply (valid only during the call).
+        var received: ((amqp_method_t) -> Void)? = nil
     }
 
     /// Sends every request at once, then reads their replies: one round trip for all. Each channel answers its requests
@@ -152,6 +154,7 @@ final class AMQPConnection {
                 continue
             }
             if method.id == next.reply {
+                next.received?(method)
                 pending[frame.channel]?.removeFirst()
                 continue
             }
@@ -416,18 +419,20 @@ final class AMQPConnection {
 
     /// A consumer's whole start in two round trips where it took one per method: its queue's declaration and bindings
     /// together on the declaration channel, then its prefetch and the consume together on the work channel (after the
-    /// first: channels do not wait for each other). A passive or server-named queue is declared on its own first (its
-    /// name comes back in the reply). Returns the queue's name.
+    /// first: channels do not wait for each other). A server-named queue's bindings name it by the empty name, which
+    /// means the queue last declared on the channel; its name comes back in the declaration's reply. A passive queue
+    /// is checked on its own first. Returns the queue's name.
     func startConsumer(declaring spec: QueueSpec?, queue: String, bindings: [BindingSpec], consumerTag: String, prefetch: Int) throws -> String {
         let (state, declareChannel, workChannel) = (self.state, Self.declareChannel, Self.workChannel)
-        var name = queue
         var requests: [Request] = []
+        // the queue's name: known, or read from the declaration's reply (nonisolated storage the reply closure fills)
+        let declared = NameBox(queue)
         if let spec {
-            if spec.passive || spec.name.isEmpty {
-                name = try declare(spec)
+            if spec.passive {
+                declared.name = try declare(spec)
             } else {
-                name = spec.name
-                requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(spec)) {
+                declared.name = spec.name
+                requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(spec), send: {
                     withTable(spec.arguments) { arguments in
                         withBytes([spec.name]) { b in
                             var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: 0, durable: spec.durable ? 1 : 0,
@@ -436,11 +441,17 @@ final class AMQPConnection {
                             return amqp_send_method(state, declareChannel, AMQPMethod.queueDeclare, &method)
                         }
                     }
-                })
+                }, received: { reply in
+                    if let ok = reply.decoded?.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee {
+                        declared.name = Self.string(ok.queue)
+                    }
+                }))
             }
         }
+        // bindings of the declared queue name it as the declaration did (the empty name for a server-named one)
+        let bindingName = declared.name
         for var binding in bindings {
-            if binding.queue.isEmpty || binding.queue == queue { binding.queue = name }
+            if binding.queue.isEmpty || binding.queue == queue { binding.queue = bindingName }
             requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
                 withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
                     var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
@@ -449,6 +460,8 @@ final class AMQPConnection {
             })
         }
         if !requests.isEmpty { try pipelined(requests) }
+        let name = declared.name
+        guard !name.isEmpty else { throw AMQPError.protocolError("queue.declare-ok named no queue for consumer '\(consumerTag)'") }
         var qos = amqp_basic_qos_t(prefetch_size: 0, prefetch_count: UInt16(clamping: prefetch), global: 0)
         try pipelined([
             Request(channel: workChannel, reply: AMQPMethod.basicQosOK, what: "setting prefetch \(prefetch)") {
@@ -595,6 +608,12 @@ final class AMQPConnection {
         }
         return headers
     }
+}
+
+/// A queue's name, filled in by a pipelined declaration's reply.
+private final class NameBox {
+    var name: String
+    init(_ name: String) { self.name = name }
 }
 
 /// amqp_bytes_t views of strings, valid for the duration of `body` (a Swift String's C pointer is not).

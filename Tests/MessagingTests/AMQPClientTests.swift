@@ -228,8 +228,17 @@ struct AMQPClientTests {
             Collector(client.consume(queue: name, prefetch: 10, declare: QueueSpec(name, durable: false, exclusive: true, autoDelete: true),
                                      bindings: (0..<3).map { BindingSpec(queue: name, exchange: fanout, routingKey: "\(name).\($0)") }))
         }
+        // and a server-named one, whose bindings name it by the empty name (the queue last declared on the channel)
+        let anonymous = Collector(client.consume(queue: "", prefetch: 10, declare: .exclusiveTemporary,
+                                                 bindings: ["a", "b"].map { BindingSpec(queue: "", exchange: fanout, routingKey: "\(fanout).\($0)") }))
         try await publish(400..<600)
         try await waitUntil("600 deliveries to the work consumer") { work.count >= 600 }
+        // routed nowhere until it consumes (mandatory: returned, which throws), so publish until both arrive
+        try await waitUntil("2 deliveries on the server-named queue") {
+            for key in ["a", "b"] { try? await client.publish(exchange: fanout, routingKey: "\(fanout).\(key)", body: [2], messageID: key) }
+            return Set(anonymous.all.compactMap(\.messageID)) == ["a", "b"]
+        }
+        #expect(anonymous.failure.withLock { $0 } == nil)
         for name in names {
             try await waitUntil("a consumer on \(name)") { try await client.inspect(queue: name).consumers == 1 }
             for key in 0..<3 { try await client.publish(exchange: fanout, routingKey: "\(name).\(key)", body: [1]) }
@@ -245,6 +254,7 @@ struct AMQPClientTests {
         for delivery in delivered { try await delivery.ack() }
         work.stop()
         own.forEach { $0.stop() }
+        anonymous.stop()
         try await client.delete(queue: queue)
         await client.close()
     }
