@@ -374,7 +374,7 @@ private final class AMQPWorker: @unchecked Sendable {
     func establish(on endpoint: AMQPEndpoint) throws {
         let connection = try AMQPConnection(endpoint: endpoint)
         do {
-            try connection.declareWhileOpening(topology)
+            try connection.declare(topology)
         } catch {
             connection.close()
             throw error

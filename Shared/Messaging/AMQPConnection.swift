@@ -283,15 +283,8 @@ final class AMQPConnection {
 
     // MARK: Topology
 
-    /// Exchanges, then queues, then bindings.
+    /// Exchanges, then queues, then bindings, in one round trip (see `pipelined`).
     func declare(_ topology: Topology) throws {
-        for exchange in topology.exchanges { try declare(exchange) }
-        for queue in topology.queues { try declare(queue) }
-        for binding in topology.bindings { try bind(binding) }
-    }
-
-    /// The same declarations in one round trip, on a connection that is still opening (see `pipelined`).
-    func declareWhileOpening(_ topology: Topology) throws {
         let (state, channel) = (self.state, Self.declareChannel)
         var requests: [Request] = []
         for exchange in topology.exchanges {
@@ -304,28 +297,36 @@ final class AMQPConnection {
                 }
             })
         }
-        for queue in topology.queues {
-            requests.append(Request(channel: channel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(queue)) {
-                withTable(queue.passive ? [] : queue.arguments) { arguments in
-                    withBytes([queue.name]) { b in
-                        var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: queue.passive ? 1 : 0,
-                                                          durable: !queue.passive && queue.durable ? 1 : 0,
-                                                          exclusive: !queue.passive && queue.exclusive ? 1 : 0,
-                                                          auto_delete: !queue.passive && queue.autoDelete ? 1 : 0, nowait: 0, arguments: arguments)
-                        return amqp_send_method(state, channel, AMQPMethod.queueDeclare, &method)
-                    }
-                }
-            })
-        }
-        for binding in topology.bindings {
-            requests.append(Request(channel: channel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
-                withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
-                    var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
-                    return amqp_send_method(state, channel, AMQPMethod.queueBind, &method)
-                }
-            })
-        }
+        requests += topology.queues.map { declaring($0) }
+        requests += topology.bindings.map { binding($0) }
         try pipelined(requests)
+    }
+
+    /// A queue's declaration on the declaration channel, for `pipelined` (a passive one only checks that it exists).
+    private func declaring(_ queue: QueueSpec, received: ((amqp_method_t) -> Void)? = nil) -> Request {
+        let (state, channel) = (self.state, Self.declareChannel)
+        return Request(channel: channel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(queue), send: {
+            withTable(queue.passive ? [] : queue.arguments) { arguments in
+                withBytes([queue.name]) { b in
+                    var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: queue.passive ? 1 : 0,
+                                                      durable: !queue.passive && queue.durable ? 1 : 0,
+                                                      exclusive: !queue.passive && queue.exclusive ? 1 : 0,
+                                                      auto_delete: !queue.passive && queue.autoDelete ? 1 : 0, nowait: 0, arguments: arguments)
+                    return amqp_send_method(state, channel, AMQPMethod.queueDeclare, &method)
+                }
+            }
+        }, received: received)
+    }
+
+    /// A binding on the declaration channel, for `pipelined`.
+    private func binding(_ binding: BindingSpec) -> Request {
+        let (state, channel) = (self.state, Self.declareChannel)
+        return Request(channel: channel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
+            withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
+                var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
+                return amqp_send_method(state, channel, AMQPMethod.queueBind, &method)
+            }
+        }
     }
 
     static func describe(_ exchange: ExchangeSpec) -> String {
@@ -340,43 +341,10 @@ final class AMQPConnection {
         "binding of '\(binding.queue)' to '\(binding.exchange)' with '\(binding.routingKey)'"
     }
 
-    func declare(_ exchange: ExchangeSpec) throws {
-        withBytes([exchange.name, exchange.kind.rawValue]) { b in
-            _ = amqp_exchange_declare(state, Self.declareChannel, b[0], b[1], exchange.passive ? 1 : 0, exchange.durable ? 1 : 0, 0, 0,
-                                      amqp_empty_table)
-        }
-        try checkReply(Self.describe(exchange))
-    }
-
-    /// Declares on the given channel (the work channel for exclusive queues, which belong to the connection anyway).
-    @discardableResult
-    func declare(_ queue: QueueSpec) throws -> String {
-        if queue.passive {
-            _ = try inspect(queue: queue.name, what: Self.describe(queue))
-            return queue.name
-        }
-        let ok = withTable(queue.arguments) { arguments in
-            withBytes([queue.name]) { b in
-                amqp_queue_declare(state, Self.declareChannel, b[0], 0, queue.durable ? 1 : 0,
-                                   queue.exclusive ? 1 : 0, queue.autoDelete ? 1 : 0, arguments)
-            }
-        }
-        try checkReply(Self.describe(queue))
-        guard let ok else { throw AMQPError.protocolError("queue.declare-ok missing for '\(queue.name)'") }
-        return Self.string(ok.pointee.queue)
-    }
-
-    func bind(_ binding: BindingSpec) throws {
-        withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
-            _ = amqp_queue_bind(state, Self.declareChannel, b[0], b[1], b[2], amqp_empty_table)
-        }
-        try checkReply(Self.describe(binding))
-    }
-
     /// Message and consumer counts, by a passive declare; throws declarationFailed 404 when the queue does not exist.
-    func inspect(queue: String, what: String? = nil) throws -> (messages: Int, consumers: Int) {
+    func inspect(queue: String) throws -> (messages: Int, consumers: Int) {
         let ok = withBytes([queue]) { b in amqp_queue_declare(state, Self.declareChannel, b[0], 1, 0, 0, 0, amqp_empty_table) }
-        try checkReply(what ?? "queue '\(queue)'")
+        try checkReply("queue '\(queue)'")
         guard let ok else { throw AMQPError.protocolError("queue.declare-ok missing for '\(queue)'") }
         return (Int(ok.pointee.message_count), Int(ok.pointee.consumer_count))
     }
@@ -420,47 +388,24 @@ final class AMQPConnection {
     /// A consumer's whole start in two round trips where it took one per method: its queue's declaration and bindings
     /// together on the declaration channel, then its prefetch and the consume together on the work channel (after the
     /// first: channels do not wait for each other). A server-named queue's bindings name it by the empty name, which
-    /// means the queue last declared on the channel; its name comes back in the declaration's reply. A passive queue
-    /// is checked on its own first. Returns the queue's name.
+    /// means the queue last declared on the channel; its name comes back in the declaration's reply. Returns the
+    /// queue's name.
     func startConsumer(declaring spec: QueueSpec?, queue: String, bindings: [BindingSpec], consumerTag: String, prefetch: Int) throws -> String {
-        let (state, declareChannel, workChannel) = (self.state, Self.declareChannel, Self.workChannel)
+        let (state, workChannel) = (self.state, Self.workChannel)
         var requests: [Request] = []
-        // the queue's name: known, or read from the declaration's reply (nonisolated storage the reply closure fills)
-        let declared = NameBox(queue)
+        // the queue's name: known, or read from the declaration's reply
+        var name = spec?.name ?? queue
         if let spec {
-            if spec.passive {
-                declared.name = try declare(spec)
-            } else {
-                declared.name = spec.name
-                requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueDeclareOK, what: Self.describe(spec), send: {
-                    withTable(spec.arguments) { arguments in
-                        withBytes([spec.name]) { b in
-                            var method = amqp_queue_declare_t(ticket: 0, queue: b[0], passive: 0, durable: spec.durable ? 1 : 0,
-                                                              exclusive: spec.exclusive ? 1 : 0, auto_delete: spec.autoDelete ? 1 : 0,
-                                                              nowait: 0, arguments: arguments)
-                            return amqp_send_method(state, declareChannel, AMQPMethod.queueDeclare, &method)
-                        }
-                    }
-                }, received: { reply in
-                    if let ok = reply.decoded?.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee {
-                        declared.name = Self.string(ok.queue)
-                    }
-                }))
-            }
-        }
-        // bindings of the declared queue name it as the declaration did (the empty name for a server-named one)
-        let bindingName = declared.name
-        for var binding in bindings {
-            if binding.queue.isEmpty || binding.queue == queue { binding.queue = bindingName }
-            requests.append(Request(channel: declareChannel, reply: AMQPMethod.queueBindOK, what: Self.describe(binding)) {
-                withBytes([binding.queue, binding.exchange, binding.routingKey]) { b in
-                    var method = amqp_queue_bind_t(ticket: 0, queue: b[0], exchange: b[1], routing_key: b[2], nowait: 0, arguments: amqp_empty_table)
-                    return amqp_send_method(state, declareChannel, AMQPMethod.queueBind, &method)
-                }
+            requests.append(declaring(spec) { reply in
+                if let ok = reply.decoded?.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee { name = Self.string(ok.queue) }
             })
         }
+        // bindings of the declared queue name it as the declaration did (the empty name for a server-named one)
+        for var spec in bindings {
+            if spec.queue.isEmpty || spec.queue == queue { spec.queue = name }
+            requests.append(binding(spec))
+        }
         if !requests.isEmpty { try pipelined(requests) }
-        let name = declared.name
         guard !name.isEmpty else { throw AMQPError.protocolError("queue.declare-ok named no queue for consumer '\(consumerTag)'") }
         var qos = amqp_basic_qos_t(prefetch_size: 0, prefetch_count: UInt16(clamping: prefetch), global: 0)
         try pipelined([
@@ -608,12 +553,6 @@ final class AMQPConnection {
         }
         return headers
     }
-}
-
-/// A queue's name, filled in by a pipelined declaration's reply.
-private final class NameBox {
-    var name: String
-    init(_ name: String) { self.name = name }
 }
 
 /// amqp_bytes_t views of strings, valid for the duration of `body` (a Swift String's C pointer is not).
