@@ -204,9 +204,9 @@ struct AMQPClientTests {
     }
 
     /// A consumer starts in two pipelined round trips (declare and binds, then prefetch and consume) while deliveries
-    /// to another consumer and publish confirms pour in on the same connection: what arrives meanwhile is kept, so every
-    /// message comes once, never redelivered (a reconnect would redeliver the unacknowledged ones), every publish is
-    /// confirmed, and each new consumer gets what its bindings route.
+    /// to another consumer pour in on the same connection and more publishes are in flight (their confirms may arrive
+    /// meanwhile too): what arrives meanwhile is kept, so every message comes once, never redelivered (a reconnect would
+    /// redeliver the unacknowledged ones), every publish is confirmed, and each new consumer gets what its bindings route.
     @Test func consumersStartWhileDeliveriesAndConfirmsArriveAndNothingIsLost() async throws {
         let (topology, exchange, queue, _) = workTopology("busy")
         let fanout = uniqueName("busy.routes")
@@ -222,6 +222,7 @@ struct AMQPClientTests {
         }
         try await publish(0..<400)
         let work = Collector(client.consume(queue: queue, prefetch: 1000))
+        let publishing = Task { try await publish(400..<600) }
         // five consumers of their own queues, three bindings each, started while the 400 arrive and 200 more are published
         let names = (0..<5).map { _ in uniqueName("busy.own") }
         let own = names.map { name in
@@ -231,7 +232,7 @@ struct AMQPClientTests {
         // and a server-named one, whose bindings name it by the empty name (the queue last declared on the channel)
         let anonymous = Collector(client.consume(queue: "", prefetch: 10, declare: .exclusiveTemporary,
                                                  bindings: ["a", "b"].map { BindingSpec(queue: "", exchange: fanout, routingKey: "\(fanout).\($0)") }))
-        try await publish(400..<600)
+        try await publishing.value
         try await waitUntil("600 deliveries to the work consumer") { work.count >= 600 }
         // routed nowhere until it consumes (mandatory: returned, which throws), so publish until both arrive
         try await waitUntil("2 deliveries on the server-named queue") {
